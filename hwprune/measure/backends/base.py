@@ -1,0 +1,125 @@
+"""The backend interface and its registry."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from hwprune.measure.evaluator import EvaluatorConfig
+from hwprune.measure.targets import Target
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Backend", "RunResult"]
+
+# kind -> "module:Class"; modules import lazily so torch/tvm/pyarmnn load only when used.
+_REGISTRY: dict[str, str] = {
+    "torch_cpu": "hwprune.measure.backends.torch_backend:TorchCPUBackend",
+    "cudnn": "hwprune.measure.backends.torch_backend:CudnnBackend",
+    "tvm": "hwprune.measure.backends.tvm_backend:TVMBackend",
+    "acl": "hwprune.measure.backends.acl_backend:ACLBackend",
+    "imported": "hwprune.measure.backends.imported:ImportedBackend",
+}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One configuration's result: a timing or an error, never both ("results are data").
+
+    Attributes:
+        latency_ms: Median latency, or None on error.
+        spread_ms: IQR of the samples, or None on error.
+        repeats: Number of samples (0 on error).
+        error: Error message, or None.
+        settings: Backend settings that applied to this row (threads, number, tuned, ...).
+    """
+
+    latency_ms: float | None
+    spread_ms: float | None
+    repeats: int
+    error: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """Times one conv2d configuration on one target.
+
+    Subclasses implement :meth:`run` (and optionally :meth:`setup`/:meth:`close`, :meth:`device_name`,
+    :meth:`versions`). A failure inside :meth:`run` is caught by :meth:`measure_one` and returned as data.
+
+    Args:
+        target: The target; defaults to a bare one named after the backend.
+        evaluator: Measurement settings.
+
+    Example:
+        >>> b = Backend.create("torch_cpu")  # doctest: +SKIP
+        >>> b.measure_one({"batch": 1, "in_channels": 8, ...}).latency_ms  # doctest: +SKIP
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, target: Target | None = None, evaluator: EvaluatorConfig | None = None) -> None:
+        self.target = target or Target(name=self.kind, backend=self.kind)  # type: ignore[arg-type]
+        self.evaluator = evaluator or EvaluatorConfig()
+
+    @staticmethod
+    def create(
+        kind: str, target: Target | None = None, evaluator: EvaluatorConfig | None = None
+    ) -> Backend:
+        """Instantiate the backend registered under ``kind``.
+
+        Args:
+            kind: One of ``torch_cpu``, ``cudnn``, ``tvm``, ``acl``, ``imported``.
+            target: The target to measure.
+            evaluator: Measurement settings.
+
+        Returns:
+            The backend (not yet set up).
+
+        Raises:
+            ValueError: ``Unknown backend: {kind}``.
+        """
+        if kind not in _REGISTRY:
+            raise ValueError(f"Unknown backend: {kind}")
+        mod_name, cls_name = _REGISTRY[kind].split(":")
+        cls = getattr(importlib.import_module(mod_name), cls_name)
+        return cls(target, evaluator)
+
+    def setup(self) -> None:
+        """Acquire the device (called once before the sweep)."""
+
+    def close(self) -> None:
+        """Release the device (called in ``finally`` after the sweep)."""
+
+    def device_name(self) -> str:
+        """Name written in the table's ``device`` column."""
+        from hwprune.measure.device_info import cpu_model
+
+        return self.target.device or cpu_model()
+
+    def versions(self) -> dict[str, str]:
+        """Software versions written in the table's ``versions`` column."""
+        return {}
+
+    @abstractmethod
+    def run(self, config: Mapping[str, int]) -> RunResult:
+        """Time one configuration (keys: :data:`~hwprune.measure.table.CONFIG_COLUMNS`); may raise."""
+
+    def measure_one(self, config: Mapping[str, int]) -> RunResult:
+        """:meth:`run`, with any exception turned into an error result."""
+        try:
+            return self.run(config)
+        except Exception as err:  # noqa: BLE001 - results are data: one bad config must not end a sweep
+            log.warning("config %s failed: %s: %s", dict(config), type(err).__name__, err)
+            return RunResult(None, None, 0, f"{type(err).__name__}: {err}"[:500])
+
+    def __enter__(self) -> Backend:
+        self.setup()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,134 @@
+"""torch backends: CPU (oneDNN, wall clock) and CUDA (cuDNN, CUDA events)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from hwprune.measure.backends.base import Backend, RunResult
+from hwprune.measure.evaluator import time_callable
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CudnnBackend", "TorchCPUBackend", "build_conv"]
+
+_TORCH_DTYPES = {"float32": torch.float32, "tf32": torch.float32, "float16": torch.float16}
+
+
+def build_conv(
+    config: Mapping[str, int], dtype: str, device: torch.device, channels_last: bool
+) -> tuple[nn.Conv2d, torch.Tensor]:
+    """A bias-free ``nn.Conv2d`` (eval mode) for ``config`` and a random input of the right shape.
+
+    Args:
+        config: Keys of :data:`~hwprune.measure.table.CONFIG_COLUMNS`.
+        dtype: ``float32``, ``tf32`` or ``float16``.
+        device: Where to put them.
+        channels_last: Use NHWC memory format.
+
+    Returns:
+        ``(conv, x)``.
+
+    Raises:
+        ValueError: If channels are not divisible by ``groups``.
+    """
+    c = {k: int(v) for k, v in config.items() if k != "layer"}
+    if c["in_channels"] % c["groups"] or c["out_channels"] % c["groups"]:
+        raise ValueError(
+            f"`groups` must divide in_channels and out_channels, got {c['groups']} for "
+            f"{c['in_channels']}->{c['out_channels']}"
+        )
+    conv = nn.Conv2d(
+        c["in_channels"], c["out_channels"], c["kernel_size"], c["stride"], c["padding"],
+        groups=c["groups"], bias=False,
+    ).eval()
+    x = torch.randn(c["batch"], c["in_channels"], c["height"], c["width"])
+    tdt = _TORCH_DTYPES[dtype]
+    conv = conv.to(device=device, dtype=tdt)
+    x = x.to(device=device, dtype=tdt)
+    if channels_last:
+        conv = conv.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    return conv, x
+
+
+class TorchCPUBackend(Backend):
+    """torch on the CPU (oneDNN/mkldnn conv), timed with the wall clock.
+
+    Options (``target.options``): ``threads`` (int, default: torch's default), ``channels_last`` (bool).
+    """
+
+    kind = "torch_cpu"
+
+    def setup(self) -> None:
+        threads = self.target.options.get("threads")
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.threads = torch.get_num_threads()
+
+    def versions(self) -> dict[str, str]:
+        return {"torch": torch.__version__, "mkldnn": str(torch.backends.mkldnn.is_available()),
+                "threads": str(torch.get_num_threads())}
+
+    def run(self, config: Mapping[str, int]) -> RunResult:
+        cl = bool(self.target.options.get("channels_last", False))
+        conv, x = build_conv(config, "float32", torch.device("cpu"), cl)
+        with torch.inference_mode():
+            t = time_callable(lambda: conv(x), self.evaluator)
+        settings: dict[str, Any] = {"threads": torch.get_num_threads(), "channels_last": cl, "number": t.number}
+        return RunResult(t.median_ms, t.iqr_ms, t.repeats, None, settings)
+
+
+class CudnnBackend(Backend):
+    """torch on CUDA (cuDNN), timed with CUDA events.
+
+    Options: ``benchmark`` (``torch.backends.cudnn.benchmark``, default True), ``channels_last`` (bool),
+    ``device_index`` (int, default 0). ``dtype`` ``tf32`` enables TF32 convolutions; ``float32`` disables
+    them (torch enables cuDNN TF32 by default, which would not be fp32).
+    """
+
+    kind = "cudnn"
+
+    def setup(self) -> None:
+        if not torch.cuda.is_available():
+            raise RuntimeError("backend 'cudnn' needs a CUDA GPU; torch.cuda.is_available() is False")
+        self.dev = torch.device("cuda", int(self.target.options.get("device_index", 0)))
+        torch.cuda.set_device(self.dev)
+        torch.backends.cudnn.enabled = True
+        torch.backends.cudnn.benchmark = bool(self.target.options.get("benchmark", True))
+        torch.backends.cudnn.allow_tf32 = self.target.dtype == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = self.target.dtype == "tf32"
+
+    def device_name(self) -> str:
+        return self.target.device or torch.cuda.get_device_name(self.dev)
+
+    def versions(self) -> dict[str, str]:
+        return {"torch": torch.__version__, "cuda": str(torch.version.cuda),
+                "cudnn": str(torch.backends.cudnn.version())}
+
+    def _events(self, fn: Any, n: int) -> float:
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(n):
+            fn()
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end))
+
+    def run(self, config: Mapping[str, int]) -> RunResult:
+        cl = bool(self.target.options.get("channels_last", False))
+        conv, x = build_conv(config, self.target.dtype, self.dev, cl)
+        try:
+            with torch.inference_mode():
+                t = time_callable(lambda: conv(x), self.evaluator, sync=torch.cuda.synchronize,
+                                  timer=self._events)
+        finally:
+            del conv, x
+        settings = {"cudnn_benchmark": torch.backends.cudnn.benchmark, "channels_last": cl,
+                    "number": t.number}
+        return RunResult(t.median_ms, t.iqr_ms, t.repeats, None, settings)

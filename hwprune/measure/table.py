@@ -1,0 +1,363 @@
+"""The measurement table: one CSV row per timed conv2d configuration.
+
+Writes are append-only and each row is flushed and fsynced before the next configuration is timed, so a
+killed sweep loses at most the row in flight (:class:`TableWriter` cuts a half-written last line on
+reopen). Reads validate the contract and fail with a :class:`TableError` that names the file, the line and
+the column.
+
+Rows whose measurement failed keep the configuration, an empty ``latency_ms`` and the message in the
+``error`` column ("results are data"). :func:`read_table` drops them unless ``keep_errors=True``, so
+downstream fitting never sees NaN.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pandas is imported lazily: the measuring path must run where pandas is not installed
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CONFIG_COLUMNS",
+    "DTYPES",
+    "EXTRA_COLUMNS",
+    "TABLE_COLUMNS",
+    "WRITE_COLUMNS",
+    "TableError",
+    "TableWriter",
+    "config_key",
+    "import_table",
+    "read_table",
+]
+
+#: The layer-describing integer columns. ``height``/``width`` are the layer's *input* size.
+CONFIG_COLUMNS: tuple[str, ...] = (
+    "batch",
+    "in_channels",
+    "out_channels",
+    "height",
+    "width",
+    "kernel_size",
+    "stride",
+    "padding",
+    "groups",
+)
+#: The contract's required columns, in order.
+TABLE_COLUMNS: tuple[str, ...] = (
+    "target",
+    "backend",
+    "device",
+    "dtype",
+    *CONFIG_COLUMNS,
+    "latency_ms",
+    "latency_spread_ms",
+    "repeats",
+    "timestamp",
+)
+#: Extra columns this harness writes after the contract's: the model layer(s) the config comes from,
+#: the backend's settings for the row (threads, cudnn.benchmark, channels_last, tuned, number of runs per
+#: repeat), the error message of a failed config, and the software versions.
+EXTRA_COLUMNS: tuple[str, ...] = ("layer", "settings", "error", "versions")
+#: Header written by :class:`TableWriter`.
+WRITE_COLUMNS: tuple[str, ...] = TABLE_COLUMNS + EXTRA_COLUMNS
+#: Allowed spellings of the ``dtype`` column.
+DTYPES: tuple[str, ...] = ("float32", "float16", "tf32")
+_CHANNEL_COLUMNS = ("in_channels", "out_channels", "groups")
+_UNIT_HINTS = {"latency_us": "microseconds", "latency_s": "seconds", "latency": "an unknown unit"}
+
+
+class TableError(ValueError):
+    """A measurement table breaks the contract. The message names the file, the line and the column."""
+
+
+def config_key(target: str, dtype: str, config: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Identity of a measured configuration, used to resume sweeps without duplicates.
+
+    Args:
+        target: Target name.
+        dtype: ``float32``, ``float16`` or ``tf32``.
+        config: Mapping with every :data:`CONFIG_COLUMNS` key.
+
+    Returns:
+        A hashable tuple ``(target, dtype, batch, in_channels, ...)``.
+
+    Example:
+        >>> config_key("cpu", "float32", dict.fromkeys(CONFIG_COLUMNS, 1))[:3]
+        ('cpu', 'float32', 1)
+    """
+    return (str(target), str(dtype), *(int(config[c]) for c in CONFIG_COLUMNS))
+
+
+class TableWriter:
+    """Append rows to a measurement table, one flushed and fsynced row at a time.
+
+    On open, a missing or empty file gets the header; an existing file must have the same header, and a
+    half-written last line (a killed writer) is cut off. :attr:`done` holds the keys of the rows already in
+    the file (:func:`config_key`), failed rows in :attr:`failed`.
+
+    Args:
+        path: CSV path; parent folders are created.
+
+    Raises:
+        TableError: If the existing file's header differs from :data:`WRITE_COLUMNS`.
+
+    Example:
+        >>> with TableWriter("/tmp/t.csv") as w:  # doctest: +SKIP
+        ...     w.append(row)
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.done: set[tuple[Any, ...]] = set()
+        self.failed: set[tuple[Any, ...]] = set()
+        self._repair_and_scan()
+        self._fh = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        if self.path.stat().st_size == 0:
+            self._write_line(WRITE_COLUMNS)
+
+    def _repair_and_scan(self) -> None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb+") as fh:
+            data = fh.read()
+            if not data.endswith(b"\n"):
+                cut = data.rfind(b"\n") + 1
+                log.warning("%s: cutting a half-written last line (%d bytes) left by a killed run",
+                            self.path, len(data) - cut)
+                fh.truncate(cut)
+                data = data[:cut]
+        text = data.decode("utf-8")
+        reader = csv.reader(io.StringIO(text))
+        header = next(reader, None)
+        if header is None:
+            return
+        if tuple(header) != WRITE_COLUMNS:
+            raise TableError(
+                f"{self.path}: line 1, column (header): cannot append, the header is {header}, "
+                f"expected {list(WRITE_COLUMNS)}; write to a new file"
+            )
+        idx = {c: i for i, c in enumerate(header)}
+        for row in reader:
+            if len(row) != len(header):
+                continue
+            try:
+                key = config_key(row[idx["target"]], row[idx["dtype"]], {c: row[idx[c]] for c in CONFIG_COLUMNS})
+            except ValueError:
+                continue
+            (self.failed if row[idx["error"]] else self.done).add(key)
+
+    def _write_line(self, values: Iterable[Any]) -> None:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(list(values))
+        self._fh.write(buf.getvalue())
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Write one row (keys from :data:`WRITE_COLUMNS`; missing extras are left empty) and fsync it.
+
+        Args:
+            row: The row's values.
+
+        Raises:
+            KeyError: If a column of :data:`TABLE_COLUMNS` is missing from ``row``.
+        """
+        missing = [c for c in TABLE_COLUMNS if c not in row]
+        if missing:
+            raise KeyError(f"row lacks column(s) {missing}")
+        self._write_line("" if row.get(c) is None else row.get(c, "") for c in WRITE_COLUMNS)
+        key = config_key(row["target"], row["dtype"], row)
+        (self.failed if row.get("error") else self.done).add(key)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._fh.close()
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fail(path: Path, line: int | str, column: str, msg: str) -> TableError:
+    return TableError(f"{path}: line {line}, column `{column}`: {msg}")
+
+
+def read_table(
+    path: str | os.PathLike[str], *, allow_mixed_targets: bool = False, keep_errors: bool = False
+) -> pd.DataFrame:
+    """Read and validate a measurement table.
+
+    Line numbers in errors count the header as line 1, as an editor does.
+
+    Args:
+        path: CSV file written by :func:`hwprune.measure.measure` or :func:`import_table`.
+        allow_mixed_targets: Accept rows of more than one ``target``.
+        keep_errors: Keep rows that recorded an ``error`` (their latency is NaN).
+
+    Returns:
+        A DataFrame with every :data:`TABLE_COLUMNS` column (plus extras), :data:`CONFIG_COLUMNS` as
+        int64 and the latencies as float64.
+
+    Raises:
+        TableError: If the file is not a CSV table; a required column is missing (with a hint when the
+            latency is in another unit); a dtype is not one of :data:`DTYPES`; a config column (channels,
+            sizes) is not a positive integer; a latency is NaN, zero or negative, or its spread negative;
+            or the rows come from more than one target while ``allow_mixed_targets`` is False.
+        FileNotFoundError: If ``path`` does not exist.
+
+    Example:
+        >>> df = read_table("tables/cpu_torch/small_resnet_28.csv")  # doctest: +SKIP
+        >>> df.groupby("out_channels").latency_ms.median()  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"measurement table {path} does not exist")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise _fail(path, line, "(any)", "not a CSV table: the file is binary or not UTF-8 text") from err
+    if "\x00" in text:
+        raise _fail(path, text[: text.index("\x00")].count("\n") + 1, "(any)", "not a CSV table: NUL byte")
+    first = text.splitlines()[0] if text.strip() else ""
+    if "," not in first:
+        raise _fail(path, 1, "(header)", f"not a CSV table: the first line has no comma-separated header, got {first[:60]!r}")
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=True)
+    except (pd.errors.ParserError, ValueError) as err:
+        raise _fail(path, "?", "(any)", f"not a CSV table: {err}") from err
+    missing = [c for c in TABLE_COLUMNS if c not in df.columns]
+    if missing:
+        hint = ""
+        for col, unit in _UNIT_HINTS.items():
+            if "latency_ms" in missing and col in df.columns:
+                hint = f"; found `{col}` in {unit}: convert it to milliseconds as `latency_ms`"
+        raise _fail(path, 1, missing[0], f"missing required column(s) {missing}{hint}")
+    # The file's line of DataFrame row i; blank lines are skipped by pandas, so count them back in.
+    line_of = _line_numbers(text, len(df))
+    err_col = df["error"] if "error" in df.columns else pd.Series([""] * len(df), index=df.index)
+    is_err = err_col.str.strip() != ""
+    for i, dt in enumerate(df["dtype"]):
+        if dt not in DTYPES:
+            raise _fail(path, line_of[i], "dtype", f"`dtype` must be one of {DTYPES}, got {dt!r}")
+    for col in CONFIG_COLUMNS:
+        num = pd.to_numeric(df[col], errors="coerce")
+        for i, (s, v) in enumerate(zip(df[col], num, strict=True)):
+            if not (isinstance(v, float | int) and math.isfinite(v) and float(v).is_integer() and v > 0):
+                if col == "padding" and v == 0:
+                    continue
+                what = "a non-negative integer" if col == "padding" else "a positive integer"
+                raise _fail(path, line_of[i], col, f"`{col}` must be {what}, got {s!r}")
+        df[col] = num.astype("int64")
+    for col, strict in (("latency_ms", True), ("latency_spread_ms", False)):
+        num = pd.to_numeric(df[col], errors="coerce")
+        for i, (s, v) in enumerate(zip(df[col], num, strict=True)):
+            if is_err.iloc[i]:
+                continue
+            bad = not math.isfinite(v) or (v <= 0 if strict else v < 0)
+            if bad:
+                want = "a finite latency in ms > 0" if strict else "a finite spread in ms >= 0"
+                raise _fail(path, line_of[i], col, f"`{col}` must be {want}, got {s!r}")
+        df[col] = num.astype("float64")
+    df["repeats"] = pd.to_numeric(df["repeats"], errors="coerce")
+    targets = df["target"].unique()
+    if len(targets) > 1 and not allow_mixed_targets:
+        i = int((df["target"] != df["target"].iloc[0]).to_numpy().argmax())
+        raise _fail(
+            path, line_of[i], "target",
+            f"rows from mixed targets {sorted(targets)}: the first row is {df['target'].iloc[0]!r}, "
+            f"this one {df['target'].iloc[i]!r}; pass allow_mixed_targets=True to accept them",
+        )
+    if not keep_errors:
+        if is_err.any():
+            log.info("%s: dropping %d row(s) that recorded an error", path, int(is_err.sum()))
+        df = df[~is_err].reset_index(drop=True)
+    return df
+
+
+def _line_numbers(text: str, n: int) -> list[int]:
+    """File line (1-based) of each data record, skipping blank lines like pandas does."""
+    lines: list[int] = []
+    reader = csv.reader(io.StringIO(text))
+    next(reader, None)
+    for row in reader:
+        if row and any(cell.strip() for cell in row):
+            lines.append(reader.line_num)
+    return (lines + [-1] * n)[:n]
+
+
+def import_table(
+    src: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    target: str,
+    device: str,
+    dtype: str = "float32",
+    columns: Mapping[str, str] | None = None,
+    latency_scale: float = 1.0,
+    defaults: Mapping[str, Any] | None = None,
+) -> int:
+    """Map a CSV measured by another tool into the table contract (the ``imported`` backend).
+
+    Args:
+        src: Foreign CSV.
+        out_path: Table to append to (created with the header when new).
+        target: Target name written on every row.
+        device: Device name written on every row.
+        dtype: Default dtype when the foreign file has none.
+        columns: Map from contract column to the foreign file's column, e.g. ``{"latency_ms": "time_us"}``.
+        latency_scale: Factor to milliseconds (0.001 for microseconds, 1000 for seconds).
+        defaults: Values for contract columns the foreign file lacks (e.g. ``{"groups": 1, "repeats": 1}``).
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        TableError: If a contract column is neither mapped, present, nor defaulted.
+        ValueError: If ``latency_scale`` is not > 0.
+
+    Example:
+        >>> import_table("nnmeter.csv", "tables/x/imp.csv", target="x", device="board",  # doctest: +SKIP
+        ...              columns={"latency_ms": "latency"}, defaults={"repeats": 1})
+    """
+    from datetime import UTC, datetime
+
+    if not latency_scale > 0:
+        raise ValueError(f"`latency_scale` must be > 0, got {latency_scale}")
+    columns = dict(columns or {})
+    defaults = {"backend": "imported", "target": target, "device": device, "dtype": dtype,
+                "latency_spread_ms": 0.0, "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+                **dict(defaults or {})}
+    src = Path(src)
+    n = 0
+    with open(src, newline="", encoding="utf-8") as fh, TableWriter(out_path) as w:
+        reader = csv.DictReader(fh)
+        have = set(reader.fieldnames or ())
+        for col in TABLE_COLUMNS:
+            if columns.get(col, col) not in have and col not in defaults:
+                raise TableError(f"{src}: line 1, column `{col}`: not in the file, not mapped, no default")
+        for rec in reader:
+            row: dict[str, Any] = {}
+            for col in TABLE_COLUMNS:
+                name = columns.get(col, col)
+                row[col] = rec[name] if name in rec and rec[name] != "" else defaults.get(col)
+            row["latency_ms"] = float(row["latency_ms"]) * latency_scale
+            row["latency_spread_ms"] = float(row["latency_spread_ms"]) * latency_scale
+            w.append(row)
+            n += 1
+    return n

@@ -1,0 +1,140 @@
+"""Targets: a device with a backend, one Hydra ``conf/device/<name>.yaml`` each."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BACKENDS", "CONF_DEVICE_DIR", "BackendKind", "DType", "Target", "load_target"]
+
+BackendKind = Literal["torch_cpu", "cudnn", "tvm", "acl", "imported"]
+DType = Literal["float32", "float16", "tf32"]
+BACKENDS: tuple[str, ...] = get_args(BackendKind)
+#: ``conf/device`` of the source checkout (the shipped catalogue).
+CONF_DEVICE_DIR = Path(__file__).resolve().parents[2] / "conf" / "device"
+
+
+def _plain(obj: Any) -> Any:
+    """OmegaConf containers (from Hydra) to plain dicts/lists, recursively."""
+    if hasattr(obj, "_metadata") and hasattr(obj, "_get_node"):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(obj, resolve=True)
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+@dataclass(frozen=True)
+class Target:
+    """A device with a backend, and how to measure it.
+
+    Args:
+        name: Target id written in every table row (e.g. ``cpu_torch``).
+        backend: One of ``torch_cpu``, ``cudnn``, ``tvm``, ``acl``, ``imported``.
+        dtype: ``float32``, ``float16`` or ``tf32`` (tf32: fp32 tensors, TF32 tensor-core math).
+        batch: Batch size used for every configuration; ``None`` keeps the space's batch.
+        options: Backend settings. torch_cpu: ``threads``, ``channels_last``. cudnn: ``benchmark``,
+            ``channels_last``, ``device_index``. tvm: ``target`` (JSON dict), ``rpc`` (``{host, port, key,
+            tracker: bool}`` or null), ``tune_trials``, ``tune_configs``, ``database_dir``. acl:
+            ``compute`` (list such as ``[GpuAcc, CpuAcc]``), ``python`` (interpreter holding pyarmnn).
+        table: Path of this target's measurement table (or ``None``).
+        device: Human-readable device name (boards); backends fill it in from the hardware when empty.
+        how_to_measure: Board notes: what to install there and how to run the sweep.
+
+    Raises:
+        ValueError: If ``name`` is empty, ``backend`` or ``dtype`` is unknown, ``batch`` < 1 or
+            ``options`` is not a mapping.
+
+    Example:
+        >>> Target(name="cpu", backend="torch_cpu").dtype
+        'float32'
+    """
+
+    name: str
+    backend: BackendKind
+    dtype: DType = "float32"
+    batch: int | None = 1
+    options: Mapping[str, Any] = field(default_factory=dict)
+    table: str | None = None
+    device: str = ""
+    how_to_measure: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"`name` must be a non-empty string, got {self.name!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"`backend` must be one of {BACKENDS}, got {self.backend!r}")
+        if self.dtype not in get_args(DType):
+            raise ValueError(f"`dtype` must be one of {get_args(DType)}, got {self.dtype!r}")
+        if self.batch is not None and (isinstance(self.batch, bool) or int(self.batch) < 1):
+            raise ValueError(f"`batch` must be an int >= 1 or None, got {self.batch!r}")
+        opts = _plain(self.options) if self.options is not None else {}
+        if not isinstance(opts, Mapping):
+            raise ValueError(f"`options` must be a mapping, got {type(self.options).__name__}")
+        object.__setattr__(self, "options", dict(opts))
+        if self.batch is not None:
+            object.__setattr__(self, "batch", int(self.batch))
+        if self.backend == "torch_cpu" and self.dtype != "float32":
+            raise ValueError(f"`dtype` must be 'float32' for backend 'torch_cpu', got {self.dtype!r}")
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> Target:
+        """Build a target from a ``conf/device`` YAML without Hydra (``_target_`` is checked, then dropped).
+
+        Args:
+            path: YAML file.
+
+        Returns:
+            The target.
+
+        Raises:
+            ValueError: If the file's ``_target_`` is not ``hwprune.measure.Target`` or a required
+                value is still ``???``.
+        """
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        tgt = data.pop("_target_", "hwprune.measure.Target")
+        if tgt not in ("hwprune.measure.Target", "hwprune.measure.targets.Target"):
+            raise ValueError(f"`_target_` must be hwprune.measure.Target in {path}, got {tgt!r}")
+        for k, v in data.items():
+            if v == "???":
+                raise ValueError(f"`{k}` is required (???) in {path}")
+        return cls(**data)
+
+
+def load_target(name_or_path: str | os.PathLike[str] | Target) -> Target:
+    """Resolve ``cpu_torch``, ``conf/device/x.yaml`` or a :class:`Target` to a :class:`Target`.
+
+    Args:
+        name_or_path: A catalogue name (``conf/device/<name>.yaml``), a YAML path, or a target.
+
+    Returns:
+        The target.
+
+    Raises:
+        ValueError: If the name is not in the catalogue (the message lists the names).
+
+    Example:
+        >>> load_target("cpu_torch").backend  # doctest: +SKIP
+        'torch_cpu'
+    """
+    if isinstance(name_or_path, Target):
+        return name_or_path
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return Target.from_yaml(p)
+    cand = CONF_DEVICE_DIR / f"{name_or_path}.yaml"
+    if cand.is_file():
+        return Target.from_yaml(cand)
+    names = sorted(q.stem for q in CONF_DEVICE_DIR.glob("*.yaml"))
+    raise ValueError(f"`target` must be a YAML file or one of {names}, got {str(name_or_path)!r}")

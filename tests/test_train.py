@@ -1,0 +1,77 @@
+"""The main job end to end: real configs composed through Hydra, real data, tiny limits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig
+
+from hwprune.run import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = (
+    "data.datamodule.subset=512",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=1",
+)
+
+
+def test_compose_and_train_on_512_images(compose_cfg: Callable[..., DictConfig]) -> None:
+    cfg = compose_cfg(*TINY)
+    assert cfg.device.name == "cpu_torch"  # the embedded default target
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert metrics["train/loss_epoch"] > 0
+    saved = json.loads((Path(cfg.run_dir) / "metrics.json").read_text())
+    assert saved["params"] == metrics["params"] > 10_000
+
+
+def test_train_py_end_to_end(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, "train.py", *TINY, f"hydra.run.dir={tmp_path}/run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "== hwprune: final metrics ==" in proc.stdout
+    assert "test/acc" in proc.stdout
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_help_lists_the_config_groups() -> None:
+    proc = subprocess.run(
+        [sys.executable, "train.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for group in ("device:", "model:", "data:", "pruning:", "trainer:", "measure:"):
+        assert group in proc.stdout, f"config group {group} missing from --help"
+    assert "small_resnet" in proc.stdout and "cpu_torch" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("override", "error", "match"),
+    [
+        ("model.name=resnet9000", ValueError, r"`name` must be one of .*resnet9000"),
+        ("data.datamodule.batch_size=-4", ValueError, r"`batch_size` must be a positive int, got -4"),
+        ("data.datamodule.source_dir=/nonexistent/fmnist", FileNotFoundError, r"dataset-fashion-mnist"),
+    ],
+)
+def test_bad_config_values_raise_clear_errors(
+    compose_cfg: Callable[..., DictConfig], tmp_path: Path, override: str, error: type, match: str
+) -> None:
+    extra = [f"data.datamodule.data_dir={tmp_path}/empty"] if "source_dir" in override else []
+    cfg = compose_cfg(*TINY, override, *extra)
+    with pytest.raises(error, match=match):
+        train(cfg)

@@ -1,0 +1,25 @@
+"""hwprune main job: compose the Hydra config, fine-tune (and prune), test, report.
+
+    python train.py                      # default: small_resnet on Fashion-MNIST, this machine's CPU
+    python train.py pruning=hw_aware     # prune to a latency budget on the chosen device
+    python train.py --help               # config groups and their options
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from hwprune.run import train
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    metrics = train(cfg)
+    print("\n== hwprune: final metrics ==")
+    for key in sorted(metrics):
+        if key != "run_dir":
+            print(f"  {key:<24} {metrics[key]}")
+    print(f"  run folder               {metrics['run_dir']}")
+
+
+if __name__ == "__main__":
+    main()
