@@ -6,6 +6,7 @@ is optional: a missing library shows up as ``None``/absent, never as a crash.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
@@ -99,7 +100,29 @@ def _armnn_version(python: str = "/usr/bin/python3") -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=4)
+def _collect_cached(armnn: bool) -> str:
+    return json.dumps(_collect(armnn=armnn), default=str)
+
+
 def collect(*, armnn: bool = True) -> dict[str, Any]:
+    """Gather the inventory (probed once per process, then cached).
+
+    Args:
+        armnn: Also ask the system python3 for the PyArmNN version (a subprocess, ~1 s).
+
+    Returns:
+        A JSON-serialisable dict: host, cpu (model, logical cores, torch threads, flags), cuda, opencl,
+        versions.
+
+    Example:
+        >>> "cpu" in collect(armnn=False)
+        True
+    """
+    return json.loads(_collect_cached(armnn))
+
+
+def _collect(*, armnn: bool = True) -> dict[str, Any]:
     """Gather the inventory.
 
     Args:

@@ -7,12 +7,17 @@ it is measured and when it is predicted.
 
 from __future__ import annotations
 
+import math
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
-__all__ = ["ConvLayer", "conv_layer_configs"]
+__all__ = ["ConvLayer", "SweepIn", "conv_layer_configs", "grid_space", "model_space"]
 
 
 @dataclass(frozen=True)
@@ -94,3 +99,178 @@ def conv_layer_configs(model: nn.Module, input_shape: tuple[int, ...]) -> list[C
             h.remove()
         model.train(was_training)
     return found
+
+
+SweepIn = Literal["coupled", "all", "none"]
+
+
+def _counts(orig: int, floor: float, step: int, multiple: int = 1) -> list[int]:
+    lo = max(1, math.ceil(orig * floor))
+    counts = list(range(orig, lo - 1, -step))
+    counts = sorted({c for c in counts if c % multiple == 0} | {orig})
+    return counts
+
+
+def model_space(
+    model_or_name: nn.Module | str,
+    input_shape: tuple[int, ...],
+    *,
+    floor: float = 0.25,
+    step: int = 1,
+    layers: Sequence[str] | None = None,
+    sweep_in: SweepIn = "coupled",
+) -> list[dict[str, Any]]:
+    """Configurations of a model's convs with channel counts swept from ``floor * orig`` to ``orig``.
+
+    For each conv, the out-channels take every ``step``-th count going down from the original to
+    ``ceil(floor * orig)`` (the original is always included); in-channels stay at the original, except
+    where they are coupled to the out-channels (depthwise convs: in = out = groups = count). With
+    ``sweep_in="all"`` the in-channels of every non-depthwise conv are also swept, out-channels fixed.
+    Identical configurations of several layers are merged; their ``layer`` labels are joined by ``;``.
+
+    Args:
+        model_or_name: A module, or a :func:`hwprune.models.factory.build_model` name (built with
+            ``input_size = input_shape[-1]``, ``in_channels = input_shape[1]``, 10 classes).
+        input_shape: Full input shape, e.g. ``(1, 3, 224, 224)``.
+        floor: Smallest fraction of the original channel count, in (0, 1].
+        step: Channel step (1 = every count: stairs need fine sweeps).
+        layers: Qualified conv names to keep (default: all convs); names may be given as prefixes.
+        sweep_in: ``coupled`` (default), ``all`` or ``none`` (no coupling either).
+
+    Returns:
+        Config dicts keyed by :data:`~hwprune.measure.table.CONFIG_COLUMNS` plus ``layer``.
+
+    Raises:
+        ValueError: If ``floor`` is not in (0, 1], ``step`` < 1, ``sweep_in`` unknown, or a name in
+            ``layers`` matches no conv.
+
+    Example:
+        >>> len(model_space("small_resnet", (1, 1, 28, 28), step=8)) > 10
+        True
+    """
+    if not 0 < floor <= 1:
+        raise ValueError(f"`floor` must be in (0, 1], got {floor}")
+    if isinstance(step, bool) or int(step) != step or step < 1:
+        raise ValueError(f"`step` must be an integer >= 1, got {step!r}")
+    if sweep_in not in get_args(SweepIn):
+        raise ValueError(f"`sweep_in` must be one of {get_args(SweepIn)}, got {sweep_in!r}")
+    if isinstance(model_or_name, str):
+        from hwprune.models.factory import build_model
+
+        model = build_model(model_or_name, num_classes=10, in_channels=int(input_shape[1]),
+                            input_size=int(input_shape[-1]))
+    else:
+        model = model_or_name
+    convs = conv_layer_configs(model, tuple(int(s) for s in input_shape))
+    if layers:
+        keep = [c for c in convs if any(c.name == n or c.name.startswith(n + ".") for n in layers)]
+        unknown = [n for n in layers if not any(c.name == n or c.name.startswith(n + ".") for c in convs)]
+        if unknown:
+            raise ValueError(f"`layers` must name convs of the model, got unknown {unknown}; "
+                             f"convs are {[c.name for c in convs]}")
+        convs = keep
+    out: list[dict[str, Any]] = []
+    seen: dict[tuple[int, ...], dict[str, Any]] = {}
+
+    def add(cfg: dict[str, Any]) -> None:
+        key = tuple(cfg[k] for k in ("batch", "in_channels", "out_channels", "height", "width",
+                                     "kernel_size", "stride", "padding", "groups"))
+        if key in seen:
+            if cfg["layer"] not in seen[key]["layer"].split(";"):
+                seen[key]["layer"] += ";" + cfg["layer"]
+            return
+        seen[key] = cfg
+        out.append(cfg)
+
+    for layer in convs:
+        base = dict(layer.config)
+        g, cin, cout = base["groups"], base["in_channels"], base["out_channels"]
+        depthwise = g > 1 and g == cin == cout
+        if depthwise and sweep_in != "none":
+            for c in _counts(cout, floor, step):
+                add({**base, "in_channels": c, "out_channels": c, "groups": c, "layer": layer.name})
+            continue
+        for c in _counts(cout, floor, step, multiple=g):
+            add({**base, "out_channels": c, "layer": layer.name})
+        if sweep_in == "all" and cin > 1:
+            for c in _counts(cin, floor, step, multiple=g):
+                add({**base, "in_channels": c, "layer": layer.name})
+    return out
+
+
+def grid_space(yaml_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Configurations from a YAML grid: the cartesian product of each key's values.
+
+    The file holds either one grid (a mapping) or a list of grids under ``grids:``. Every
+    :data:`~hwprune.measure.table.CONFIG_COLUMNS` key takes an int, a list of ints, or a range
+    ``{start, stop, step}`` (stop inclusive); ``groups`` defaults to 1, ``padding`` to ``kernel_size // 2``
+    and ``batch`` to 1. An optional ``layer`` string labels the rows. ``depthwise: true`` ties
+    in = out = groups to ``out_channels``.
+
+    Args:
+        yaml_path: The grid file.
+
+    Returns:
+        Config dicts, in file order, duplicates removed.
+
+    Raises:
+        ValueError: If a key is unknown, a value is not an int/list/range, or a required key is missing.
+
+    Example:
+        >>> # grid.yaml:  {in_channels: 64, out_channels: {start: 16, stop: 64, step: 16},
+        >>> #              height: 28, width: 28, kernel_size: 3, stride: 1}
+        >>> len(grid_space("grid.yaml"))  # doctest: +SKIP
+        4
+    """
+    import itertools
+
+    import yaml
+
+    data = yaml.safe_load(Path(yaml_path).read_text(encoding="utf-8"))
+    grids = data.get("grids", [data]) if isinstance(data, dict) else data
+    if not isinstance(grids, list):
+        raise ValueError(f"`grids` in {yaml_path} must be a list of mappings, got {type(grids).__name__}")
+    cols = ("batch", "in_channels", "out_channels", "height", "width", "kernel_size", "stride", "padding",
+            "groups")
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[int, ...]] = set()
+    for gi, grid in enumerate(grids):
+        grid = dict(grid)
+        label = str(grid.pop("layer", f"grid{gi}"))
+        depthwise = bool(grid.pop("depthwise", False))
+        unknown = set(grid) - set(cols)
+        if unknown:
+            raise ValueError(f"grid {gi} in {yaml_path}: keys must be among {cols}, got unknown {sorted(unknown)}")
+        grid.setdefault("batch", 1)
+        grid.setdefault("groups", 1)
+        required = [c for c in ("in_channels", "out_channels", "height", "width", "kernel_size", "stride")
+                    if c not in grid and not (depthwise and c == "in_channels")]
+        if required:
+            raise ValueError(f"grid {gi} in {yaml_path}: missing required key(s) {required}")
+        axes: dict[str, list[int]] = {}
+        for k, v in grid.items():
+            axes[k] = _axis(k, v, f"grid {gi} in {yaml_path}")
+        names = list(axes)
+        for combo in itertools.product(*(axes[n] for n in names)):
+            cfg = dict(zip(names, combo, strict=True))
+            cfg.setdefault("padding", cfg["kernel_size"] // 2)
+            if depthwise:
+                cfg["in_channels"] = cfg["groups"] = cfg["out_channels"]
+            key = tuple(cfg[c] for c in cols)
+            if key not in seen:
+                seen.add(key)
+                out.append({**{c: cfg[c] for c in cols}, "layer": label})
+    return out
+
+
+def _axis(key: str, v: Any, where: str) -> list[int]:
+    if isinstance(v, dict):
+        try:
+            return list(range(int(v["start"]), int(v["stop"]) + 1, int(v.get("step", 1))))
+        except KeyError as err:
+            raise ValueError(f"{where}: `{key}` range must have start and stop, got {v}") from err
+    vals = v if isinstance(v, list) else [v]
+    for x in vals:
+        if isinstance(x, bool) or not isinstance(x, int):
+            raise ValueError(f"{where}: `{key}` must be an int, a list of ints or a range, got {x!r}")
+    return [int(x) for x in vals]

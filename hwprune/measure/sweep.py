@@ -94,6 +94,7 @@ def measure(
     retry_errors: bool = False,
     sidecar: Mapping[str, Any] | None = None,
     limit: int | None = None,
+    time_budget_s: float | None = None,
 ) -> MeasureSummary:
     """Time each conv2d configuration of ``space`` on ``target``; append the rows to ``out_path``.
 
@@ -113,6 +114,7 @@ def measure(
         retry_errors: Time again configurations that recorded an error before.
         sidecar: Extra keys for the sidecar JSON (e.g. ``load_note``).
         limit: Time at most this many new configurations (for tests and quick looks).
+        time_budget_s: Stop starting new configurations after this many seconds (resume later).
 
     Returns:
         A :class:`MeasureSummary`.
@@ -158,6 +160,10 @@ def measure(
             versions = json.dumps(backend.versions(), sort_keys=True)
             with _progress(len(todo), target.name, progress) as bar:
                 for c in todo:
+                    if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
+                        log.warning("%s: time budget of %.0f s spent; %d configs left for a resumed run",
+                                    target.name, time_budget_s, len(todo) - measured - failed)
+                        break
                     res = backend.measure_one(c)
                     writer.append({
                         "target": target.name, "backend": target.backend, "device": device,

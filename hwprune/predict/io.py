@@ -29,7 +29,14 @@ import skops.io as sio
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FILE_FORMAT", "FILE_FORMAT_VERSION", "TRUSTED_TYPES", "PredictorFileError", "read_file", "write_file"]
+__all__ = [
+    "FILE_FORMAT",
+    "FILE_FORMAT_VERSION",
+    "TRUSTED_TYPES",
+    "PredictorFileError",
+    "read_file",
+    "write_file",
+]
 
 FILE_FORMAT: str = "hwprune-latency-predictor"
 FILE_FORMAT_VERSION: int = 1
@@ -113,7 +120,9 @@ def read_file(
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as err:  # skops raises assorted errors on a corrupt schema; all mean "not loadable"
-        raise PredictorFileError(f"{path} is not a valid predictor file (truncated or corrupt?): {err}") from err
+        raise PredictorFileError(
+            f"{path} is not a valid predictor file (truncated or corrupt?): {err}"
+        ) from err
     unknown = sorted(set(untrusted) - set(TRUSTED_TYPES))
     if unknown:
         raise PredictorFileError(

@@ -1,0 +1,94 @@
+"""The uninstructed baseline: Torch-Pruning's uniform L1 channel pruning, blind to latency."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch_pruning as tp
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities import rank_zero_only
+from torch import nn
+from typing_extensions import override
+
+from hwprune.prune.graph import resolve_ignored
+
+log = logging.getLogger(__name__)
+
+__all__ = ["UninstructedPruning"]
+
+
+class UninstructedPruning(Callback):
+    """Prune every layer by the same ratio with L1 importance, once, at the start of ``epoch``.
+
+    Args:
+        input_shape: The model's input shape including batch.
+        pruning_ratio: Share of channels removed from each group, in (0, 1).
+        epoch: Epoch (>= 0) at whose start the prune runs.
+        round_to: Keep channel counts multiples of this (``None``: any count).
+        ignored_layers: Module names whose output channels stay (Linear layers always do).
+        model_attr: Attribute of the LightningModule that holds the network.
+
+    Raises:
+        ValueError: If ``input_shape`` is not 4 positive ints, ``pruning_ratio`` is not in (0, 1),
+            ``epoch`` < 0 or ``round_to`` < 1.
+
+    Example:
+        >>> cb = UninstructedPruning((1, 1, 28, 28), pruning_ratio=0.5, round_to=8)
+    """
+
+    def __init__(self, input_shape: Sequence[int], pruning_ratio: float = 0.5, epoch: int = 1,
+                 round_to: int | None = None, ignored_layers: Sequence[str] = (), model_attr: str = "model"
+                 ) -> None:
+        super().__init__()
+        shape = tuple(int(s) for s in input_shape)
+        if len(shape) != 4 or any(s <= 0 for s in shape):
+            raise ValueError(f"`input_shape` must be 4 positive ints, got {input_shape!r}")
+        if not isinstance(pruning_ratio, int | float) or not 0.0 < pruning_ratio < 1.0:
+            raise ValueError(f"`pruning_ratio` must be a fraction in (0, 1), got {pruning_ratio!r}")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"`epoch` must be an int >= 0, got {epoch!r}")
+        if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
+            raise ValueError(f"`round_to` must be an int >= 1 or None, got {round_to!r}")
+        self.input_shape = shape
+        self.pruning_ratio = float(pruning_ratio)
+        self.epoch = epoch
+        self.round_to = round_to
+        self.ignored_layers = tuple(ignored_layers)
+        self.model_attr = model_attr
+        self.done = False
+
+    @override
+    def state_dict(self) -> dict[str, bool]:
+        return {"done": self.done}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, bool]) -> None:
+        self.done = bool(state_dict["done"])
+
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._run_prune(trainer, pl_module)
+
+    def _run_prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.done or trainer.current_epoch != self.epoch:
+            return
+        net: nn.Module = getattr(pl_module, self.model_attr)
+        p = next(net.parameters())
+        pruner = tp.pruner.MetaPruner(
+            net, torch.zeros(*self.input_shape, device=p.device),
+            importance=tp.importance.GroupMagnitudeImportance(p=1),
+            pruning_ratio=self.pruning_ratio, round_to=self.round_to,
+            ignored_layers=resolve_ignored(net, self.ignored_layers),
+        )
+        before = sum(q.numel() for q in net.parameters())
+        pruner.step()
+        after = sum(q.numel() for q in net.parameters())
+        self.done = True
+        trainer.strategy.setup_optimizers(trainer)
+        for logger in trainer.loggers:
+            logger.log_metrics({"pruning/params": float(after)}, step=trainer.global_step)
+        rank_zero_only(log.info)("uninstructed L1 pruning (ratio %.2f, round_to %s): %d -> %d parameters",
+                                 self.pruning_ratio, self.round_to, before, after)

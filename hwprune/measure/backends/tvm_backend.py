@@ -1,0 +1,226 @@
+"""TVM backend (apache-tvm 0.27): build a conv2d, optionally tune it with MetaSchedule, time it.
+
+Locally (``rpc: null``) the module runs on this CPU; with ``rpc`` it is exported, uploaded to a
+``tvm.rpc`` server (directly, or through a tracker with a ``key``) and timed there with
+``time_evaluator``: that is how a board is measured from a host.
+
+Tuning is expensive (about 2 minutes for 32 trials of one 3x3 conv on 2 cores), so a sweep is frugal:
+only the first ``tune_max_configs`` configs not already in the tuning database are tuned with
+``tune_trials`` trials; the database (``database_dir``) persists across runs, so a config tuned once is
+never tuned again; every other config is built untuned (plain TIR on CPU, dlight's fallback schedule on
+GPUs). Each row's ``settings`` records ``tuned`` and the seconds spent tuning it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwprune.measure.backends.base import Backend, RunResult
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TVMBackend", "conv2d_primfunc"]
+
+_DEFAULT_DB = Path(os.environ.get("HWPRUNE_TVM_DB", Path.home() / ".cache" / "hwprune" / "tvm_db"))
+
+
+def conv2d_primfunc(config: Mapping[str, int], dtype: str = "float32") -> tuple[Any, list[tuple[int, ...]]]:
+    """A TIR PrimFunc ``main(data, kernel, out)`` for one NCHW conv2d, and its argument shapes.
+
+    Args:
+        config: Keys of :data:`~hwprune.measure.table.CONFIG_COLUMNS`.
+        dtype: ``float32`` or ``float16``.
+
+    Returns:
+        ``(primfunc, [data_shape, kernel_shape, out_shape])``.
+
+    Raises:
+        ValueError: If ``groups`` does not divide the channels, or dtype is ``tf32``.
+    """
+    from tvm import te, topi
+
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"`dtype` must be 'float32' or 'float16' for TVM, got {dtype!r}")
+    c = {k: int(v) for k, v in config.items() if k != "layer"}
+    n, ci, co, h, w = c["batch"], c["in_channels"], c["out_channels"], c["height"], c["width"]
+    k, s, p, g = c["kernel_size"], c["stride"], c["padding"], c["groups"]
+    if ci % g or co % g:
+        raise ValueError(f"`groups` must divide in/out channels, got {g} for {ci}->{co}")
+    data = te.placeholder((n, ci, h, w), name="data", dtype=dtype)
+    kern = te.placeholder((co, ci // g, k, k), name="kernel", dtype=dtype)
+    if g == 1:
+        out = topi.nn.conv2d_nchw(data, kern, s, p, 1, out_dtype=dtype)
+    elif g == ci == co:
+        out = topi.nn.depthwise_conv2d_nchw(data, te.compute((ci, 1, k, k), lambda a, b, y, x: kern[a, b, y, x],
+                                                             name="kw"), s, p, 1, out_dtype=dtype)
+    else:
+        out = topi.nn.group_conv2d_nchw(data, kern, s, p, 1, g, out_dtype=dtype)
+    shapes = [tuple(int(x) for x in t.shape) for t in (data, kern, out)]
+    return te.create_prim_func([data, kern, out]).with_attr("global_symbol", "main"), shapes
+
+
+class TVMBackend(Backend):
+    """apache-tvm 0.27: compile, optionally MetaSchedule-tune, and ``time_evaluator`` one conv2d.
+
+    Options:
+        target: TVM target as a JSON dict (0.27 takes only dicts), default ``{"kind": "llvm"}``.
+        host: Host target JSON for GPU targets (e.g. ``{"kind": "llvm", "mtriple": "aarch64-linux-gnu"}``).
+        rpc: ``null`` for local runs, or ``{host, port, key, tracker}``: with ``tracker: true`` ``host:port``
+            is a tracker and ``key`` picks the board, else a server.
+        cross_compiler: C++ compiler used to export the module for an RPC board (e.g.
+            ``aarch64-linux-gnu-g++``); default: the host compiler.
+        tune_trials: MetaSchedule trials per tuned config (0: never tune).
+        tune_max_configs: How many configs of one sweep may be tuned (the rest stay untuned).
+        database_dir: Persistent MetaSchedule database (JSON), reused across runs.
+    """
+
+    kind = "tvm"
+
+    def setup(self) -> None:
+        import tvm
+
+        opts = self.target.options
+        tjson = dict(opts.get("target") or {"kind": "llvm"})
+        host = opts.get("host")
+        self.tvm_target = tvm.target.Target(tjson, host=tvm.target.Target(dict(host))) if host else \
+            tvm.target.Target(tjson)
+        self.kind_name = str(tjson.get("kind", "llvm"))
+        self.trials = int(opts.get("tune_trials", 0) or 0)
+        self.max_tuned = int(opts.get("tune_max_configs", 0) or 0)
+        self.db_dir = Path(opts.get("database_dir") or _DEFAULT_DB).expanduser()
+        self.n_tuned = 0
+        self.tune_seconds = 0.0
+        self.rpc_cfg = dict(opts.get("rpc") or {})
+        self.session = self._connect() if self.rpc_cfg else None
+        self._tmp = tempfile.TemporaryDirectory(prefix="hwprune_tvm_")
+
+    def _connect(self) -> Any:
+        from tvm import rpc
+
+        host, port = str(self.rpc_cfg.get("host", "127.0.0.1")), int(self.rpc_cfg.get("port", 9190))
+        if self.rpc_cfg.get("tracker"):
+            key = self.rpc_cfg.get("key")
+            if not key:
+                raise ValueError("`rpc.key` must name the board's key when `rpc.tracker` is true, got none")
+            return rpc.connect_tracker(host, port).request(str(key), priority=1,
+                                                          session_timeout=int(self.rpc_cfg.get("timeout", 0)))
+        return rpc.connect(host, port, key=str(self.rpc_cfg.get("key", "")))
+
+    def close(self) -> None:
+        tmp = getattr(self, "_tmp", None)
+        if tmp is not None:
+            tmp.cleanup()
+        self.session = None
+
+    def device_name(self) -> str:
+        if self.target.device:
+            return self.target.device
+        from hwprune.measure.device_info import cpu_model
+
+        where = f"rpc {self.rpc_cfg.get('host')}:{self.rpc_cfg.get('port')}" if self.rpc_cfg else cpu_model()
+        return f"TVM {self.kind_name} on {where}"
+
+    def versions(self) -> dict[str, str]:
+        import tvm
+
+        v = {"tvm": tvm.__version__, "tvm_target": str(self.tvm_target)}
+        try:
+            import tvm_ffi
+
+            v["tvm_ffi"] = str(getattr(tvm_ffi, "__version__", "?"))
+        except ImportError:
+            pass
+        return v
+
+    def _dev(self) -> Any:
+        import tvm
+
+        name = {"llvm": "cpu", "c": "cpu", "opencl": "cl"}.get(self.kind_name, self.kind_name)
+        if self.session is not None:
+            return self.session.device(name, 0)
+        return tvm.device(name, 0)
+
+    def _schedule(self, func: Any) -> tuple[Any, bool, float]:
+        """Return (module to compile, tuned?, seconds spent tuning)."""
+        import tvm.s_tir.meta_schedule as ms
+
+        db_dir = self.db_dir
+        db = None
+        if (db_dir / "database_workload.json").is_file():
+            db = ms.database.JSONDatabase(work_dir=str(db_dir))
+            sch = ms.tir_integration.compile_tir(db, func, self.tvm_target)
+            if sch is not None:
+                return sch.mod, True, 0.0
+        if self.trials > 0 and self.n_tuned < self.max_tuned:
+            db_dir.mkdir(parents=True, exist_ok=True)
+            t0 = time.perf_counter()
+            runner: Any = "local"
+            if self.rpc_cfg:
+                if not self.rpc_cfg.get("tracker"):
+                    raise ValueError("tuning over RPC needs a tracker: set `rpc.tracker: true` and `rpc.key`")
+                runner = ms.runner.RPCRunner(ms.runner.RPCConfig(
+                    tracker_host=str(self.rpc_cfg["host"]), tracker_port=int(self.rpc_cfg["port"]),
+                    tracker_key=str(self.rpc_cfg["key"]), session_timeout_sec=120))
+            db = ms.tune_tir(func, self.tvm_target, str(db_dir), max_trials_global=self.trials,
+                             num_trials_per_iter=min(self.trials, 64), runner=runner)
+            spent = time.perf_counter() - t0
+            self.n_tuned += 1
+            self.tune_seconds += spent
+            sch = ms.tir_integration.compile_tir(db, func, self.tvm_target)
+            if sch is not None:
+                log.info("tuned %s in %.1f s (%d trials)", func.attrs, spent, self.trials)
+                return sch.mod, True, spent
+        if self.kind_name != "llvm":
+            import tvm
+            from tvm.s_tir import dlight
+
+            mod = tvm.IRModule({"main": func})
+            with self.tvm_target:
+                mod = dlight.ApplyDefaultSchedule(dlight.gpu.Fallback())(mod)
+            return mod, False, 0.0
+        return func, False, 0.0
+
+    def run(self, config: Mapping[str, int]) -> RunResult:
+        import tvm
+
+        func, shapes = conv2d_primfunc(config, self.target.dtype)
+        mod, tuned, spent = self._schedule(func)
+        ex = tvm.compile(mod, target=self.tvm_target)
+        dev = self._dev()
+        if self.session is not None:
+            name = f"conv_{abs(hash(tuple(sorted(config.items()))))}.so"
+            path = Path(self._tmp.name) / name
+            cc = self.target.options.get("cross_compiler")
+            if cc:
+                from tvm.contrib import cc as tcc
+
+                ex.mod.export_library(str(path), fcompile=tcc.cross_compiler(str(cc)))
+            else:
+                ex.mod.export_library(str(path))
+            self.session.upload(str(path))
+            rmod = self.session.load_module(name)
+        else:
+            rmod = ex.mod
+        npdt = np.float16 if self.target.dtype == "float16" else np.float32
+        rng = np.random.default_rng(0)
+        args = [tvm.runtime.tensor(rng.standard_normal(s).astype(npdt), dev) for s in shapes]
+        ev = self.evaluator
+        if ev.warmup:  # untimed warm-up runs, in one call on the device (no RPC round trips)
+            rmod.time_evaluator(rmod.entry_name, dev, number=ev.warmup, repeat=1)(*args)
+        timer = rmod.time_evaluator(rmod.entry_name, dev, number=ev.number, repeat=ev.repeat,
+                                    min_repeat_ms=int(ev.min_repeat_ms))
+        res = [r * 1e3 for r in timer(*args).results]
+        from hwprune.measure.evaluator import summarize
+
+        t = summarize(res, ev.number)
+        settings = {"tuned": tuned, "tune_s": round(spent, 1), "trials": self.trials if spent else 0,
+                    "rpc": bool(self.session)}
+        return RunResult(t.median_ms, t.iqr_ms, t.repeats, None, settings)

@@ -1,0 +1,649 @@
+"""The per-target regression latency predictor.
+
+:class:`LatencyPredictor` follows scikit-learn's estimator rules: ``__init__`` only stores parameters,
+``fit(table)`` returns ``self``, fitted state lives in trailing-underscore attributes and an unfitted
+predictor raises :class:`sklearn.exceptions.NotFittedError`.
+
+It regresses ``log(latency)`` (or ``log(latency / FLOPs)``, the inverse throughput, which varies far less
+across layer shapes than latency itself) on the staircase features of :mod:`hwprune.predict.features`, and
+chooses the regressor and the target transform by grouped cross-validation, the groups being layer shapes.
+
+What trees can and cannot do: within the channel range a layer was measured on, the tile features pin the
+stair edges and predictions are accurate. Outside it (a wider layer than any measured, or a spatial size
+never seen) a tree predicts a constant in its leaf. Regressing ``log(latency / FLOPs)`` makes that constant
+a throughput rather than a latency, so unseen shapes get the right order of magnitude, but stairs of an
+unseen shape are only guessed. Measure the layers you prune; ``hwprune measure --adaptive`` does it cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
+from sklearn.model_selection import GroupKFold, KFold
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+from hwprune.predict import io as pio
+from hwprune.predict.features import (
+    FEATURE_SCHEMA_VERSION,
+    DevicePeaks,
+    build_features,
+    config_frame,
+    feature_names,
+    layer_key,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EstimatorKind", "LatencyPredictor", "TargetTransform", "load_table", "within_share"]
+
+EstimatorKind = Literal["auto", "hist_gradient_boosting", "extra_trees"]
+TargetTransform = Literal["auto", "log", "log_per_flop"]
+_ESTIMATORS: tuple[str, ...] = ("hist_gradient_boosting", "extra_trees")
+_TRANSFORMS: tuple[str, ...] = ("log", "log_per_flop")
+_LOG_FLOPS_COL = feature_names().index("log_flops")
+
+TableLike = pd.DataFrame | str | os.PathLike[str]
+
+
+def within_share(pred: np.ndarray, true: np.ndarray, tol: float) -> float:
+    """Share of predictions within ``±tol`` (relative) of the truth.
+
+    Args:
+        pred: Predicted latencies.
+        true: Measured latencies (> 0).
+        tol: Relative tolerance, e.g. 0.1 for ±10%.
+
+    Returns:
+        A share in [0, 1]; NaN for empty input.
+
+    Example:
+        >>> within_share(np.array([1.05, 1.2]), np.array([1.0, 1.0]), 0.1)
+        0.5
+    """
+    if len(true) == 0:
+        return math.nan
+    return float(np.mean(np.abs(pred / true - 1.0) <= tol + 1e-12))
+
+
+def _mape(pred: np.ndarray, true: np.ndarray) -> float:
+    return float(np.mean(np.abs(pred / true - 1.0)) * 100.0) if len(true) else math.nan
+
+
+def _sidecar_peaks(path: Path) -> DevicePeaks:
+    """Read device peaks from the table's JSON sidecar, where it has them."""
+    for side in (path.with_suffix(".json"), path.with_name(path.name + ".json")):
+        if not side.is_file():
+            continue
+        try:
+            meta = json.loads(side.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            log.warning("ignoring unreadable sidecar %s: %s", side, err)
+            return DevicePeaks()
+        found: dict[str, float] = {}
+
+        def walk(obj: Any) -> None:
+            if isinstance(obj, dict):
+                for k, v in obj.items():
+                    key = str(k).lower()
+                    if isinstance(v, int | float) and not isinstance(v, bool) and v > 0:
+                        if "peak" in key and "flop" in key:
+                            found.setdefault("gflops", float(v) / (1e9 if "gflop" not in key else 1.0))
+                        elif "peak" in key and ("bandwidth" in key or "gbps" in key or "gb_s" in key):
+                            found.setdefault("gbps", float(v) / (1e9 if "gb" not in key else 1.0))
+                    else:
+                        walk(v)
+            elif isinstance(obj, list):
+                for v in obj:
+                    walk(v)
+
+        walk(meta)
+        return DevicePeaks(found.get("gflops"), found.get("gbps"))
+    return DevicePeaks()
+
+
+def load_table(table: TableLike) -> tuple[pd.DataFrame, DevicePeaks]:
+    """Read a measurement table (through :func:`hwprune.measure.read_table`) or check a DataFrame.
+
+    Args:
+        table: A CSV path or a DataFrame with the table's columns.
+
+    Returns:
+        The rows with a positive ``latency_ms``, and the device peaks from the sidecar (if any).
+
+    Raises:
+        ValueError: If a DataFrame lacks ``latency_ms`` or has a non-positive or NaN latency.
+        FileNotFoundError: If a path does not exist.
+
+    Example:
+        >>> df, peaks = load_table("tables/cpu_torch/small_resnet_28.csv")  # doctest: +SKIP
+    """
+    if isinstance(table, pd.DataFrame):
+        df = table.reset_index(drop=True)
+        peaks = DevicePeaks()
+    elif isinstance(table, str | os.PathLike):
+        from hwprune.measure.table import read_table  # the measuring stage comes first in the data flow
+
+        path = Path(table)
+        df = read_table(path)
+        peaks = _sidecar_peaks(path)
+    else:
+        raise ValueError(
+            f"`table` must be a path to a measurement CSV or a DataFrame, got {type(table).__name__}"
+        )
+    if "latency_ms" not in df.columns:
+        raise ValueError(f"`table` must have a `latency_ms` column, got {list(df.columns)}")
+    lat = pd.to_numeric(df["latency_ms"], errors="coerce").to_numpy(dtype=float)
+    if not np.all(np.isfinite(lat) & (lat > 0)):
+        raise ValueError("`table` column `latency_ms` must be finite and > 0 on every row")
+    if len(df) < 2:
+        raise ValueError(f"`table` must have at least 2 rows to fit a predictor, got {len(df)}")
+    return df, peaks
+
+
+def _single(df: pd.DataFrame, col: str, default: str) -> str:
+    if col not in df.columns:
+        return default
+    vals = pd.unique(df[col].astype(str))
+    if col == "target" and len(vals) > 1:
+        raise ValueError(f"`table` must hold one target, got {sorted(vals)}: fit one predictor per target")
+    return str(vals[0]) if len(vals) == 1 else ",".join(sorted(vals))
+
+
+class LatencyPredictor(BaseEstimator):
+    """Predict conv2d latency (ms) on one target from its measurement table.
+
+    Args:
+        estimator: ``"hist_gradient_boosting"``, ``"extra_trees"`` or ``"auto"`` (pick by grouped CV).
+        target_transform: ``"log"`` (regress log ms), ``"log_per_flop"`` (regress log of ms per FLOP) or
+            ``"auto"`` (pick by grouped CV).
+        cv_folds: Folds of the grouped cross-validation that chooses the model and yields the validation
+            metrics stored with it; 0 skips it (then ``estimator`` and ``target_transform`` must not be
+            ``"auto"``).
+        n_estimators: Trees of the extra-trees model (boosting iterations are 2.5x this).
+        random_state: Seed for the regressors and the fold shuffling; fits are deterministic.
+
+    Attributes:
+        target_: The table's target id.
+        backend_, device_, dtype_: The table's backend, device and dtype(s) (comma-joined if several).
+        dtypes_: dtypes seen in training; predicting another raises.
+        estimator_: The fitted scikit-learn regressor.
+        estimator_kind_, transform_: What the CV chose.
+        peaks_: Device peaks from the sidecar.
+        n_train_rows_: Training rows.
+        validation_: Cross-validated metrics of the chosen model (``layer_*``: unseen layer shapes,
+            ``count_*``: unseen rows of known layers): ``within5``, ``within10``, ``mape``.
+        cv_results_: One dict per candidate with its grouped-CV metrics.
+        remainder_fraction_: Non-conv time as a fraction of the conv sum, set by :meth:`calibrate`
+            (0.0 until then).
+
+    Example:
+        >>> pred = LatencyPredictor().fit("tables/cpu_torch/small_resnet_28.csv")  # doctest: +SKIP
+        >>> pred.predict([dict(batch=1, in_channels=64, out_channels=48, height=14, width=14,
+        ...                    kernel_size=3, stride=1, padding=1, groups=1)])  # doctest: +SKIP
+        array([0.0812])
+    """
+
+    def __init__(
+        self,
+        estimator: EstimatorKind = "auto",
+        target_transform: TargetTransform = "auto",
+        cv_folds: int = 5,
+        n_estimators: int = 200,
+        random_state: int = 0,
+    ) -> None:
+        self.estimator = estimator
+        self.target_transform = target_transform
+        self.cv_folds = cv_folds
+        self.n_estimators = n_estimators
+        self.random_state = random_state
+
+    # ---------------------------------------------------------------- fitting
+    def _check_params(self) -> None:
+        if self.estimator not in get_args(EstimatorKind):
+            raise ValueError(f"`estimator` must be any of {get_args(EstimatorKind)}, got {self.estimator!r}")
+        if self.target_transform not in get_args(TargetTransform):
+            raise ValueError(
+                f"`target_transform` must be any of {get_args(TargetTransform)}, got {self.target_transform!r}"
+            )
+        if not isinstance(self.cv_folds, int) or self.cv_folds < 0 or self.cv_folds == 1:
+            raise ValueError(f"`cv_folds` must be 0 (no CV) or an int >= 2, got {self.cv_folds!r}")
+        if self.cv_folds == 0 and "auto" in (self.estimator, self.target_transform):
+            raise ValueError(
+                "`cv_folds` must be >= 2 when `estimator` or `target_transform` is 'auto', got 0"
+            )
+        if not isinstance(self.n_estimators, int) or self.n_estimators < 1:
+            raise ValueError(f"`n_estimators` must be an int >= 1, got {self.n_estimators!r}")
+
+    def _make(self, kind: str) -> BaseEstimator:
+        if kind == "extra_trees":
+            return ExtraTreesRegressor(
+                n_estimators=self.n_estimators,
+                max_features=0.7,
+                min_samples_leaf=1,
+                n_jobs=1,
+                random_state=self.random_state,
+            )
+        return HistGradientBoostingRegressor(
+            max_iter=int(self.n_estimators * 2.5),
+            learning_rate=0.08,
+            max_leaf_nodes=31,
+            min_samples_leaf=3,
+            l2_regularization=1e-3,
+            early_stopping=False,
+            random_state=self.random_state,
+        )
+
+    @staticmethod
+    def _encode(y_ms: np.ndarray, X: np.ndarray, transform: str) -> np.ndarray:
+        z = np.log(y_ms)
+        return z - X[:, _LOG_FLOPS_COL] if transform == "log_per_flop" else z
+
+    @staticmethod
+    def _decode(z: np.ndarray, X: np.ndarray, transform: str) -> np.ndarray:
+        return np.exp(z + X[:, _LOG_FLOPS_COL]) if transform == "log_per_flop" else np.exp(z)
+
+    def _oof(self, kind: str, transform: str, X: np.ndarray, y: np.ndarray, splits: list[Any]) -> np.ndarray:
+        """Out-of-fold predictions (ms) of one candidate."""
+        out = np.empty_like(y)
+        z = self._encode(y, X, transform)
+        for tr, te in splits:
+            est = self._make(kind).fit(X[tr], z[tr])
+            out[te] = self._decode(est.predict(X[te]), X[te], transform)
+        return out
+
+    def _splits(self, X: np.ndarray, groups: np.ndarray, by: Literal["layer", "count"]) -> list[Any]:
+        n_groups = len(np.unique(groups))
+        if by == "layer" and n_groups >= 2:
+            cv: Any = GroupKFold(
+                n_splits=min(self.cv_folds, n_groups), shuffle=True, random_state=self.random_state
+            )
+            return list(cv.split(X, groups=groups))
+        cv = KFold(n_splits=min(self.cv_folds, len(X)), shuffle=True, random_state=self.random_state)
+        return list(cv.split(X))
+
+    def fit(self, table: TableLike, y: None = None) -> LatencyPredictor:
+        """Fit on one target's measurement table.
+
+        Args:
+            table: A measurement CSV path (read with :func:`hwprune.measure.read_table`, device peaks from
+                its JSON sidecar) or a DataFrame with the table's columns.
+            y: Ignored; present for scikit-learn compatibility (the latency is the table's ``latency_ms``).
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: If a parameter is invalid, the table mixes targets, has fewer than 2 rows or a
+                non-positive latency (``hwprune.measure.TableError`` is a ValueError too).
+
+        Example:
+            >>> LatencyPredictor(cv_folds=3).fit("tables/cpu_torch/small_resnet_28.csv")  # doctest: +SKIP
+        """
+        self._check_params()
+        df, peaks = load_table(table)
+        # One thread: the 2-core machines this runs on are shared, and OpenMP under oversubscription made a
+        # 1-second fit take minutes (2026-11-26). Extra-trees predict in parallel is not bit-deterministic.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return self._fit(df, peaks)
+
+    def _fit(self, df: pd.DataFrame, peaks: DevicePeaks) -> LatencyPredictor:
+        target = _single(df, "target", "unknown")
+        dtype_default = None if "dtype" in df.columns else "float32"
+        cfg = config_frame(df, default_dtype=dtype_default)
+        X = build_features(cfg, peaks)
+        y_ms = df["latency_ms"].to_numpy(dtype=float)
+        groups = layer_key(cfg).to_numpy()
+
+        kinds = _ESTIMATORS if self.estimator == "auto" else (self.estimator,)
+        transforms = _TRANSFORMS if self.target_transform == "auto" else (self.target_transform,)
+        cv_results: list[dict[str, Any]] = []
+        validation: dict[str, float] = {}
+        best = (kinds[0], transforms[0])
+        if self.cv_folds >= 2:
+            layer_splits = self._splits(X, groups, "layer")
+            scored = []
+            for kind in kinds:
+                for tf in transforms:
+                    oof = self._oof(kind, tf, X, y_ms, layer_splits)
+                    res = {
+                        "estimator": kind,
+                        "transform": tf,
+                        "layer_within5": within_share(oof, y_ms, 0.05),
+                        "layer_within10": within_share(oof, y_ms, 0.10),
+                        "layer_mape": _mape(oof, y_ms),
+                    }
+                    cv_results.append(res)
+                    scored.append(((res["layer_within10"], -res["layer_mape"]), (kind, tf), res))
+                    log.info(
+                        "grouped CV %s/%s: within10=%.3f mape=%.2f%%",
+                        kind,
+                        tf,
+                        res["layer_within10"],
+                        res["layer_mape"],
+                    )
+            scored.sort(key=lambda t: t[0], reverse=True)
+            best, best_res = scored[0][1], scored[0][2]
+            count_oof = self._oof(best[0], best[1], X, y_ms, self._splits(X, groups, "count"))
+            validation = {
+                "layer_within5": best_res["layer_within5"],
+                "layer_within10": best_res["layer_within10"],
+                "layer_mape": best_res["layer_mape"],
+                "count_within5": within_share(count_oof, y_ms, 0.05),
+                "count_within10": within_share(count_oof, y_ms, 0.10),
+                "count_mape": _mape(count_oof, y_ms),
+                "n_layer_groups": float(len(np.unique(groups))),
+            }
+
+        est = self._make(best[0]).fit(X, self._encode(y_ms, X, best[1]))
+        self.estimator_ = est
+        self.estimator_kind_ = best[0]
+        self.transform_ = best[1]
+        self.peaks_ = peaks
+        self.target_ = target
+        self.backend_ = _single(df, "backend", "unknown")
+        self.device_ = _single(df, "device", "unknown")
+        self.dtypes_ = tuple(sorted(pd.unique(cfg["dtype"])))
+        self.dtype_ = ",".join(self.dtypes_)
+        self.n_train_rows_ = len(df)
+        self.validation_ = validation
+        self.cv_results_ = cv_results
+        self.remainder_fraction_ = 0.0
+        self.n_features_in_ = X.shape[1]
+        log.info("fitted %s/%s on %d rows of target %s", best[0], best[1], len(df), target)
+        return self
+
+    # ------------------------------------------------------------- predicting
+    def _features(self, configs: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        default = self.dtypes_[0] if len(self.dtypes_) == 1 else None
+        cfg = config_frame(configs, default_dtype=default)
+        unseen = sorted(set(pd.unique(cfg["dtype"])) - set(self.dtypes_))
+        if unseen:
+            raise ValueError(
+                f"`configs` dtype must be one this predictor was fitted on {list(self.dtypes_)}, got {unseen}"
+            )
+        return build_features(cfg, self.peaks_)
+
+    def predict(self, configs: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Predict the latency in ms of each config.
+
+        Args:
+            configs: Rows with the table's config columns (``batch, in_channels, out_channels, height,
+                width, kernel_size, stride, padding, groups``) and optionally ``dtype`` (default: the
+                training dtype when there was only one). Extra columns are ignored.
+
+        Returns:
+            A float64 array of latencies in ms, one per row; deterministic.
+
+        Raises:
+            sklearn.exceptions.NotFittedError: If the predictor is not fitted.
+            ValueError: If a column is missing or invalid, or a dtype was not in the training table.
+
+        Example:
+            >>> pred.predict(pd.DataFrame([layer.config for layer in layers]))  # doctest: +SKIP
+        """
+        if len(configs) == 0:
+            check_is_fitted(self, "estimator_")
+            return np.zeros(0, dtype=np.float64)
+        X = self._features(configs)
+        with threadpool_limits(limits=1, user_api="openmp"):
+            z = self.estimator_.predict(X)
+        return self._decode(z, X, self.transform_).astype(np.float64)
+
+    def predict_members(self, configs: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Predict with every member of an extra-trees ensemble (for uncertainty, e.g. adaptive profiling).
+
+        Args:
+            configs: As for :meth:`predict`.
+
+        Returns:
+            An array ``(n_members, n_rows)`` of latencies in ms.
+
+        Raises:
+            ValueError: If the fitted regressor is not an ensemble of trees (``estimator="extra_trees"``).
+
+        Example:
+            >>> spread = LatencyPredictor(estimator="extra_trees", target_transform="log",
+            ...     cv_folds=0).fit(df).predict_members(df).std(axis=0)  # doctest: +SKIP
+        """
+        X = self._features(configs)
+        if not isinstance(self.estimator_, ExtraTreesRegressor):
+            raise ValueError(
+                f"`predict_members` needs estimator='extra_trees', this predictor uses {self.estimator_kind_!r}"
+            )
+        return np.stack([self._decode(t.predict(X), X, self.transform_) for t in self.estimator_.estimators_])
+
+    def conv_latencies(self, model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float]:
+        """Predicted latency (ms) of each conv layer of ``model``.
+
+        Args:
+            model: Any module with ``nn.Conv2d`` layers.
+            input_shape: Full input shape, batch first, e.g. ``(1, 1, 28, 28)``.
+
+        Returns:
+            Layer name to predicted ms, in execution order.
+
+        Raises:
+            ValueError: As :func:`hwprune.measure.space.conv_layer_configs` and :meth:`predict`.
+
+        Example:
+            >>> pred.conv_latencies(build_model("small_resnet"), (1, 1, 28, 28))  # doctest: +SKIP
+        """
+        from hwprune.measure.space import conv_layer_configs
+
+        layers = conv_layer_configs(model, input_shape)
+        ms = self.predict(pd.DataFrame([layer.config for layer in layers]))
+        return {layer.name: float(v) for layer, v in zip(layers, ms, strict=True)}
+
+    def predict_model(self, model: nn.Module, input_shape: tuple[int, ...]) -> float:
+        """Predicted latency (ms) of a whole network.
+
+        The sum over its conv layers times ``1 + remainder_fraction_``: the non-conv layers (BatchNorm,
+        activations, pooling, the classifier) as a share of conv time, calibrated by :meth:`calibrate` on
+        end-to-end measurements. Before calibration the remainder is 0 (conv time only).
+
+        Args:
+            model: Any module with ``nn.Conv2d`` layers.
+            input_shape: Full input shape, batch first.
+
+        Returns:
+            Predicted latency in ms.
+
+        Raises:
+            sklearn.exceptions.NotFittedError: If not fitted.
+            ValueError: As :meth:`conv_latencies`.
+
+        Example:
+            >>> pred.predict_model(build_model("small_resnet"), (1, 1, 28, 28))  # doctest: +SKIP
+        """
+        check_is_fitted(self, "estimator_")
+        return float(sum(self.conv_latencies(model, input_shape).values()) * (1.0 + self.remainder_fraction_))
+
+    def calibrate(self, measurements: Sequence[tuple[nn.Module, tuple[int, ...], float]]) -> LatencyPredictor:
+        """Fit the non-conv remainder from end-to-end measurements of whole networks.
+
+        Sets ``remainder_fraction_`` to the median over the measurements of
+        ``(measured - conv_sum) / conv_sum``. A fraction (not a constant) keeps the remainder proportional
+        when pruning shrinks the network, since BatchNorm and activation costs scale with the channels.
+
+        Args:
+            measurements: ``(model, input_shape, measured_ms)`` triples, measured on this target.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            sklearn.exceptions.NotFittedError: If not fitted.
+            ValueError: If ``measurements`` is empty or a latency is not > 0.
+
+        Example:
+            >>> pred.calibrate([(model, (1, 1, 28, 28), 0.91)])  # doctest: +SKIP
+        """
+        check_is_fitted(self, "estimator_")
+        if len(measurements) == 0:
+            raise ValueError(
+                "`measurements` must hold at least one (model, input_shape, ms) triple, got none"
+            )
+        fractions = []
+        for model, shape, ms in measurements:
+            if not (isinstance(ms, int | float) and math.isfinite(ms) and ms > 0):
+                raise ValueError(f"`measurements` latencies must be finite ms > 0, got {ms!r}")
+            conv = sum(self.conv_latencies(model, shape).values())
+            fractions.append((float(ms) - conv) / conv)
+        self.remainder_fraction_ = float(max(np.median(fractions), -0.9))
+        log.info(
+            "calibrated remainder: %.1f%% of conv time over %d model(s)",
+            100 * self.remainder_fraction_,
+            len(fractions),
+        )
+        return self
+
+    # ------------------------------------------------------------------ files
+    def metadata(self) -> dict[str, Any]:
+        """The metadata a saved file carries.
+
+        Returns:
+            target, backend, device, dtype, feature_schema, hwprune/sklearn versions, n_train_rows,
+            validation metrics, and the chosen estimator and transform.
+
+        Raises:
+            sklearn.exceptions.NotFittedError: If not fitted.
+
+        Example:
+            >>> pred.metadata()["target"]  # doctest: +SKIP
+            'cpu_torch'
+        """
+        check_is_fitted(self, "estimator_")
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            hw_version = version("hwprune")
+        except PackageNotFoundError:
+            hw_version = "unknown"
+        return {
+            "target": self.target_,
+            "backend": self.backend_,
+            "device": self.device_,
+            "dtype": self.dtype_,
+            "dtypes": list(self.dtypes_),
+            "feature_schema": FEATURE_SCHEMA_VERSION,
+            "feature_names": feature_names(),
+            "hwprune_version": hw_version,
+            "sklearn_version": sklearn.__version__,
+            "n_train_rows": int(self.n_train_rows_),
+            "validation": {k: float(v) for k, v in self.validation_.items()},
+            "estimator_kind": self.estimator_kind_,
+            "transform": self.transform_,
+            "remainder_fraction": float(self.remainder_fraction_),
+            "peaks": {k: (None if v is None else float(v)) for k, v in asdict(self.peaks_).items()},
+            "params": {k: v for k, v in self.get_params().items()},
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save with skops (never pickle) together with :meth:`metadata`.
+
+        Args:
+            path: Output file, conventionally ``*.skops``.
+
+        Returns:
+            The path written.
+
+        Raises:
+            sklearn.exceptions.NotFittedError: If not fitted.
+
+        Example:
+            >>> pred.save("predictors/cpu_torch.skops")  # doctest: +SKIP
+        """
+        payload = {
+            "format": pio.FILE_FORMAT,
+            "format_version": pio.FILE_FORMAT_VERSION,
+            "meta": self.metadata(),
+            "estimator": self.estimator_,
+        }
+        return pio.write_file(payload, path)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        expected_target: str | None = None,
+        expected_schema: int | None = FEATURE_SCHEMA_VERSION,
+        allow_version_mismatch: bool = False,
+    ) -> LatencyPredictor:
+        """Load a predictor file safely.
+
+        Args:
+            path: A file written by :meth:`save`.
+            expected_target: Refuse the file unless it was fitted for this target.
+            expected_schema: Refuse the file unless it uses this feature schema (default: this version's,
+                :data:`hwprune.predict.features.FEATURE_SCHEMA_VERSION`; ``None`` skips the check, but
+                predicting still needs the current schema).
+            allow_version_mismatch: Warn instead of refusing a file from another scikit-learn major.minor.
+
+        Returns:
+            A fitted :class:`LatencyPredictor` whose predictions equal the saved one's.
+
+        Raises:
+            FileNotFoundError: If ``path`` does not exist.
+            PredictorFileError: On any load failure: not a skops zip (a pickle), truncated, a type off the
+                allow-list, not a predictor, or a target, schema or version mismatch. Nothing in the file
+                is ever executed.
+
+        Example:
+            >>> pred = LatencyPredictor.load("pred.skops", expected_target="cpu_torch")  # doctest: +SKIP
+        """
+        payload = pio.read_file(
+            path,
+            expected_target=expected_target,
+            expected_schema=expected_schema,
+            allow_version_mismatch=allow_version_mismatch,
+        )
+        meta = payload["meta"]
+        if meta.get("feature_schema") != FEATURE_SCHEMA_VERSION:
+            raise pio.PredictorFileError(
+                f"{path} uses feature schema {meta.get('feature_schema')!r}; this hwprune computes schema "
+                f"{FEATURE_SCHEMA_VERSION}, so it cannot predict with it; refit it with `hwprune fit`"
+            )
+        est = payload["estimator"]
+        if not isinstance(est, ExtraTreesRegressor | HistGradientBoostingRegressor):
+            raise pio.PredictorFileError(f"{path} holds a {type(est).__name__}, not a hwprune regressor")
+        try:
+            params = {
+                k: meta["params"][k]
+                for k in ("estimator", "target_transform", "cv_folds", "n_estimators", "random_state")
+            }
+            obj = cls(**params)
+            obj.estimator_ = est
+            obj.estimator_kind_ = str(meta["estimator_kind"])
+            obj.transform_ = str(meta["transform"])
+            obj.peaks_ = DevicePeaks(meta["peaks"].get("gflops"), meta["peaks"].get("gbytes_per_s"))
+            obj.target_ = str(meta["target"])
+            obj.backend_ = str(meta["backend"])
+            obj.device_ = str(meta["device"])
+            obj.dtypes_ = tuple(str(d) for d in meta["dtypes"])
+            obj.dtype_ = str(meta["dtype"])
+            obj.n_train_rows_ = int(meta["n_train_rows"])
+            obj.validation_ = dict(meta["validation"])
+            obj.cv_results_ = []
+            obj.remainder_fraction_ = float(meta["remainder_fraction"])
+            obj.n_features_in_ = len(meta["feature_names"])
+        except (KeyError, TypeError, AttributeError) as err:
+            raise pio.PredictorFileError(f"{path} has incomplete metadata: {err!r}") from err
+        if obj.transform_ not in _TRANSFORMS or obj.estimator_kind_ not in _ESTIMATORS:
+            raise pio.PredictorFileError(f"{path} names an unknown estimator or transform")
+        return obj

@@ -1,0 +1,476 @@
+"""How good is a predictor on a measurement table: error per layer family and staircase fidelity.
+
+Staircase fidelity asks whether the predictor puts the stair edges where the measurement does. Within one
+channel sweep of a layer (all config columns fixed but one channel count), a count ``c`` is **friendly** if
+every larger count has a higher latency: it is the right edge of its stair. Fidelity is the share of the
+counts the predictor calls friendly that are friendly in the measurement too (a precision: snapping to a
+predicted edge that is not a real edge is the mistake that costs accuracy or speed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from hwprune.predict.features import CONFIG_COLUMNS, config_frame, layer_family, layer_key
+from hwprune.predict.predictor import LatencyPredictor, TableLike, load_table, within_share
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FamilyScore",
+    "PredictorReport",
+    "StairSeries",
+    "evaluate",
+    "format_report",
+    "friendly_mask",
+    "held_out_predictions",
+    "plot_predicted_vs_measured",
+    "plot_staircase",
+    "score_rows",
+    "stair_series",
+]
+
+
+@dataclass(frozen=True)
+class FamilyScore:
+    """Error of the predictor on one layer family.
+
+    Attributes:
+        family: ``conv1x1``, ``conv3x3``, ``depthwise``, ``grouped`` or ``convKxK``.
+        n: Rows of that family.
+        mape: Mean absolute percentage error, in %.
+        within5: Share of rows within ±5%.
+        within10: Share of rows within ±10%.
+    """
+
+    family: str
+    n: int
+    mape: float
+    within5: float
+    within10: float
+
+
+@dataclass(frozen=True)
+class StairSeries:
+    """One channel sweep of one layer: the rows that differ only in the swept count.
+
+    Attributes:
+        label: Human-readable name (the table's ``layer`` label where present, plus the swept column).
+        swept: ``out_channels``, ``in_channels`` or ``depthwise`` (in = out = groups).
+        index: Row positions in the evaluated table, sorted by count.
+        counts: The swept counts, ascending.
+    """
+
+    label: str
+    swept: str
+    index: tuple[int, ...]
+    counts: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PredictorReport:
+    """What :func:`evaluate` measures.
+
+    Attributes:
+        target: The predictor's target.
+        n_rows: Rows evaluated.
+        mape: Mean absolute percentage error over all rows, in %.
+        within5: Share of rows within ±5%.
+        within10: Share of rows within ±10%.
+        families: Per layer family scores.
+        staircase_fidelity: Share of predicted friendly counts that are friendly in the measurement
+            (NaN when the table has no sweep of >= 3 counts).
+        n_predicted_friendly: Predicted friendly counts over all sweeps.
+        n_series: Sweeps of >= 3 counts used for the fidelity.
+    """
+
+    target: str
+    n_rows: int
+    mape: float
+    within5: float
+    within10: float
+    families: tuple[FamilyScore, ...]
+    staircase_fidelity: float
+    n_predicted_friendly: int
+    n_series: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict.
+
+        Returns:
+            The fields, with ``families`` as a list of dicts.
+
+        Example:
+            >>> json.dumps(report.to_dict())  # doctest: +SKIP
+        """
+        return asdict(self)
+
+
+def friendly_mask(latencies: np.ndarray) -> np.ndarray:
+    """Which counts of an ascending sweep are friendly: every larger count has a higher latency.
+
+    Args:
+        latencies: Latencies of the counts, sorted by count ascending.
+
+    Returns:
+        A boolean array; the largest count is always friendly.
+
+    Example:
+        >>> friendly_mask(np.array([1.0, 2.0, 2.0, 3.0])).tolist()
+        [True, False, True, True]
+    """
+    lat = np.asarray(latencies, dtype=float)
+    if lat.size == 0:
+        return np.zeros(0, dtype=bool)
+    later_min = np.minimum.accumulate(lat[::-1])[::-1]
+    nxt = np.append(later_min[1:], np.inf)
+    return lat < nxt
+
+
+def stair_series(table: pd.DataFrame, *, min_points: int = 3) -> list[StairSeries]:
+    """Split a table into channel sweeps (all config fixed but one count).
+
+    Args:
+        table: Rows with the config columns (duplicates of a config are allowed; they share a count).
+        min_points: Smallest number of distinct counts for a sweep to count.
+
+    Returns:
+        The sweeps, longest first.
+
+    Example:
+        >>> [s.swept for s in stair_series(df)][:1]  # doctest: +SKIP
+        ['out_channels']
+    """
+    df = table.reset_index(drop=True)
+    depthwise = (
+        (df["groups"] > 1) & (df["groups"] == df["in_channels"]) & (df["groups"] == df["out_channels"])
+    )
+    out: list[StairSeries] = []
+    dtype_col = ["dtype"] if "dtype" in df.columns else []
+    plans = (
+        ("out_channels", df[~depthwise], [c for c in CONFIG_COLUMNS if c != "out_channels"]),
+        ("in_channels", df[~depthwise], [c for c in CONFIG_COLUMNS if c != "in_channels"]),
+        (
+            "depthwise",
+            df[depthwise],
+            [c for c in CONFIG_COLUMNS if c not in ("in_channels", "out_channels", "groups")],
+        ),
+    )
+    for swept, part, keys in plans:
+        if part.empty:
+            continue
+        count_col = "out_channels" if swept == "depthwise" else swept
+        for _, grp in part.groupby(keys + dtype_col, sort=False):
+            if grp[count_col].nunique() < min_points:
+                continue
+            grp = grp.sort_values(count_col, kind="stable")
+            name = str(grp["layer"].iloc[-1]) if "layer" in grp.columns else "layer"
+            out.append(
+                StairSeries(
+                    label=f"{name} ({swept})",
+                    swept=swept,
+                    index=tuple(int(i) for i in grp.index),
+                    counts=tuple(int(c) for c in grp[count_col]),
+                )
+            )
+    out.sort(key=lambda s: len(s.counts), reverse=True)
+    return out
+
+
+def _series_latency(s: StairSeries, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean latency per distinct count of a sweep (duplicated configs averaged)."""
+    frame = pd.DataFrame({"c": s.counts, "v": values[list(s.index)]}).groupby("c")["v"].mean()
+    return frame.index.to_numpy(), frame.to_numpy()
+
+
+def evaluate(predictor: LatencyPredictor, table: TableLike) -> tuple[PredictorReport, pd.DataFrame]:
+    """Score a predictor on a measurement table.
+
+    Args:
+        predictor: A fitted predictor.
+        table: A measurement CSV path or DataFrame of the same target.
+
+    Returns:
+        The report, and the table's rows with ``predicted_ms`` and ``family`` columns added (for plots).
+
+    Raises:
+        sklearn.exceptions.NotFittedError: If ``predictor`` is not fitted.
+        ValueError: If the table is invalid or its target differs from the predictor's.
+
+    Example:
+        >>> rep, rows = evaluate(LatencyPredictor.load("pred.skops"), "table.csv")  # doctest: +SKIP
+        >>> print(format_report(rep))  # doctest: +SKIP
+    """
+    df, _ = load_table(table)
+    if "target" in df.columns:
+        targets = sorted(pd.unique(df["target"].astype(str)))
+        if targets != [predictor.target_]:
+            raise ValueError(
+                f"`table` must hold rows of the predictor's target {predictor.target_!r}, got {targets}"
+            )
+    rows = df.copy()
+    rows["predicted_ms"] = predictor.predict(df)
+    rows["family"] = layer_family(config_frame(df, default_dtype="float32")).to_numpy()
+    rep = score_rows(rows, predictor.target_)
+    return rep, rows
+
+
+def format_report(rep: PredictorReport) -> str:
+    """Render a report as aligned text.
+
+    Args:
+        rep: From :func:`evaluate`.
+
+    Returns:
+        A multi-line string.
+
+    Example:
+        >>> print(format_report(rep))  # doctest: +SKIP
+    """
+    lines = [
+        f"target {rep.target}: {rep.n_rows} rows",
+        f"  MAPE {rep.mape:.2f}%   within ±5% {100 * rep.within5:.1f}%   within ±10% {100 * rep.within10:.1f}%",
+        f"  staircase fidelity {100 * rep.staircase_fidelity:.1f}% of {rep.n_predicted_friendly} predicted "
+        f"friendly counts over {rep.n_series} sweeps",
+        f"  {'family':<12}{'rows':>6}{'MAPE %':>9}{'±5%':>8}{'±10%':>8}",
+    ]
+    for f in rep.families:
+        lines.append(
+            f"  {f.family:<12}{f.n:>6}{f.mape:>9.2f}{100 * f.within5:>7.1f}%{100 * f.within10:>7.1f}%"
+        )
+    return "\n".join(lines)
+
+
+def plot_predicted_vs_measured(rows: pd.DataFrame, path: str | os.PathLike[str], *, title: str = "") -> Path:
+    """Scatter predicted against measured latency (log-log) with ±10% bands.
+
+    Args:
+        rows: From :func:`evaluate` (``latency_ms``, ``predicted_ms``, ``family``).
+        path: PNG to write.
+        title: Plot title.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> plot_predicted_vs_measured(rows, "docs/predictor_scatter.png")  # doctest: +SKIP
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for fam, grp in rows.groupby("family"):
+        ax.scatter(grp["latency_ms"], grp["predicted_ms"], s=8, alpha=0.6, label=str(fam))
+    lo = float(min(rows["latency_ms"].min(), rows["predicted_ms"].min())) * 0.9
+    hi = float(max(rows["latency_ms"].max(), rows["predicted_ms"].max())) * 1.1
+    xs = np.geomspace(lo, hi, 50)
+    ax.plot(xs, xs, "k-", lw=1)
+    ax.plot(xs, xs * 1.1, "k--", lw=0.7, label="±10%")
+    ax.plot(xs, xs * 0.9, "k--", lw=0.7)
+    ax.set(xscale="log", yscale="log", xlabel="measured (ms)", ylabel="predicted (ms)", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_staircase(
+    rows: pd.DataFrame, path: str | os.PathLike[str], *, layer: str | None = None, title: str = ""
+) -> Path:
+    """Overlay predicted and measured latency against channel count for one sweep, friendly counts marked.
+
+    Args:
+        rows: From :func:`evaluate`.
+        path: PNG to write.
+        layer: A substring of the sweep label to plot (default: the longest sweep).
+        title: Plot title (default: the sweep label).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: If no sweep of >= 3 counts matches ``layer``.
+
+    Example:
+        >>> plot_staircase(rows, "docs/predictor_staircase.png", layer="layers.2.conv2")  # doctest: +SKIP
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = [s for s in stair_series(rows) if layer is None or layer in s.label]
+    if not series:
+        raise ValueError(f"`layer` must match a channel sweep of >= 3 counts in the table, got {layer!r}")
+    s = series[0]
+    rows = rows.reset_index(drop=True)
+    c, mv = _series_latency(s, rows["latency_ms"].to_numpy())
+    _, pv = _series_latency(s, rows["predicted_ms"].to_numpy())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(c, mv, ".-", lw=0.8, label="measured")
+    ax.step(c, pv, where="mid", lw=1.5, label="predicted")
+    mf, pf = friendly_mask(mv), friendly_mask(pv)
+    ax.scatter(
+        c[pf], pv[pf], marker="^", s=40, facecolors="none", edgecolors="C1", label="predicted friendly"
+    )
+    ax.scatter(c[mf], mv[mf], marker="o", s=14, color="C0", label="measured friendly")
+    ax.set(
+        xlabel=s.swept if s.swept != "depthwise" else "channels (depthwise)",
+        ylabel="latency (ms)",
+        title=title or s.label,
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_json(rep: PredictorReport, path: str | os.PathLike[str]) -> Path:
+    """Write a report as JSON.
+
+    Args:
+        rep: From :func:`evaluate`.
+        path: Output file.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> write_json(rep, "report.json")  # doctest: +SKIP
+    """
+    path = Path(path)
+    path.write_text(json.dumps(rep.to_dict(), indent=2))
+    return path
+
+
+def held_out_predictions(
+    predictor: LatencyPredictor,
+    table: TableLike,
+    *,
+    by: Literal["count", "layer"],
+    folds: int = 5,
+    max_train_rows: int | None = None,
+    random_state: int = 0,
+) -> pd.DataFrame:
+    """Out-of-fold predictions: every row predicted by a clone fitted without it.
+
+    ``by="count"`` holds out random rows (unseen channel counts of layers whose other counts are known);
+    ``by="layer"`` holds out whole layer shapes (:func:`hwprune.predict.features.layer_key`).
+
+    Args:
+        predictor: An unfitted or fitted predictor; its parameters are cloned for each fold, with
+            ``cv_folds=0`` and, where they were ``"auto"``, the fitted choice (or HGB on log latency).
+        table: A measurement CSV path or DataFrame.
+        by: The split.
+        folds: Number of folds (>= 2).
+        max_train_rows: Subsample each fold's training rows to at most this many (a measurement budget).
+        random_state: Seed for folds and subsampling.
+
+    Returns:
+        The table's rows with ``predicted_ms`` and ``family`` columns.
+
+    Raises:
+        ValueError: If ``folds`` < 2 or ``by`` is unknown, or the table is invalid.
+
+    Example:
+        >>> rows = held_out_predictions(LatencyPredictor(), "t.csv", by="layer")  # doctest: +SKIP
+    """
+    from sklearn.base import clone
+    from sklearn.model_selection import GroupKFold, KFold
+
+    if by not in ("count", "layer"):
+        raise ValueError(f"`by` must be any of ('count', 'layer'), got {by!r}")
+    if not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"`folds` must be an int >= 2, got {folds!r}")
+    df, _ = load_table(table)
+    cfg = config_frame(df, default_dtype="float32")
+    kind = getattr(predictor, "estimator_kind_", None) or (
+        predictor.estimator if predictor.estimator != "auto" else "hist_gradient_boosting"
+    )
+    tf = getattr(predictor, "transform_", None) or (
+        predictor.target_transform if predictor.target_transform != "auto" else "log"
+    )
+    base = clone(predictor).set_params(estimator=kind, target_transform=tf, cv_folds=0)
+    rng = np.random.default_rng(random_state)
+    if by == "layer":
+        groups = layer_key(cfg).to_numpy()
+        n = min(folds, len(np.unique(groups)))
+        if n < 2:
+            raise ValueError("`table` must hold at least 2 layer shapes for a by-layer split")
+        splits = GroupKFold(n_splits=n, shuffle=True, random_state=random_state).split(df, groups=groups)
+    else:
+        splits = KFold(n_splits=folds, shuffle=True, random_state=random_state).split(df)
+    pred = np.empty(len(df))
+    for tr, te in splits:
+        if max_train_rows is not None and len(tr) > max_train_rows:
+            tr = rng.choice(tr, size=max_train_rows, replace=False)
+        pred[te] = clone(base).fit(df.iloc[tr]).predict(df.iloc[te])
+    rows = df.copy()
+    rows["predicted_ms"] = pred
+    rows["family"] = layer_family(cfg).to_numpy()
+    return rows
+
+
+def score_rows(rows: pd.DataFrame, target: str = "") -> PredictorReport:
+    """Score rows that carry ``latency_ms`` and ``predicted_ms`` (e.g. from :func:`held_out_predictions`).
+
+    Args:
+        rows: Table rows with both latency columns and ``family``.
+        target: Target name for the report.
+
+    Returns:
+        A :class:`PredictorReport`.
+
+    Example:
+        >>> score_rows(held_out_predictions(LatencyPredictor(), "t.csv", by="count"))  # doctest: +SKIP
+    """
+    rows = rows.reset_index(drop=True)
+    pred = rows["predicted_ms"].to_numpy(dtype=float)
+    meas = rows["latency_ms"].to_numpy(dtype=float)
+    fams = []
+    for fam, grp in rows.groupby("family", sort=True):
+        p, m = grp["predicted_ms"].to_numpy(), grp["latency_ms"].to_numpy()
+        fams.append(
+            FamilyScore(
+                str(fam),
+                len(grp),
+                float(np.mean(np.abs(p / m - 1)) * 100),
+                within_share(p, m, 0.05),
+                within_share(p, m, 0.10),
+            )
+        )
+    hits = n_pred = 0
+    series = stair_series(rows)
+    for s in series:
+        _, mv = _series_latency(s, meas)
+        _, pv = _series_latency(s, pred)
+        pf, mf = friendly_mask(pv), friendly_mask(mv)
+        n_pred += int(pf.sum())
+        hits += int((pf & mf).sum())
+    return PredictorReport(
+        target=target,
+        n_rows=len(rows),
+        mape=float(np.mean(np.abs(pred / meas - 1)) * 100),
+        within5=within_share(pred, meas, 0.05),
+        within10=within_share(pred, meas, 0.10),
+        families=tuple(fams),
+        staircase_fidelity=float(hits / n_pred) if n_pred else float("nan"),
+        n_predicted_friendly=n_pred,
+        n_series=len(series),
+    )

@@ -1,0 +1,107 @@
+"""prune: dependency-safe, staircase-aware channel pruning of a model to a latency budget.
+
+Example:
+    >>> from hwprune.prune import prune_to_budget
+    >>> result = prune_to_budget(model, predictor, (1, 1, 28, 28), budget_ms=0.4)  # doctest: +SKIP
+    >>> result.plan.latency_after_ms <= 0.4  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from hwprune.prune.graph import ChannelGroup, GroupedModel, PruneRecord, apply_removals, build_groups, replay_history
+from hwprune.prune.importance import IMPORTANCE_KINDS, ImportanceKind, make_importance
+from hwprune.prune.model_latency import layer_latencies, predicted_latency
+from hwprune.prune.planner import GroupDecision, Plan, plan_pruning
+from hwprune.staircase import Predictor, SnapMode
+
+__all__ = [
+    "IMPORTANCE_KINDS",
+    "ChannelGroup",
+    "GroupDecision",
+    "GroupedModel",
+    "ImportanceKind",
+    "Plan",
+    "PruneRecord",
+    "StepResult",
+    "apply_removals",
+    "build_groups",
+    "conv_widths",
+    "layer_latencies",
+    "make_importance",
+    "plan_pruning",
+    "predicted_latency",
+    "prune_to_budget",
+    "replay_history",
+]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One applied prune step.
+
+    Attributes:
+        plan: What the planner decided.
+        history: Torch-Pruning records of the step, for :func:`replay_history`.
+        latency_after_ms: Predicted latency of the pruned model, recomputed from its layers.
+    """
+
+    plan: Plan
+    history: list[PruneRecord]
+    latency_after_ms: float
+
+
+def conv_widths(model: nn.Module) -> dict[str, int]:
+    """Return every Conv2d's output channels, keyed by module name.
+
+    Example:
+        >>> conv_widths(build_model("small_resnet"))["stem.0"]  # doctest: +SKIP
+        32
+    """
+    return {n: int(m.out_channels) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+def prune_to_budget(
+    model: nn.Module,
+    predictor: Predictor,
+    input_shape: Sequence[int],
+    budget_ms: float,
+    *,
+    importance: ImportanceKind = "l1",
+    snap_mode: SnapMode | None = "up",
+    ignored_layers: Sequence[str | nn.Module] = (),
+    dense_widths: dict[str, int] | None = None,
+    min_ratio: float = 0.1,
+) -> StepResult:
+    """Plan and physically apply one prune step, in place.
+
+    Args:
+        model: The model to prune (in place).
+        predictor: Anything with ``predict(DataFrame) -> ndarray`` (ms per row).
+        input_shape: Input shape including batch.
+        budget_ms: Predicted latency to reach.
+        importance: ``"l1"``, ``"l2"``, ``"bn_scale"`` or ``"taylor"`` (needs gradients).
+        snap_mode: ``"up"``, ``"down"``, ``"nearest"`` or ``None``.
+        ignored_layers: Module names or modules whose output channels stay (Linear layers always do).
+        dense_widths: Conv name -> dense output channels (the top of each staircase); defaults to now.
+        min_ratio: No group goes below this share of its dense width.
+
+    Returns:
+        The step's plan, history and the model's new predicted latency.
+
+    Raises:
+        ValueError: If an argument is out of range (see :func:`plan_pruning`).
+
+    Example:
+        >>> res = prune_to_budget(model, predictor, (1, 1, 28, 28), budget_ms=0.4)  # doctest: +SKIP
+    """
+    gm = build_groups(model, input_shape, ignored_layers)
+    plan = plan_pruning(gm, predictor, input_shape, budget_ms, importance=importance, snap_mode=snap_mode,
+                        dense_widths=dense_widths, min_ratio=min_ratio)
+    history = apply_removals(gm, plan.removals)
+    return StepResult(plan, history, predicted_latency(predictor, model, input_shape))

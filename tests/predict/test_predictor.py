@@ -1,0 +1,187 @@
+"""LatencyPredictor: scikit-learn conventions, predictions, predict_model, calibrate."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from hwprune.measure import CONFIG_COLUMNS as MEASURE_CONFIG_COLUMNS
+from hwprune.measure import conv_layer_configs, read_table
+from hwprune.models.factory import build_model
+from hwprune.predict import LatencyPredictor, build_features, feature_names
+from hwprune.predict.features import CONFIG_COLUMNS, config_frame, layer_key
+
+
+def test_config_columns_match_measurement_contract() -> None:
+    assert CONFIG_COLUMNS == tuple(MEASURE_CONFIG_COLUMNS)
+
+
+def test_init_only_stores_params_and_clone_round_trips() -> None:
+    pred = LatencyPredictor(estimator="extra_trees", cv_folds=3, n_estimators=7)
+    assert pred.get_params() == {
+        "estimator": "extra_trees",
+        "target_transform": "auto",
+        "cv_folds": 3,
+        "n_estimators": 7,
+        "random_state": 0,
+    }
+    assert not [k for k in vars(pred) if k.endswith("_")]
+    assert clone(pred).get_params() == pred.get_params()
+
+
+def test_unfitted_raises_standard_error() -> None:
+    row = dict(
+        batch=1,
+        in_channels=8,
+        out_channels=8,
+        height=8,
+        width=8,
+        kernel_size=3,
+        stride=1,
+        padding=1,
+        groups=1,
+    )
+    with pytest.raises(NotFittedError):
+        LatencyPredictor().predict([row])
+    with pytest.raises(NotFittedError):
+        LatencyPredictor().save("never.skops")
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"estimator": "svm"}, "`estimator` must be any of"),
+        ({"target_transform": "sqrt"}, "`target_transform` must be any of"),
+        ({"cv_folds": 1}, "`cv_folds` must be 0"),
+        ({"cv_folds": 0}, "`cv_folds` must be >= 2 when"),
+        (
+            {"n_estimators": 0, "estimator": "extra_trees", "target_transform": "log"},
+            "`n_estimators` must be",
+        ),
+    ],
+)
+def test_fit_validates_params(params: dict, match: str, tiny_table: Path) -> None:
+    with pytest.raises(ValueError, match=match):
+        LatencyPredictor(**params).fit(tiny_table)
+
+
+def test_fit_sets_fitted_state(fitted: LatencyPredictor, tiny_table: Path) -> None:
+    df = read_table(tiny_table)
+    assert fitted.fit is not None and fitted.target_ == "cpu_torch"
+    assert fitted.backend_ == "torch_cpu" and fitted.dtypes_ == ("float32",)
+    assert fitted.n_train_rows_ == len(df)
+    assert set(fitted.validation_) >= {"layer_within10", "count_within10", "count_mape"}
+    assert 0.0 <= fitted.validation_["count_within10"] <= 1.0
+    assert fitted.n_features_in_ == len(feature_names())
+
+
+def test_predict_is_positive_deterministic_and_accepts_mappings(
+    fitted: LatencyPredictor, tiny_table: Path
+) -> None:
+    df = read_table(tiny_table)
+    a = fitted.predict(df)
+    b = fitted.predict(df[list(CONFIG_COLUMNS)].to_dict("records"))
+    assert a.shape == (len(df),) and a.dtype == np.float64
+    assert np.all(a > 0)
+    np.testing.assert_array_equal(a, b)
+    assert fitted.predict(df.iloc[:0]).shape == (0,)
+    # in-sample the boosted trees should land near the medians they were fitted on
+    assert np.median(np.abs(a / df["latency_ms"].to_numpy() - 1)) < 0.10
+
+
+def test_predict_rejects_bad_configs(fitted: LatencyPredictor, tiny_table: Path) -> None:
+    df = read_table(tiny_table)
+    with pytest.raises(ValueError, match="must have the columns"):
+        fitted.predict(df.drop(columns=["groups"]))
+    with pytest.raises(ValueError, match="dtype must be one this predictor was fitted on"):
+        fitted.predict(df.assign(dtype="float16"))
+    with pytest.raises(ValueError, match="must be positive"):
+        fitted.predict(df.assign(out_channels=0))
+
+
+def test_fit_rejects_mixed_targets(tiny_table: Path) -> None:
+    df = read_table(tiny_table)
+    df.loc[0, "target"] = "other"
+    with pytest.raises(ValueError, match="must hold one target"):
+        LatencyPredictor(estimator="extra_trees", target_transform="log", cv_folds=0).fit(df)
+
+
+def test_auto_selection_records_all_candidates(tiny_table: Path) -> None:
+    pred = LatencyPredictor(cv_folds=2, n_estimators=20).fit(tiny_table)
+    assert len(pred.cv_results_) == 4
+    assert (pred.estimator_kind_, pred.transform_) in {
+        (r["estimator"], r["transform"]) for r in pred.cv_results_
+    }
+    best = max(r["layer_within10"] for r in pred.cv_results_)
+    assert pred.validation_["layer_within10"] == best
+
+
+def test_predict_members_needs_extra_trees(fitted: LatencyPredictor, tiny_table: Path) -> None:
+    with pytest.raises(ValueError, match="needs estimator='extra_trees'"):
+        fitted.predict_members(read_table(tiny_table))
+    et = LatencyPredictor(estimator="extra_trees", target_transform="log", cv_folds=0, n_estimators=5)
+    members = et.fit(tiny_table).predict_members(read_table(tiny_table))
+    assert members.shape[0] == 5 and np.all(members > 0)
+
+
+def test_predict_model_sums_conv_layers_and_calibrates(fitted: LatencyPredictor) -> None:
+    model = build_model("small_resnet")
+    per_layer = fitted.conv_latencies(model, (1, 1, 28, 28))
+    total = fitted.predict_model(model, (1, 1, 28, 28))
+    assert list(per_layer) == [layer.name for layer in conv_layer_configs(model, (1, 1, 28, 28))]
+    assert total == pytest.approx(sum(per_layer.values()))
+    calibrated = clone(fitted)
+    calibrated.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
+    calibrated.calibrate([(model, (1, 1, 28, 28), total * 1.5)])
+    assert calibrated.remainder_fraction_ == pytest.approx(0.5)
+    assert calibrated.predict_model(model, (1, 1, 28, 28)) == pytest.approx(total * 1.5)
+    with pytest.raises(ValueError, match="`measurements` must hold at least one"):
+        calibrated.calibrate([])
+
+
+def test_features_expose_tiles() -> None:
+    cfg = config_frame(
+        [
+            dict(
+                batch=1,
+                in_channels=20,
+                out_channels=33,
+                height=14,
+                width=14,
+                kernel_size=3,
+                stride=2,
+                padding=1,
+                groups=1,
+            )
+        ],
+        default_dtype="float32",
+    )
+    feats = dict(zip(feature_names(), build_features(cfg)[0], strict=True))
+    assert feats["out_mod16"] == 1 and feats["out_ceil16"] == 3 and feats["in_ceil8"] == 3
+    assert feats["out_height"] == 7
+    assert feats["log_flops"] == pytest.approx(np.log(2 * 33 * 7 * 7 * 20 * 9))
+    assert layer_key(cfg).iloc[0] == "b1_14x14_k3s2p1_g1_float32"
+
+
+def test_predict_speed_scales_sublinearly_per_row(fitted: LatencyPredictor, tiny_table: Path) -> None:
+    """5,000 rows must not cost 100x what 50 rows cost: the work is vectorised, not a per-row loop."""
+    df = read_table(tiny_table)
+    big = pd.concat([df] * (5000 // len(df) + 1)).iloc[:5000]
+    small = df.iloc[:50]
+    fitted.predict(small)
+
+    def best(frame: pd.DataFrame) -> float:
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fitted.predict(frame)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    assert best(big) < 100 * best(small)

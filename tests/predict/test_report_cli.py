@@ -1,0 +1,84 @@
+"""`hwprune fit` / `hwprune report` on a real table, and the report's staircase logic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hwprune.cli import main
+from hwprune.measure import read_table
+from hwprune.predict import LatencyPredictor
+from hwprune.predict.report import evaluate, format_report, friendly_mask, stair_series
+
+
+def test_friendly_mask_marks_right_stair_edges() -> None:
+    lat = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 1.5, 3.0])
+    # count 2 (index 2) is the right edge of the first stair; indices 3-4 are slower than index 5
+    assert friendly_mask(lat).tolist() == [False, False, True, False, False, True, True]
+    assert friendly_mask(np.array([])).tolist() == []
+
+
+def test_stair_series_groups_sweeps(tiny_table: Path) -> None:
+    df = read_table(tiny_table)
+    series = stair_series(df)
+    assert series and all(s.swept == "out_channels" for s in series)
+    for s in series:
+        assert list(s.counts) == sorted(s.counts)
+        assert df.loc[list(s.index), "in_channels"].nunique() == 1
+
+
+def test_evaluate_scores_families_and_fidelity(fitted: LatencyPredictor, tiny_table: Path) -> None:
+    rep, rows = evaluate(fitted, tiny_table)
+    assert rep.n_rows == len(rows) == len(read_table(tiny_table))
+    assert {f.family for f in rep.families} == {"conv1x1", "conv3x3"}
+    assert sum(f.n for f in rep.families) == rep.n_rows
+    assert 0.0 <= rep.within5 <= rep.within10 <= 1.0
+    assert 0.0 <= rep.staircase_fidelity <= 1.0 and rep.n_predicted_friendly > 0
+    assert "staircase fidelity" in format_report(rep)
+
+
+def test_evaluate_refuses_other_target(fitted: LatencyPredictor, tiny_table: Path) -> None:
+    df = read_table(tiny_table).assign(target="jetson")
+    with pytest.raises(ValueError, match="must hold rows of the predictor's target 'cpu_torch'"):
+        evaluate(fitted, df)
+
+
+def test_cli_fit_then_report(tiny_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pred_path = tmp_path / "p.skops"
+    rc = main(
+        [
+            "fit",
+            str(tiny_table),
+            "--out",
+            str(pred_path),
+            "--estimator",
+            "extra_trees",
+            "--transform",
+            "log",
+            "--cv-folds",
+            "2",
+        ]
+    )
+    assert rc == 0 and pred_path.is_file()
+    assert "target cpu_torch" in capsys.readouterr().out
+    plots = tmp_path / "plots"
+    rc = main(["report", str(pred_path), str(tiny_table), "--json", "--plot-dir", str(plots)])
+    assert rc == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["target"] == "cpu_torch" and rep["n_rows"] == len(pd.read_csv(tiny_table))
+    assert {"mape", "within5", "within10", "families", "staircase_fidelity"} <= set(rep)
+    assert (plots / "predicted_vs_measured.png").stat().st_size > 1000
+    assert (plots / "staircase.png").stat().st_size > 1000
+
+
+def test_cli_report_refuses_pickle(
+    tmp_path: Path, tiny_table: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.skops"
+    bad.write_bytes(b"\x80\x04K\x01.")
+    assert main(["report", str(bad), str(tiny_table)]) == 2
+    assert "not a skops zip archive" in capsys.readouterr().err
