@@ -68,8 +68,9 @@ def friendly_from_curve(counts: Sequence[int], latencies: Sequence[float]) -> li
     return friendly[::-1]
 
 
-def vary_channels(layer_config: Mapping[str, int], counts: Sequence[int], side: Literal["out", "in"] = "out"
-                  ) -> pd.DataFrame:
+def vary_channels(
+    layer_config: Mapping[str, int], counts: Sequence[int], side: Literal["out", "in"] = "out"
+) -> pd.DataFrame:
     """Return one table row per count, with the layer's ``side`` channels set to that count.
 
     A depthwise layer (``groups == in_channels == out_channels > 1``) keeps in, out and groups equal.
@@ -134,7 +135,9 @@ def friendly_counts(
     if not isinstance(max_channels, int | np.integer) or max_channels < 1:
         raise ValueError(f"`max_channels` must be an int >= 1, got {max_channels!r}")
     if not isinstance(min_channels, int | np.integer) or not 1 <= min_channels <= max_channels:
-        raise ValueError(f"`min_channels` must be an int in [1, max_channels={max_channels}], got {min_channels!r}")
+        raise ValueError(
+            f"`min_channels` must be an int in [1, max_channels={max_channels}], got {min_channels!r}"
+        )
     counts = list(range(int(min_channels), int(max_channels) + 1))
     lat = np.asarray(predictor.predict(vary_channels(layer_config, counts)), dtype=float).reshape(-1)
     if lat.shape[0] != len(counts):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hwprune.staircase import friendly_counts, friendly_from_curve, snap, vary_channels
+from hwprune.staircase import friendly_from_curve, snap, vary_channels
 
 
 def test_friendly_from_curve_keeps_right_edges() -> None:
@@ -45,8 +45,17 @@ def test_snap_rejects_bad_mode() -> None:
 
 
 def test_vary_channels_depthwise_moves_groups() -> None:
-    cfg = dict(batch=1, in_channels=32, out_channels=32, height=8, width=8, kernel_size=3, stride=1,
-               padding=1, groups=32)
+    cfg = dict(
+        batch=1,
+        in_channels=32,
+        out_channels=32,
+        height=8,
+        width=8,
+        kernel_size=3,
+        stride=1,
+        padding=1,
+        groups=32,
+    )
     df = vary_channels(cfg, [8, 16])
     assert df["groups"].tolist() == [8, 16] and df["in_channels"].tolist() == [8, 16]
 

@@ -83,24 +83,48 @@ class PruneStepLog:
     outcome: str
 
 
+_CODE_BASE = 4096  # channel codes stay exact in float32 while dim0 * 4096 + dim1 < 2**24
+
+
+def _taggable(p: torch.Tensor) -> bool:
+    return (
+        p.dim() >= 1
+        and p.shape[0] < _CODE_BASE
+        and (p.dim() < 2 or p.shape[1] < _CODE_BASE)
+        and (p.dtype in (torch.float32, torch.float64))
+    )
+
+
 def _tag_parameters(module: nn.Module) -> dict[str, torch.Tensor]:
-    """Overwrite every parameter with an index code (dim0 * 4096 + dim1); return the real values."""
+    """Overwrite parameters with an index code (dim0 * 4096 + dim1); return their real values.
+
+    After Torch-Pruning cuts the tagged tensors, the surviving codes say which channels were kept along
+    dims 0 and 1, for every parameter at once, whatever group pruned it. Parameters too large to code
+    exactly are left alone (their optimizer state is then not carried over).
+    """
     saved: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for name, p in module.named_parameters():
+            if not _taggable(p):
+                continue
             saved[name] = p.detach().clone()
-            code = torch.arange(p.shape[0], dtype=torch.float64).mul_(4096).view(-1, *([1] * (p.dim() - 1)))
+            code = torch.arange(p.shape[0], dtype=torch.float64).mul_(_CODE_BASE)
+            code = code.view(-1, *([1] * (p.dim() - 1)))
             if p.dim() > 1:
-                code = code + torch.arange(p.shape[1], dtype=torch.float64).view(1, -1, *([1] * (p.dim() - 2)))
+                code = code + torch.arange(p.shape[1], dtype=torch.float64).view(
+                    1, -1, *([1] * (p.dim() - 2))
+                )
             p.copy_(code.expand_as(p).to(p.dtype))
     return saved
 
 
 def _kept_indices(p: torch.Tensor) -> tuple[list[int], list[int] | None]:
-    flat = p.detach().double().reshape(p.shape[0], p.shape[1], -1)[..., 0] if p.dim() > 1 else (
-        p.detach().double().view(-1, 1))
-    rows = (flat[:, 0] // 4096).round().long().tolist()
-    cols = (flat[0, :] % 4096).round().long().tolist() if p.dim() > 1 else None
+    if p.dim() > 1:
+        flat = p.detach().double().reshape(p.shape[0], p.shape[1], -1)[..., 0]
+    else:
+        flat = p.detach().double().view(-1, 1)
+    rows = (flat[:, 0] // _CODE_BASE).round().long().tolist()
+    cols = (flat[0, :] % _CODE_BASE).round().long().tolist() if p.dim() > 1 else None
     return rows, cols
 
 
@@ -112,7 +136,8 @@ def _select(t: torch.Tensor, rows: list[int], cols: list[int] | None) -> torch.T
 
 
 def remap_optimizer_state(
-    old_state: Mapping[str, Mapping[str, Any]], kept: Mapping[str, tuple[list[int], list[int] | None]],
+    old_state: Mapping[str, Mapping[str, Any]],
+    kept: Mapping[str, tuple[list[int], list[int] | None]],
     shapes_before: Mapping[str, torch.Size],
 ) -> dict[str, dict[str, Any]]:
     """Cut per-parameter optimizer state (momentum, Adam moments) down to the kept channels.
@@ -141,7 +166,9 @@ def remap_optimizer_state(
     return out
 
 
-def _measure_cpu_ms(model: nn.Module, input_shape: Sequence[int], repeats: int = 30, rounds: int = 3) -> float:
+def _measure_cpu_ms(
+    model: nn.Module, input_shape: Sequence[int], repeats: int = 30, rounds: int = 3
+) -> float:
     """Wall time of a CPU forward pass (eval, inference mode): the best of ``rounds`` medians.
 
     The first calls of a new shape build oneDNN primitives (hundreds of ms here), and the machine is
@@ -289,11 +316,14 @@ class HardwareAwarePruning(Callback):
         except (TypeError, ValueError):
             shape = ()
         if len(shape) != 4 or any(s <= 0 for s in shape):
-            raise ValueError(f"`input_shape` must be 4 positive ints (batch, channels, height, width), "
-                             f"got {input_shape!r}")
+            raise ValueError(
+                f"`input_shape` must be 4 positive ints (batch, channels, height, width), got {input_shape!r}"
+            )
         if (latency_ratio is None) == (latency_ms is None):
-            raise ValueError("exactly one of `latency_ratio` and `latency_ms` must be given, "
-                             f"got latency_ratio={latency_ratio!r}, latency_ms={latency_ms!r}")
+            raise ValueError(
+                "exactly one of `latency_ratio` and `latency_ms` must be given, "
+                f"got latency_ratio={latency_ratio!r}, latency_ms={latency_ms!r}"
+            )
         if latency_ratio is not None and not (
             isinstance(latency_ratio, int | float) and 0.0 < float(latency_ratio) < 1.0
         ):
@@ -302,8 +332,11 @@ class HardwareAwarePruning(Callback):
             isinstance(latency_ms, int | float) and math.isfinite(latency_ms) and latency_ms > 0
         ):
             raise ValueError(f"`latency_ms` must be a latency in ms (> 0), got {latency_ms!r}")
-        for name, value, low in (("start_epoch", start_epoch, 0), ("prune_every_n_epochs", prune_every_n_epochs, 1),
-                                 ("num_steps", num_steps, 1)):
+        for name, value, low in (
+            ("start_epoch", start_epoch, 0),
+            ("prune_every_n_epochs", prune_every_n_epochs, 1),
+            ("num_steps", num_steps, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"`{name}` must be an int >= {low}, got {value!r}")
         if importance not in IMPORTANCE_KINDS:
@@ -370,8 +403,9 @@ class HardwareAwarePruning(Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(latency_ratio=self.latency_ratio, latency_ms=self.latency_ms,
-                                        monitor=self.monitor)
+        return self._generate_state_key(
+            latency_ratio=self.latency_ratio, latency_ms=self.latency_ms, monitor=self.monitor
+        )
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -394,8 +428,9 @@ class HardwareAwarePruning(Callback):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history = [[(str(n), bool(o), [int(i) for i in ix]) for n, o, ix in step]
-                        for step in state_dict["history"]]
+        self.history = [
+            [(str(n), bool(o), [int(i) for i in ix]) for n, o, ix in step] for step in state_dict["history"]
+        ]
         self.fraction_done = float(state_dict["fraction_done"])
         self.step_fraction = float(state_dict["step_fraction"])
         self.steps_attempted = int(state_dict["steps_attempted"])
@@ -410,16 +445,20 @@ class HardwareAwarePruning(Callback):
         self.steps = [PruneStepLog(**s) for s in state_dict["steps"]]
 
     @override
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         # A copy outside the callback states, so tools (load_pruned-like) can rebuild from a plain ckpt.
-        checkpoint["hwprune_architecture"] = {"input_shape": list(self.input_shape),
-                                              "history": [[list(r) for r in s] for s in self.history],
-                                              "ignored_layers": list(self.ignored_layers)}
+        checkpoint["hwprune_architecture"] = {
+            "input_shape": list(self.input_shape),
+            "history": [[list(r) for r in s] for s in self.history],
+            "ignored_layers": list(self.ignored_layers),
+        }
 
     @override
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         arch = checkpoint.get("hwprune_architecture")
         if arch is not None and len(arch["history"]) != self._applied:
             raise RuntimeError(
@@ -549,14 +588,33 @@ class HardwareAwarePruning(Callback):
         dense = self.dense_latency_ms or predicted_latency(self.predictor, self._template, self.input_shape)
         budget = dense - fraction * (dense - self._target_ms())
         gm = build_groups(net, self.input_shape, self.ignored_layers)
-        plan = plan_pruning(gm, self.predictor, self.input_shape, budget, importance=self.importance,
-                            snap_mode=self.snap, dense_widths=self.dense_widths,
-                            min_ratio=self.min_channel_ratio)
-        return {"removals": plan.removals, "budget": budget, "before": plan.latency_before_ms,
-                "after": plan.latency_after_ms, "feasible": plan.feasible, "plan_s": time.perf_counter() - t0}
+        plan = plan_pruning(
+            gm,
+            self.predictor,
+            self.input_shape,
+            budget,
+            importance=self.importance,
+            snap_mode=self.snap,
+            dense_widths=self.dense_widths,
+            min_ratio=self.min_channel_ratio,
+        )
+        return {
+            "removals": plan.removals,
+            "budget": budget,
+            "before": plan.latency_before_ms,
+            "after": plan.latency_after_ms,
+            "feasible": plan.feasible,
+            "plan_s": time.perf_counter() - t0,
+        }
 
-    def _apply(self, trainer: pl.Trainer, pl_module: pl.LightningModule, decision: dict[str, Any],
-               fraction: float, epoch: int) -> None:
+    def _apply(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        decision: dict[str, Any],
+        fraction: float,
+        epoch: int,
+    ) -> None:
         t0 = time.perf_counter()
         net = self._net(pl_module)
         removals = decision["removals"]
@@ -564,14 +622,18 @@ class HardwareAwarePruning(Callback):
         if removals:
             shapes = {n: p.shape for n, p in pl_module.named_parameters()}
             old_params = dict(pl_module.named_parameters())
-            opt_states = [{n: dict(opt.state[p]) for n, p in old_params.items() if p in opt.state}
-                          for opt in trainer.optimizers]
+            opt_states = [
+                {n: dict(opt.state[p]) for n, p in old_params.items() if p in opt.state}
+                for opt in trainer.optimizers
+            ]
             saved = _tag_parameters(pl_module)
             gm = build_groups(net, self.input_shape, self.ignored_layers)
             step_history = apply_removals(gm, removals)
             kept: dict[str, tuple[list[int], list[int] | None]] = {}
             with torch.no_grad():
                 for n, p in pl_module.named_parameters():
+                    if n not in saved:
+                        continue
                     rows, cols = _kept_indices(p)
                     kept[n] = (rows, cols)
                     p.copy_(_select(saved[n], rows, cols))
@@ -584,18 +646,28 @@ class HardwareAwarePruning(Callback):
         self.steps_attempted += 1
         self.pending_check = bool(removals)
         after = decision["after"]
-        entry = PruneStepLog(step=self.steps_attempted - 1, epoch=epoch, budget_ms=float(decision["budget"]),
-                             latency_before_ms=float(decision["before"]), latency_after_ms=float(after),
-                             feasible=bool(decision["feasible"]),
-                             plan_seconds=float(decision["plan_s"]) + time.perf_counter() - t0,
-                             score_before=self.last_score, outcome=outcome)
+        entry = PruneStepLog(
+            step=self.steps_attempted - 1,
+            epoch=epoch,
+            budget_ms=float(decision["budget"]),
+            latency_before_ms=float(decision["before"]),
+            latency_after_ms=float(after),
+            feasible=bool(decision["feasible"]),
+            plan_seconds=float(decision["plan_s"]) + time.perf_counter() - t0,
+            score_before=self.last_score,
+            outcome=outcome,
+        )
         self.steps.append(entry)
         self._log_step(trainer, pl_module, entry)
 
-    def _rebuild_optimizers(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                            opt_states: list[dict[str, dict[str, Any]]],
-                            kept: Mapping[str, tuple[list[int], list[int] | None]],
-                            shapes: Mapping[str, torch.Size]) -> None:
+    def _rebuild_optimizers(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        opt_states: list[dict[str, dict[str, Any]]],
+        kept: Mapping[str, tuple[list[int], list[int] | None]],
+        shapes: Mapping[str, torch.Size],
+    ) -> None:
         if trainer.state.fn != "fit" or not trainer.optimizers:
             return
         strategy = trainer.strategy
@@ -620,9 +692,13 @@ class HardwareAwarePruning(Callback):
         net = self._net(pl_module)
         params = sum(p.numel() for p in net.parameters())
         macs = self._macs(net)
-        metrics = {"pruning/predicted_latency_ms": entry.latency_after_ms, "pruning/params": float(params),
-                   "pruning/macs": float(macs), "pruning/step": float(entry.step),
-                   "pruning/budget_ms": entry.budget_ms}
+        metrics = {
+            "pruning/predicted_latency_ms": entry.latency_after_ms,
+            "pruning/params": float(params),
+            "pruning/macs": float(macs),
+            "pruning/step": float(entry.step),
+            "pruning/budget_ms": entry.budget_ms,
+        }
         if entry.score_before is not None:
             metrics["pruning/accuracy"] = entry.score_before
         for name, m in net.named_modules():
@@ -632,8 +708,15 @@ class HardwareAwarePruning(Callback):
             logger.log_metrics(metrics, step=trainer.global_step)
         rank_zero_only(log.info)(
             "prune step %d (epoch %d): predicted %.4f -> %.4f ms (budget %.4f), %d params, %.2f MMACs, %s",
-            entry.step, entry.epoch, entry.latency_before_ms, entry.latency_after_ms, entry.budget_ms, params,
-            macs / 1e6, entry.outcome)
+            entry.step,
+            entry.epoch,
+            entry.latency_before_ms,
+            entry.latency_after_ms,
+            entry.budget_ms,
+            params,
+            macs / 1e6,
+            entry.outcome,
+        )
 
     def _macs(self, net: nn.Module) -> int:
         total = 0
@@ -674,12 +757,22 @@ class HardwareAwarePruning(Callback):
         if self.baseline is None:
             self.baseline = self.last_score
         bad = False
-        if trainer.is_global_zero and self.max_accuracy_drop is not None and self.last_score is not None \
-                and self.baseline is not None:
+        if (
+            trainer.is_global_zero
+            and self.max_accuracy_drop is not None
+            and self.last_score is not None
+            and self.baseline is not None
+        ):
             drop = self._worse(self.last_score)
             bad = drop > self.max_accuracy_drop
-            rank_zero_only(log.info)("accuracy check: %s=%.4f, baseline %.4f, drop %.4f (max %.4f)",
-                                     self.monitor, self.last_score, self.baseline, drop, self.max_accuracy_drop)
+            rank_zero_only(log.info)(
+                "accuracy check: %s=%.4f, baseline %.4f, drop %.4f (max %.4f)",
+                self.monitor,
+                self.last_score,
+                self.baseline,
+                drop,
+                self.max_accuracy_drop,
+            )
         bad = bool(trainer.strategy.broadcast(bad, src=0))
         if not bad or self.rollback is None:
             self._commit_good(pl_module)
@@ -719,9 +812,12 @@ class HardwareAwarePruning(Callback):
             for cfg, st in zip(trainer.lr_scheduler_configs, scheds, strict=False):
                 cfg.scheduler.load_state_dict(st)
         rank_zero_only(log.warning)(
-            "%s fell more than %.4f below the baseline: rolled back %d step(s); %s", self.monitor,
-            self.max_accuracy_drop, undone, "pruning stops" if self.stopped else
-            f"next step is {self.step_fraction:.3f} of the way")
+            "%s fell more than %.4f below the baseline: rolled back %d step(s); %s",
+            self.monitor,
+            self.max_accuracy_drop,
+            undone,
+            "pruning stops" if self.stopped else f"next step is {self.step_fraction:.3f} of the way",
+        )
 
     def _run_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check_accuracy(trainer, pl_module)
@@ -747,16 +843,31 @@ class HardwareAwarePruning(Callback):
         if self.verify:
             backend = getattr(self.predictor, "backend_", "torch_cpu")
             if backend in ("torch_cpu", None):
-                measured = {"before_ms": _measure_cpu_ms(self._template, self.input_shape),
-                            "after_ms": _measure_cpu_ms(net, self.input_shape),
-                            "note": f"measured on this CPU, torch {torch.__version__}, "
-                                    f"{torch.get_num_threads()} threads, best of 3 medians of 30"}
+                # Time with all cores, as the CPU target's tables are measured (threads: torch default),
+                # whatever the training loop set.
+                threads = torch.get_num_threads()
+                torch.set_num_threads(os.cpu_count() or threads)
+                try:
+                    measured = {
+                        "before_ms": _measure_cpu_ms(self._template, self.input_shape),
+                        "after_ms": _measure_cpu_ms(net, self.input_shape),
+                        "note": f"measured on this CPU, torch {torch.__version__}, "
+                        f"{torch.get_num_threads()} threads, best of 3 medians of 30",
+                    }
+                finally:
+                    torch.set_num_threads(threads)
             else:
                 measured["note"] = f"target backend {backend!r} is not measurable here"
-        dense = {n: (int(m.in_channels), int(m.out_channels)) for n, m in self._template.named_modules()
-                 if isinstance(m, nn.Conv2d)}
-        now = {n: (int(m.in_channels), int(m.out_channels)) for n, m in net.named_modules()
-               if isinstance(m, nn.Conv2d)}
+        dense = {
+            n: (int(m.in_channels), int(m.out_channels))
+            for n, m in self._template.named_modules()
+            if isinstance(m, nn.Conv2d)
+        }
+        now = {
+            n: (int(m.in_channels), int(m.out_channels))
+            for n, m in net.named_modules()
+            if isinstance(m, nn.Conv2d)
+        }
         return {
             "target": getattr(self.predictor, "target_", None),
             "input_shape": list(self.input_shape),
@@ -764,11 +875,20 @@ class HardwareAwarePruning(Callback):
             "predicted_ms": {"before": pred_before, "after": pred_after},
             "measured_ms": measured,
             "accuracy": {"metric": self.monitor, "before": self.baseline, "after": self.last_score},
-            "params": {"before": sum(p.numel() for p in self._template.parameters()),
-                       "after": sum(p.numel() for p in net.parameters())},
-            "layers": [{"name": n, "in_before": dense[n][0], "out_before": dense[n][1],
-                        "in_after": now.get(n, dense[n])[0], "out_after": now.get(n, dense[n])[1]}
-                       for n in dense],
+            "params": {
+                "before": sum(p.numel() for p in self._template.parameters()),
+                "after": sum(p.numel() for p in net.parameters()),
+            },
+            "layers": [
+                {
+                    "name": n,
+                    "in_before": dense[n][0],
+                    "out_before": dense[n][1],
+                    "in_after": now.get(n, dense[n])[0],
+                    "out_after": now.get(n, dense[n])[1],
+                }
+                for n in dense
+            ],
             "steps": [asdict(s) for s in self.steps],
         }
 
@@ -778,30 +898,50 @@ class HardwareAwarePruning(Callback):
             return "n/a" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
         lines = [
-            "# hwprune pruning report", "",
-            f"target: {r['target']}, input {r['input_shape']}, budget {f(r['budget_ms'])} ms", "",
-            "| | before | after |", "|---|---|---|",
-            f"| predicted latency (ms) | {f(r['predicted_ms']['before'])} | {f(r['predicted_ms']['after'])} |",
-            f"| measured latency (ms) | {f(r['measured_ms']['before_ms'])} | {f(r['measured_ms']['after_ms'])} |",
+            "# hwprune pruning report",
+            "",
+            f"target: {r['target']}, input {r['input_shape']}, budget {f(r['budget_ms'])} ms",
+            "",
+            "| | before | after |",
+            "|---|---|---|",
+            f"| predicted latency (ms) | {f(r['predicted_ms']['before'])} | "
+            f"{f(r['predicted_ms']['after'])} |",
+            f"| measured latency (ms) | {f(r['measured_ms']['before_ms'])} | "
+            f"{f(r['measured_ms']['after_ms'])} |",
             f"| {r['accuracy']['metric']} | {f(r['accuracy']['before'])} | {f(r['accuracy']['after'])} |",
-            f"| parameters | {r['params']['before']} | {r['params']['after']} |", "",
-            f"measured: {r['measured_ms']['note']}", "",
-            "| layer | in before | in after | out before | out after |", "|---|---|---|---|---|",
+            f"| parameters | {r['params']['before']} | {r['params']['after']} |",
+            "",
+            f"measured: {r['measured_ms']['note']}",
+            "",
+            "| layer | in before | in after | out before | out after |",
+            "|---|---|---|---|---|",
         ]
-        lines += [f"| {x['name']} | {x['in_before']} | {x['in_after']} | {x['out_before']} | {x['out_after']} |"
-                  for x in r["layers"]]
-        lines += ["", "| step | epoch | budget ms | predicted before | after | plan s | outcome |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {s['step']} | {s['epoch']} | {s['budget_ms']:.4f} | {s['latency_before_ms']:.4f} | "
-                  f"{s['latency_after_ms']:.4f} | {s['plan_seconds']:.2f} | {s['outcome']} |" for s in r["steps"]]
+        lines += [
+            f"| {x['name']} | {x['in_before']} | {x['in_after']} | {x['out_before']} | {x['out_after']} |"
+            for x in r["layers"]
+        ]
+        lines += [
+            "",
+            "| step | epoch | budget ms | predicted before | after | plan s | outcome |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {s['step']} | {s['epoch']} | {s['budget_ms']:.4f} | {s['latency_before_ms']:.4f} | "
+            f"{s['latency_after_ms']:.4f} | {s['plan_seconds']:.2f} | {s['outcome']} |"
+            for s in r["steps"]
+        ]
         return "\n".join(lines) + "\n"
 
     def _export(self, pl_module: pl.LightningModule, out_dir: Path) -> None:
         net = self._net(pl_module)
-        bundle = {"format": BUNDLE_FORMAT, "input_shape": list(self.input_shape),
-                  "history": [[list(r) for r in s] for s in self.history],
-                  "ignored_layers": list(self.ignored_layers), "model_spec": self.model_spec,
-                  "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
+        bundle = {
+            "format": BUNDLE_FORMAT,
+            "input_shape": list(self.input_shape),
+            "history": [[list(r) for r in s] for s in self.history],
+            "ignored_layers": list(self.ignored_layers),
+            "model_spec": self.model_spec,
+            "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        }
         torch.save(bundle, out_dir / "pruned.pt")
         if self.export is None:
             return

@@ -54,7 +54,8 @@ def ensure_predictor(
         ValueError: If ``step`` or ``floor`` is out of range (see :func:`hwprune.measure.model_space`).
 
     Example:
-        >>> pred = ensure_predictor("cpu_torch", build_model("small_resnet"), (1, 1, 28, 28))  # doctest: +SKIP
+        >>> model = build_model("small_resnet")
+        >>> pred = ensure_predictor("cpu_torch", model, (1, 1, 28, 28))  # doctest: +SKIP
     """
     import pandas as pd
 
@@ -62,18 +63,37 @@ def ensure_predictor(
 
     target = load_target(target)
     name = re.sub(r"[^A-Za-z0-9_]+", "_", type(model).__name__.lower())
-    table = Path(cache_dir) / target.name / f"{name}_{int(input_shape[-1])}.csv"
+    table = Path(os.path.expanduser(str(cache_dir))) / target.name / f"{name}_{int(input_shape[-1])}.csv"
     table.parent.mkdir(parents=True, exist_ok=True)
     space = model_space(model, tuple(int(s) for s in input_shape), floor=floor, step=step)
-    summary = measure(target, space, table, evaluator=evaluator, progress=True)
-    log.info("layer space of %s on %s: %d measured now, %d cached (%s)", name, target.name, summary.measured,
-             summary.skipped, table)
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        summary = measure(target, space, table, evaluator=evaluator, progress=True)
+    finally:
+        torch.set_num_threads(threads)  # the backend may pin threads for timing; training needs them back
+    log.info(
+        "layer space of %s on %s: %d measured now, %d cached (%s)",
+        name,
+        target.name,
+        summary.measured,
+        summary.skipped,
+        table,
+    )
     frames = [read_table(table)]
     if target.table and Path(target.table).exists() and Path(target.table).resolve() != table.resolve():
         frames.append(read_table(target.table))
     df = pd.concat(frames, ignore_index=True)
-    kwargs = dict(predictor_kwargs or {"estimator": "extra_trees", "target_transform": "log_per_flop",
-                                       "cv_folds": 0, "n_estimators": 100})
+    kwargs = dict(
+        predictor_kwargs
+        or {
+            "estimator": "extra_trees",
+            "target_transform": "log_per_flop",
+            "cv_folds": 0,
+            "n_estimators": 100,
+        }
+    )
     return LatencyPredictor(**kwargs).fit(df)
 
 
@@ -106,7 +126,12 @@ class PredictorFactory:
     def __call__(self, model: nn.Module, input_shape: tuple[int, ...]) -> Any:
         """Measure (what is not cached) and fit; see :func:`ensure_predictor`."""
         return ensure_predictor(
-            self.target, model, input_shape, self.cache_dir, step=self.step, floor=self.floor,
+            self.target,
+            model,
+            input_shape,
+            self.cache_dir,
+            step=self.step,
+            floor=self.floor,
             evaluator=EvaluatorConfig(repeat=self.repeat, min_repeat_ms=self.min_repeat_ms),
             predictor_kwargs=dict(self.predictor_kwargs) or None,
         )

@@ -39,9 +39,15 @@ class UninstructedPruning(Callback):
         >>> cb = UninstructedPruning((1, 1, 28, 28), pruning_ratio=0.5, round_to=8)
     """
 
-    def __init__(self, input_shape: Sequence[int], pruning_ratio: float = 0.5, epoch: int = 1,
-                 round_to: int | None = None, ignored_layers: Sequence[str] = (), model_attr: str = "model"
-                 ) -> None:
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        pruning_ratio: float = 0.5,
+        epoch: int = 1,
+        round_to: int | None = None,
+        ignored_layers: Sequence[str] = (),
+        model_attr: str = "model",
+    ) -> None:
         super().__init__()
         shape = tuple(int(s) for s in input_shape)
         if len(shape) != 4 or any(s <= 0 for s in shape):
@@ -78,9 +84,11 @@ class UninstructedPruning(Callback):
         net: nn.Module = getattr(pl_module, self.model_attr)
         p = next(net.parameters())
         pruner = tp.pruner.MetaPruner(
-            net, torch.zeros(*self.input_shape, device=p.device),
+            net,
+            torch.zeros(*self.input_shape, device=p.device),
             importance=tp.importance.GroupMagnitudeImportance(p=1),
-            pruning_ratio=self.pruning_ratio, round_to=self.round_to,
+            pruning_ratio=self.pruning_ratio,
+            round_to=self.round_to,
             ignored_layers=resolve_ignored(net, self.ignored_layers),
         )
         before = sum(q.numel() for q in net.parameters())
@@ -90,5 +98,10 @@ class UninstructedPruning(Callback):
         trainer.strategy.setup_optimizers(trainer)
         for logger in trainer.loggers:
             logger.log_metrics({"pruning/params": float(after)}, step=trainer.global_step)
-        rank_zero_only(log.info)("uninstructed L1 pruning (ratio %.2f, round_to %s): %d -> %d parameters",
-                                 self.pruning_ratio, self.round_to, before, after)
+        rank_zero_only(log.info)(
+            "uninstructed L1 pruning (ratio %.2f, round_to %s): %d -> %d parameters",
+            self.pruning_ratio,
+            self.round_to,
+            before,
+            after,
+        )

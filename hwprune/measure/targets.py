@@ -106,10 +106,18 @@ class Target:
         tgt = data.pop("_target_", "hwprune.measure.Target")
         if tgt not in ("hwprune.measure.Target", "hwprune.measure.targets.Target"):
             raise ValueError(f"`_target_` must be hwprune.measure.Target in {path}, got {tgt!r}")
-        for k, v in data.items():
-            if v == "???":
-                raise ValueError(f"`{k}` is required (???) in {path}")
+        missing = _missing(data)
+        if missing:
+            raise ValueError(f"`{missing[0]}` is required (???) in {path}: set it in the YAML or with a "
+                             f"Hydra override such as device.{missing[0]}=...")
         return cls(**data)
+
+
+def _missing(node: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is Hydra's ``???`` (required)."""
+    if isinstance(node, Mapping):
+        return [m for k, v in node.items() for m in _missing(v, f"{prefix}{k}.")]
+    return [prefix[:-1]] if node == "???" else []
 
 
 def load_target(name_or_path: str | os.PathLike[str] | Target) -> Target:

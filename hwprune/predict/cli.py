@@ -62,7 +62,10 @@ def _run_fit(args: argparse.Namespace) -> int:
     pred.fit(args.table)
     path = pred.save(args.out)
     v = pred.validation_
-    msg = f"wrote {path}: target {pred.target_}, {pred.n_train_rows_} rows, {pred.estimator_kind_}/{pred.transform_}"
+    msg = (
+        f"wrote {path}: target {pred.target_}, {pred.n_train_rows_} rows, "
+        f"{pred.estimator_kind_}/{pred.transform_}"
+    )
     if v:
         msg += (
             f"; grouped-CV within ±10%: unseen counts {100 * v['count_within10']:.1f}%, "

@@ -145,8 +145,8 @@ def read_file(
         raise PredictorFileError(f"{path} has no metadata")
     if expected_target is not None and meta.get("target") != expected_target:
         raise PredictorFileError(
-            f"{path} was fitted for target {meta.get('target')!r}, but target {expected_target!r} is expected: "
-            "a predictor is only valid on the device and backend it was measured on"
+            f"{path} was fitted for target {meta.get('target')!r}, but target {expected_target!r} is "
+            "expected: a predictor is only valid on the device and backend it was measured on"
         )
     if expected_schema is not None and meta.get("feature_schema") != expected_schema:
         raise PredictorFileError(

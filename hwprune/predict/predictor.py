@@ -83,6 +83,23 @@ def _mape(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(np.abs(pred / true - 1.0)) * 100.0) if len(true) else math.nan
 
 
+def _find_peaks(obj: Any, found: dict[str, float]) -> None:
+    """Collect peak FLOP/s and bandwidth from any nesting of a sidecar's JSON (keys vary by harness)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            key = str(k).lower()
+            if isinstance(v, int | float) and not isinstance(v, bool) and v > 0:
+                if "peak" in key and "flop" in key:
+                    found.setdefault("gflops", float(v) / (1.0 if "gflop" in key else 1e9))
+                elif "peak" in key and ("bandwidth" in key or "gbps" in key or "gb_s" in key):
+                    found.setdefault("gbps", float(v) / (1.0 if "gb" in key else 1e9))
+            else:
+                _find_peaks(v, found)
+    elif isinstance(obj, list):
+        for v in obj:
+            _find_peaks(v, found)
+
+
 def _sidecar_peaks(path: Path) -> DevicePeaks:
     """Read device peaks from the table's JSON sidecar, where it has them."""
     for side in (path.with_suffix(".json"), path.with_name(path.name + ".json")):
@@ -94,23 +111,7 @@ def _sidecar_peaks(path: Path) -> DevicePeaks:
             log.warning("ignoring unreadable sidecar %s: %s", side, err)
             return DevicePeaks()
         found: dict[str, float] = {}
-
-        def walk(obj: Any) -> None:
-            if isinstance(obj, dict):
-                for k, v in obj.items():
-                    key = str(k).lower()
-                    if isinstance(v, int | float) and not isinstance(v, bool) and v > 0:
-                        if "peak" in key and "flop" in key:
-                            found.setdefault("gflops", float(v) / (1e9 if "gflop" not in key else 1.0))
-                        elif "peak" in key and ("bandwidth" in key or "gbps" in key or "gb_s" in key):
-                            found.setdefault("gbps", float(v) / (1e9 if "gb" not in key else 1.0))
-                    else:
-                        walk(v)
-            elif isinstance(obj, list):
-                for v in obj:
-                    walk(v)
-
-        walk(meta)
+        _find_peaks(meta, found)
         return DevicePeaks(found.get("gflops"), found.get("gbps"))
     return DevicePeaks()
 
@@ -217,7 +218,8 @@ class LatencyPredictor(BaseEstimator):
             raise ValueError(f"`estimator` must be any of {get_args(EstimatorKind)}, got {self.estimator!r}")
         if self.target_transform not in get_args(TargetTransform):
             raise ValueError(
-                f"`target_transform` must be any of {get_args(TargetTransform)}, got {self.target_transform!r}"
+                f"`target_transform` must be any of {get_args(TargetTransform)}, "
+                f"got {self.target_transform!r}"
             )
         if not isinstance(self.cv_folds, int) or self.cv_folds < 0 or self.cv_folds == 1:
             raise ValueError(f"`cv_folds` must be 0 (no CV) or an int >= 2, got {self.cv_folds!r}")
@@ -423,7 +425,8 @@ class LatencyPredictor(BaseEstimator):
         X = self._features(configs)
         if not isinstance(self.estimator_, ExtraTreesRegressor):
             raise ValueError(
-                f"`predict_members` needs estimator='extra_trees', this predictor uses {self.estimator_kind_!r}"
+                "`predict_members` needs estimator='extra_trees', this predictor uses "
+                f"{self.estimator_kind_!r}"
             )
         return np.stack([self._decode(t.predict(X), X, self.transform_) for t in self.estimator_.estimators_])
 

@@ -237,7 +237,8 @@ def format_report(rep: PredictorReport) -> str:
     """
     lines = [
         f"target {rep.target}: {rep.n_rows} rows",
-        f"  MAPE {rep.mape:.2f}%   within ±5% {100 * rep.within5:.1f}%   within ±10% {100 * rep.within10:.1f}%",
+        f"  MAPE {rep.mape:.2f}%   within ±5% {100 * rep.within5:.1f}%   "
+        f"within ±10% {100 * rep.within10:.1f}%",
         f"  staircase fidelity {100 * rep.staircase_fidelity:.1f}% of {rep.n_predicted_friendly} predicted "
         f"friendly counts over {rep.n_series} sweeps",
         f"  {'family':<12}{'rows':>6}{'MAPE %':>9}{'±5%':>8}{'±10%':>8}",

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from hwprune.prune.graph import ChannelGroup, GroupedModel, PruneRecord, apply_removals, build_groups, replay_history
+from hwprune.prune.graph import (
+    ChannelGroup,
+    GroupedModel,
+    PruneRecord,
+    apply_removals,
+    build_groups,
+    replay_history,
+)
 from hwprune.prune.importance import IMPORTANCE_KINDS, ImportanceKind, make_importance
 from hwprune.prune.model_latency import layer_latencies, predicted_latency
 from hwprune.prune.planner import GroupDecision, Plan, plan_pruning
@@ -101,7 +108,15 @@ def prune_to_budget(
         >>> res = prune_to_budget(model, predictor, (1, 1, 28, 28), budget_ms=0.4)  # doctest: +SKIP
     """
     gm = build_groups(model, input_shape, ignored_layers)
-    plan = plan_pruning(gm, predictor, input_shape, budget_ms, importance=importance, snap_mode=snap_mode,
-                        dense_widths=dense_widths, min_ratio=min_ratio)
+    plan = plan_pruning(
+        gm,
+        predictor,
+        input_shape,
+        budget_ms,
+        importance=importance,
+        snap_mode=snap_mode,
+        dense_widths=dense_widths,
+        min_ratio=min_ratio,
+    )
     history = apply_removals(gm, plan.removals)
     return StepResult(plan, history, predicted_latency(predictor, model, input_shape))

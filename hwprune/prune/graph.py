@@ -152,10 +152,15 @@ def _all_groups(graph: tp.DependencyGraph, ignored: Sequence[nn.Module]) -> Iter
         if pruner is None or pruner.get_out_channels(m) is None:
             continue
         try:
-            group = graph.get_pruning_group(m, pruner.prune_out_channels, list(range(pruner.get_out_channels(m))))
+            group = graph.get_pruning_group(
+                m, pruner.prune_out_channels, list(range(pruner.get_out_channels(m)))
+            )
         except (IndexError, ValueError, RuntimeError) as err:
-            log.info("conv `%s` stays unpruned: Torch-Pruning cannot build its group (%s)",
-                     graph._module2name.get(m, m), err)
+            log.info(
+                "conv `%s` stays unpruned: Torch-Pruning cannot build its group (%s)",
+                graph._module2name.get(m, m),
+                err,
+            )
             continue
         ok = True
         for dep, _ in group:

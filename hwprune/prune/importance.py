@@ -50,13 +50,17 @@ def make_importance(kind: ImportanceKind) -> tp.importance.Importance:
 def _has_grads(group: tp.dependency.Group) -> bool:
     for dep, _ in group:
         mod = dep.target.module
-        if isinstance(mod, nn.Conv2d | nn.Linear | nn.BatchNorm2d) and getattr(mod.weight, "grad", None) is None:
+        if (
+            isinstance(mod, nn.Conv2d | nn.Linear | nn.BatchNorm2d)
+            and getattr(mod.weight, "grad", None) is None
+        ):
             return False
     return True
 
 
-def group_scores(importance: tp.importance.Importance, group: tp.dependency.Group, kind: ImportanceKind
-                 ) -> np.ndarray:
+def group_scores(
+    importance: tp.importance.Importance, group: tp.dependency.Group, kind: ImportanceKind
+) -> np.ndarray:
     """Score every channel of one group.
 
     A group without a BatchNorm (for ``bn_scale``) falls back to L1, so every group gets scores.

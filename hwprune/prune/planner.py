@@ -43,7 +43,15 @@ log = logging.getLogger(__name__)
 __all__ = ["GroupDecision", "LatencyModel", "Plan", "plan_pruning"]
 
 _CONFIG_KEYS: tuple[str, ...] = (
-    "batch", "in_channels", "out_channels", "height", "width", "kernel_size", "stride", "padding", "groups",
+    "batch",
+    "in_channels",
+    "out_channels",
+    "height",
+    "width",
+    "kernel_size",
+    "stride",
+    "padding",
+    "groups",
 )
 
 
@@ -106,8 +114,9 @@ class LatencyModel:
         groups: All channel groups of the current model.
     """
 
-    def __init__(self, predictor: Predictor, layers: Mapping[str, Mapping[str, int]],
-                 groups: Sequence[ChannelGroup]) -> None:
+    def __init__(
+        self, predictor: Predictor, layers: Mapping[str, Mapping[str, int]], groups: Sequence[ChannelGroup]
+    ) -> None:
         self.predictor = predictor
         self.base = {n: dict(c) for n, c in layers.items()}
         self.groups = list(groups)
@@ -160,8 +169,9 @@ class LatencyModel:
         """Predicted model latency (ms) under ``plan``."""
         return float(self.latencies([self.config(n, plan) for n in self.base]).sum())
 
-    def curves(self, gis: Sequence[int], domains: Mapping[int, Sequence[int]], plan: Mapping[int, int]
-               ) -> dict[int, np.ndarray]:
+    def curves(
+        self, gis: Sequence[int], domains: Mapping[int, Sequence[int]], plan: Mapping[int, int]
+    ) -> dict[int, np.ndarray]:
         """Return, for each group in ``gis``, the summed latency of its layers at each count of its domain."""
         keys: list[tuple[int, ...]] = []
         spans: dict[int, tuple[int, int, int]] = {}
@@ -176,7 +186,7 @@ class LatencyModel:
         lat = self.latencies(keys)
         out: dict[int, np.ndarray] = {}
         for gi, (start, n_counts, n_layers) in spans.items():
-            block = lat[start: start + n_counts * n_layers]
+            block = lat[start : start + n_counts * n_layers]
             out[gi] = block.reshape(n_counts, n_layers).sum(axis=1) if n_layers else np.zeros(n_counts)
         return out
 
@@ -275,8 +285,15 @@ def plan_pruning(
 
     def move(gi: int, new: int, why: str) -> float:
         saved = lat_at(gi, plan[gi]) - lat_at(gi, new)
-        log.debug("group %s (%s): %d -> %d channels, %+.4f ms [%s]", gi, gm.groups[gi].root, plan[gi], new,
-                  -saved, why)
+        log.debug(
+            "group %s (%s): %d -> %d channels, %+.4f ms [%s]",
+            gi,
+            gm.groups[gi].root,
+            plan[gi],
+            new,
+            -saved,
+            why,
+        )
         plan[gi] = new
         for nb in lm.neighbours[gi]:
             curve_cache.pop(nb, None)
@@ -330,8 +347,11 @@ def plan_pruning(
         warm(prunable)
         cands: list[tuple[float, int, int]] = []
         for gi in prunable:
-            ups = [c for c in friendly(gi) if plan[gi] < c <= cap[gi]] if snap_mode else (
-                [plan[gi] + 1] if plan[gi] < cap[gi] else [])
+            ups = (
+                [c for c in friendly(gi) if plan[gi] < c <= cap[gi]]
+                if snap_mode
+                else ([plan[gi] + 1] if plan[gi] < cap[gi] else [])
+            )
             if ups:
                 cost = lat_at(gi, ups[0]) - lat_at(gi, plan[gi])
                 gain = (prefix[gi][ups[0]] - prefix[gi][plan[gi]]) / max(cost, 1e-12)
@@ -373,7 +393,9 @@ def plan_pruning(
                 break
     after = lm.total(plan)
     if after > before:
-        log.warning("plan would raise predicted latency %.4f -> %.4f ms; keeping the model as is", before, after)
+        log.warning(
+            "plan would raise predicted latency %.4f -> %.4f ms; keeping the model as is", before, after
+        )
         plan = dict(cap)
         after = before
     warm(prunable)
@@ -384,20 +406,39 @@ def plan_pruning(
         g = gm.groups[gi]
         widths[g.root] = plan[gi]
         if plan[gi] < cap[gi]:
-            drop = order[gi][plan[gi]:]
+            drop = order[gi][plan[gi] :]
             removals[g.root] = sorted(int(i) for i in drop)
-        decisions.append(GroupDecision(
-            root=g.root, width_before=cap[gi], width_after=plan[gi], dense_width=dense[gi],
-            friendly=tuple(friendly(gi)),
-            latency_saved_ms=lat_at(gi, cap[gi]) - lat_at(gi, plan[gi]),
-            importance_kept=float(prefix[gi][plan[gi]] / max(prefix[gi][-1], 1e-12)),
-        ))
+        decisions.append(
+            GroupDecision(
+                root=g.root,
+                width_before=cap[gi],
+                width_after=plan[gi],
+                dense_width=dense[gi],
+                friendly=tuple(friendly(gi)),
+                latency_saved_ms=lat_at(gi, cap[gi]) - lat_at(gi, plan[gi]),
+                importance_kept=float(prefix[gi][plan[gi]] / max(prefix[gi][-1], 1e-12)),
+            )
+        )
         if plan[gi] != cap[gi]:
-            log.info("group %-28s %4d -> %4d channels (dense %d), saves %.4f ms, keeps %.0f%% importance",
-                     g.root, cap[gi], plan[gi], dense[gi], decisions[-1].latency_saved_ms,
-                     100 * decisions[-1].importance_kept)
+            log.info(
+                "group %-28s %4d -> %4d channels (dense %d), saves %.4f ms, keeps %.0f%% importance",
+                g.root,
+                cap[gi],
+                plan[gi],
+                dense[gi],
+                decisions[-1].latency_saved_ms,
+                100 * decisions[-1].importance_kept,
+            )
     seconds = time.perf_counter() - t0
     feasible = after <= budget_ms + 1e-12
-    log.info("plan: predicted %.4f -> %.4f ms (budget %.4f ms, %s) in %.2f s, %d predictor calls / %d rows",
-             before, after, budget_ms, "met" if feasible else "NOT met", seconds, lm.calls, lm.rows)
+    log.info(
+        "plan: predicted %.4f -> %.4f ms (budget %.4f ms, %s) in %.2f s, %d predictor calls / %d rows",
+        before,
+        after,
+        budget_ms,
+        "met" if feasible else "NOT met",
+        seconds,
+        lm.calls,
+        lm.rows,
+    )
     return Plan(widths, removals, before, after, float(budget_ms), feasible, tuple(decisions), seconds)

@@ -30,19 +30,32 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _data(seed: int, n: int = 64) -> DataLoader:
     g = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorDataset(torch.randn(n, *SHAPE[1:], generator=g), torch.randint(0, 10, (n,), generator=g)),
-                      batch_size=16)
+    return DataLoader(
+        TensorDataset(torch.randn(n, *SHAPE[1:], generator=g), torch.randint(0, 10, (n,), generator=g)),
+        batch_size=16,
+    )
 
 
 def _module() -> ClassificationModule:
-    return ClassificationModule(build_model("small_resnet"), partial(torch.optim.SGD, lr=0.05, momentum=0.9),
-                                partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.9))
+    return ClassificationModule(
+        build_model("small_resnet"),
+        partial(torch.optim.SGD, lr=0.05, momentum=0.9),
+        partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.9),
+    )
 
 
 def _trainer(tmp_path: Path, callbacks: list[Callback], epochs: int = 3) -> pl.Trainer:
-    return pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, callbacks=callbacks, logger=False,
-                      enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                      default_root_dir=tmp_path)
+    return pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
 
 
 class _Probe(Callback):
@@ -59,8 +72,9 @@ class _Probe(Callback):
             opt = trainer.optimizers[0]
             states = [opt.state[p] for p in pl_module.parameters() if p in opt.state]
             self.momentum_shapes_ok = bool(states) and all(
-                s["momentum_buffer"].shape == p.shape for p, s in
-                ((p, opt.state[p]) for p in pl_module.parameters() if p in opt.state))
+                s["momentum_buffer"].shape == p.shape
+                for p, s in ((p, opt.state[p]) for p in pl_module.parameters() if p in opt.state)
+            )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.current_epoch == 1:
@@ -72,8 +86,14 @@ def test_prunes_during_fit_keeps_training_and_reports(tmp_path: Path, predictor:
     module = _module()
     dense = predicted_latency(predictor, module.model, SHAPE)  # type: ignore[arg-type]
     probe = _Probe()
-    cb = HardwareAwarePruning(predictor, SHAPE, latency_ratio=0.6, start_epoch=1, num_steps=2,  # type: ignore[arg-type]
-                              report_dir=tmp_path / "report")
+    cb = HardwareAwarePruning(
+        predictor,
+        SHAPE,
+        latency_ratio=0.6,
+        start_epoch=1,
+        num_steps=2,  # type: ignore[arg-type]
+        report_dir=tmp_path / "report",
+    )
     _trainer(tmp_path, [probe, cb]).fit(module, _data(0), _data(1))
     after = predicted_latency(predictor, module.model, SHAPE)  # type: ignore[arg-type]
     assert after <= 0.6 * dense + 1e-9
@@ -113,9 +133,19 @@ def test_rollback_restores_last_good_architecture(tmp_path: Path, predictor: obj
     pl.seed_everything(0)
     module = _module()
     dense_widths = conv_widths(module.model)
-    cb = HardwareAwarePruning(predictor, SHAPE, latency_ratio=0.5, start_epoch=1, num_steps=2,  # type: ignore[arg-type]
-                              monitor="probe/score", max_accuracy_drop=0.05, rollback=rollback,  # type: ignore[arg-type]
-                              verify=False, export=None, report_dir=tmp_path)
+    cb = HardwareAwarePruning(
+        predictor,
+        SHAPE,
+        latency_ratio=0.5,
+        start_epoch=1,
+        num_steps=2,  # type: ignore[arg-type]
+        monitor="probe/score",
+        max_accuracy_drop=0.05,
+        rollback=rollback,  # type: ignore[arg-type]
+        verify=False,
+        export=None,
+        report_dir=tmp_path,
+    )
     dense_params = sum(p.numel() for p in module.model.parameters())
     _trainer(tmp_path, [_Collapse(dense_params), cb], epochs=3).fit(module, _data(0), _data(1))
     assert cb.baseline == pytest.approx(0.9)
@@ -138,8 +168,13 @@ def test_resume_after_kill_restores_architecture_and_schedule(tmp_path: Path, pr
     out = tmp_path / "run"
     out.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(pred_path), str(out), "--hang-at-epoch", "3"],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(pred_path), str(out), "--hang-at-epoch", "3"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 180
         while not (out / "hung").exists():
@@ -153,8 +188,14 @@ def test_resume_after_kill_restores_architecture_and_schedule(tmp_path: Path, pr
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     assert len(state["hwprune_architecture"]["history"]) == 2  # killed after 2 of 3 steps
     saved_shapes = {k: v.shape for k, v in state["state_dict"].items()}
-    res = subprocess.run([sys.executable, str(SCRIPT), str(pred_path), str(out), "--resume", str(ckpt)],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, str(SCRIPT), str(pred_path), str(out), "--resume", str(ckpt)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     result = json.loads((out / "result_rank0.json").read_text())
     assert result["steps_attempted"] == 3 and result["history_len"] == 3
@@ -165,7 +206,9 @@ def test_resume_after_kill_restores_architecture_and_schedule(tmp_path: Path, pr
     assert result["start_widths"] != conv_widths(fresh)
     # ...and the third step pruned it further.
     assert all(result["widths"][n] <= saved_shapes[f"model.{n}.weight"][0] for n in result["widths"])
-    assert all(result["widths"][n] <= m.out_channels for n, m in fresh.named_modules() if isinstance(m, nn.Conv2d))
+    assert all(
+        result["widths"][n] <= m.out_channels for n, m in fresh.named_modules() if isinstance(m, nn.Conv2d)
+    )
 
 
 def test_ddp_ranks_hold_identical_architectures(tmp_path: Path, predictor: object) -> None:
@@ -174,8 +217,14 @@ def test_ddp_ranks_hold_identical_architectures(tmp_path: Path, predictor: objec
     out = tmp_path / "ddp"
     out.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, str(SCRIPT), str(pred_path), str(out), "--ddp", "--max-epochs", "3"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, str(SCRIPT), str(pred_path), str(out), "--ddp", "--max-epochs", "3"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     r0 = json.loads((out / "result_rank0.json").read_text())
     r1 = json.loads((out / "result_rank1.json").read_text())
@@ -202,8 +251,14 @@ def test_ddp_ranks_hold_identical_architectures(tmp_path: Path, predictor: objec
         ({"latency_ratio": 0.5, "max_accuracy_drop": -0.1}, "`max_accuracy_drop` must be a number >= 0"),
         ({"latency_ratio": 0.5, "rollback": "undo", "max_accuracy_drop": 0.1}, "`rollback` must be any of"),
         ({"latency_ratio": 0.5, "rollback": "stop"}, "needs `max_accuracy_drop`"),
-        ({"latency_ratio": 0.5, "ignored_layers": "fc"}, "`ignored_layers` must be a sequence of module names"),
-        ({"latency_ratio": 0.5, "min_channel_ratio": 0.0}, r"`min_channel_ratio` must be a fraction in \(0, 1\]"),
+        (
+            {"latency_ratio": 0.5, "ignored_layers": "fc"},
+            "`ignored_layers` must be a sequence of module names",
+        ),
+        (
+            {"latency_ratio": 0.5, "min_channel_ratio": 0.0},
+            r"`min_channel_ratio` must be a fraction in \(0, 1\]",
+        ),
         ({"latency_ratio": 0.5, "export": "tflite"}, "`export` must be any of"),
     ],
 )

@@ -1,6 +1,6 @@
 """A real, tiny training run with HardwareAwarePruning; the resume and DDP tests start it as a process.
 
-    python train_script.py PREDICTOR OUT_DIR [--ddp] [--hang-at-epoch N] [--resume CKPT] [--max-epochs N]
+python train_script.py PREDICTOR OUT_DIR [--ddp] [--hang-at-epoch N] [--resume CKPT] [--max-epochs N]
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ class StartWidths(Callback):
         self.widths: dict[str, int] = {}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.widths = {n: m.out_channels for n, m in pl_module.model.named_modules() if isinstance(m, nn.Conv2d)}
+        self.widths = {
+            n: m.out_channels for n, m in pl_module.model.named_modules() if isinstance(m, nn.Conv2d)
+        }
 
 
 class Hang(Callback):
@@ -67,27 +69,51 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     pl.seed_everything(0)
-    module = ClassificationModule(build_model("small_resnet"), partial(torch.optim.SGD, lr=0.05, momentum=0.9))
-    prune = HardwareAwarePruning(args.predictor, SHAPE, latency_ratio=0.5, start_epoch=1, num_steps=3,
-                                 verify=False, export=None, report_dir=out)
+    module = ClassificationModule(
+        build_model("small_resnet"), partial(torch.optim.SGD, lr=0.05, momentum=0.9)
+    )
+    prune = HardwareAwarePruning(
+        args.predictor,
+        SHAPE,
+        latency_ratio=0.5,
+        start_epoch=1,
+        num_steps=3,
+        verify=False,
+        export=None,
+        report_dir=out,
+    )
     start = StartWidths()
     callbacks: list[Callback] = [start]
     if args.hang_at_epoch >= 0:
         callbacks.append(Hang(args.hang_at_epoch, out / "hung"))
     callbacks += [prune, ModelCheckpoint(dirpath=out / "ckpt", save_last=True, save_top_k=-1)]
     trainer = pl.Trainer(
-        max_epochs=args.max_epochs, accelerator="cpu", devices=2 if args.ddp else 1,
-        strategy="ddp" if args.ddp else "auto", callbacks=callbacks, logger=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=out,
+        max_epochs=args.max_epochs,
+        accelerator="cpu",
+        devices=2 if args.ddp else 1,
+        strategy="ddp" if args.ddp else "auto",
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=out,
     )
     trainer.fit(module, data(0), data(1), ckpt_path=args.resume)
     widths = {n: m.out_channels for n, m in module.model.named_modules() if isinstance(m, nn.Conv2d)}
     rank = trainer.global_rank
-    (out / f"result_rank{rank}.json").write_text(json.dumps({
-        "widths": widths, "start_widths": start.widths, "steps_attempted": prune.steps_attempted, "history_len": len(prune.history),
-        "weights_sum": float(sum(p.double().sum() for p in module.model.parameters())),
-        "epochs": [s.epoch for s in prune.steps], "world": trainer.world_size,
-    }))
+    (out / f"result_rank{rank}.json").write_text(
+        json.dumps(
+            {
+                "widths": widths,
+                "start_widths": start.widths,
+                "steps_attempted": prune.steps_attempted,
+                "history_len": len(prune.history),
+                "weights_sum": float(sum(p.double().sum() for p in module.model.parameters())),
+                "epochs": [s.epoch for s in prune.steps],
+                "world": trainer.world_size,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

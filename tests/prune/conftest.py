@@ -22,13 +22,19 @@ def real_table(cache_dir: Path) -> Path:
     space = model_space("small_resnet", SHAPE, step=8, floor=0.25) + model_space(
         "mobilenet_v2", SHAPE, step=32, floor=0.5
     )
-    measure("cpu_torch", space, path, evaluator=EvaluatorConfig(warmup=1, repeat=3, min_repeat_ms=2.0),
-            progress=False)
+    measure(
+        "cpu_torch",
+        space,
+        path,
+        evaluator=EvaluatorConfig(warmup=1, repeat=3, min_repeat_ms=2.0),
+        progress=False,
+    )
     return path
 
 
 @pytest.fixture(scope="session")
 def predictor(request: pytest.FixtureRequest) -> LatencyPredictor:
     path = real_table(Path(request.config.cache.mkdir("hwprune")))
-    return LatencyPredictor(estimator="extra_trees", target_transform="log_per_flop", cv_folds=0,
-                            n_estimators=50).fit(path)
+    return LatencyPredictor(
+        estimator="extra_trees", target_transform="log_per_flop", cv_folds=0, n_estimators=50
+    ).fit(path)

@@ -6,10 +6,17 @@ import pytest
 import torch
 from torch import nn
 
-from hwprune.models.factory import MODEL_NAMES, build_model
-from hwprune.prune import build_groups, conv_widths, plan_pruning, predicted_latency, prune_to_budget, replay_history
-from hwprune.prune.planner import LatencyModel
 from hwprune.measure.space import conv_layer_configs
+from hwprune.models.factory import MODEL_NAMES, build_model
+from hwprune.prune import (
+    build_groups,
+    conv_widths,
+    plan_pruning,
+    predicted_latency,
+    prune_to_budget,
+    replay_history,
+)
+from hwprune.prune.planner import LatencyModel
 from hwprune.staircase import friendly_from_curve
 
 SHAPE = (1, 1, 28, 28)

@@ -8,8 +8,17 @@ from hwprune.staircase import friendly_counts, vary_channels
 
 
 def test_friendly_counts_with_real_predictor(predictor: object) -> None:
-    cfg = dict(batch=1, in_channels=64, out_channels=128, height=14, width=14, kernel_size=3, stride=2,
-               padding=1, groups=1)
+    cfg = dict(
+        batch=1,
+        in_channels=64,
+        out_channels=128,
+        height=14,
+        width=14,
+        kernel_size=3,
+        stride=2,
+        padding=1,
+        groups=1,
+    )
     fr = friendly_counts(predictor, cfg, max_channels=128, min_channels=32)  # type: ignore[arg-type]
     lat = predictor.predict(vary_channels(cfg, list(range(32, 129))))  # type: ignore[attr-defined]
     assert fr[-1] == 128 and all(32 <= f <= 128 for f in fr)

@@ -79,6 +79,9 @@ class TVMBackend(Backend):
             ``aarch64-linux-gnu-g++``); default: the host compiler.
         tune_trials: MetaSchedule trials per tuned config (0: never tune).
         tune_max_configs: How many configs of one sweep may be tuned (the rest stay untuned).
+        tune_timeout_s: Builder/runner timeout per trial (default 120 s; MetaSchedule's 30 s is too short
+            on a loaded 2-core machine).
+        tune_cores: Parallel build workers while tuning (default 1).
         database_dir: Persistent MetaSchedule database (JSON), reused across runs.
     """
 
@@ -169,15 +172,21 @@ class TVMBackend(Backend):
                 runner = ms.runner.RPCRunner(ms.runner.RPCConfig(
                     tracker_host=str(self.rpc_cfg["host"]), tracker_port=int(self.rpc_cfg["port"]),
                     tracker_key=str(self.rpc_cfg["key"]), session_timeout_sec=120))
+            timeout = int(self.target.options.get("tune_timeout_s", 120))
+            if runner == "local":  # 30 s default timeouts are too short on a loaded 2-core machine
+                runner = ms.runner.LocalRunner(timeout_sec=timeout)
             db = ms.tune_tir(func, self.tvm_target, str(db_dir), max_trials_global=self.trials,
-                             num_trials_per_iter=min(self.trials, 64), runner=runner)
+                             num_trials_per_iter=min(self.trials, 64), runner=runner,
+                             builder=ms.builder.LocalBuilder(timeout_sec=timeout),
+                             num_tuning_cores=int(self.target.options.get("tune_cores", 1)))
             spent = time.perf_counter() - t0
             self.n_tuned += 1
             self.tune_seconds += spent
             sch = ms.tir_integration.compile_tir(db, func, self.tvm_target)
             if sch is not None:
-                log.info("tuned %s in %.1f s (%d trials)", func.attrs, spent, self.trials)
+                log.info("tuned in %.1f s (%d trials)", spent, self.trials)
                 return sch.mod, True, spent
+            log.warning("tuning (%d trials, %.1f s) found no valid schedule; building untuned", self.trials, spent)
         if self.kind_name != "llvm":
             import tvm
             from tvm.s_tir import dlight
@@ -192,7 +201,9 @@ class TVMBackend(Backend):
         import tvm
 
         func, shapes = conv2d_primfunc(config, self.target.dtype)
+        before = self.tune_seconds
         mod, tuned, spent = self._schedule(func)
+        spent = spent or (self.tune_seconds - before)
         ex = tvm.compile(mod, target=self.tvm_target)
         dev = self._dev()
         if self.session is not None:
