@@ -4,9 +4,10 @@ Each scheduled epoch start, rank 0 scores the channels, plans per-group friendly
 step's budget (:mod:`hwprune.prune.planner`) and broadcasts the removals; every rank applies them through
 Torch-Pruning's dependency graph, so all ranks hold the same architecture. The optimizers and schedulers
 are rebuilt through the strategy and keep the momentum/Adam state of the kept channels. The pruning
-history (Torch-Pruning's records, per step) is the callback's state: a checkpoint replays it on the fresh
-dense model in :meth:`setup`, before Lightning loads the weights, so ``Trainer.fit(ckpt_path=...)`` is
-enough to resume.
+history (Torch-Pruning's records, per step) is the callback's state. Lightning 2.6 restores the model's
+weights before any callback sees a checkpoint, so :meth:`setup` wraps the LightningModule's
+``on_load_checkpoint``: it replays the history on the still-dense network first, then Lightning loads the
+weights and optimizer states into the pruned shapes. A plain ``Trainer.fit(ckpt_path=...)`` resumes.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class PruneStepLog:
         plan_seconds: Planning + pruning wall time.
         score_before: Monitored metric at the time of the step.
         outcome: ``"pruned"``, ``"no-op"`` or ``"rolled back"``.
+        measured_before_ms: Measured CPU latency before the step (``verify`` on a CPU target), else None.
+        measured_after_ms: Measured CPU latency after the step; above ``measured_before_ms`` is a slowdown.
     """
 
     step: int
@@ -81,6 +84,8 @@ class PruneStepLog:
     plan_seconds: float
     score_before: float | None
     outcome: str
+    measured_before_ms: float | None = None
+    measured_after_ms: float | None = None
 
 
 _CODE_BASE = 4096  # channel codes stay exact in float32 while dim0 * 4096 + dim1 < 2**24
@@ -549,6 +554,20 @@ class HardwareAwarePruning(Callback):
         self._applied = len(self.history)
         rank_zero_only(log.info)("resumed the pruned architecture: %d prune steps replayed", self._applied)
 
+    def _measurable(self) -> bool:
+        return self.verify and getattr(self.predictor, "backend_", "torch_cpu") in ("torch_cpu", None)
+
+    def _measure_step(self, net: nn.Module) -> float | None:
+        """A quick CPU timing of ``net`` for the step log (all cores, as the CPU tables are measured)."""
+        if not self._measurable():
+            return None
+        threads = torch.get_num_threads()
+        torch.set_num_threads(os.cpu_count() or threads)
+        try:
+            return _measure_cpu_ms(net, self.input_shape, repeats=20, rounds=2)
+        finally:
+            torch.set_num_threads(threads)
+
     def _target_ms(self) -> float:
         if self.latency_ms is not None:
             return self.latency_ms
@@ -598,13 +617,15 @@ class HardwareAwarePruning(Callback):
             dense_widths=self.dense_widths,
             min_ratio=self.min_channel_ratio,
         )
+        plan_s = time.perf_counter() - t0
         return {
             "removals": plan.removals,
             "budget": budget,
             "before": plan.latency_before_ms,
             "after": plan.latency_after_ms,
             "feasible": plan.feasible,
-            "plan_s": time.perf_counter() - t0,
+            "plan_s": plan_s,
+            "measured_before": self._measure_step(net) if plan.removals else None,
         }
 
     def _apply(
@@ -656,7 +677,19 @@ class HardwareAwarePruning(Callback):
             plan_seconds=float(decision["plan_s"]) + time.perf_counter() - t0,
             score_before=self.last_score,
             outcome=outcome,
+            measured_before_ms=decision.get("measured_before"),
+            measured_after_ms=(
+                self._measure_step(net) if removals and trainer.is_global_zero and self.predictor else None
+            ),
         )
+        if entry.measured_after_ms is not None and entry.measured_before_ms is not None:
+            if entry.measured_after_ms > entry.measured_before_ms:
+                rank_zero_only(log.warning)(
+                    "prune step %d measured slower on this CPU: %.4f -> %.4f ms",
+                    entry.step,
+                    entry.measured_before_ms,
+                    entry.measured_after_ms,
+                )
         self.steps.append(entry)
         self._log_step(trainer, pl_module, entry)
 
@@ -922,12 +955,15 @@ class HardwareAwarePruning(Callback):
         ]
         lines += [
             "",
-            "| step | epoch | budget ms | predicted before | after | plan s | outcome |",
-            "|---|---|---|---|---|---|---|",
+            "| step | epoch | budget ms | predicted before | after | measured before | after | plan s "
+            "| outcome |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         lines += [
             f"| {s['step']} | {s['epoch']} | {s['budget_ms']:.4f} | {s['latency_before_ms']:.4f} | "
-            f"{s['latency_after_ms']:.4f} | {s['plan_seconds']:.2f} | {s['outcome']} |"
+            f"{s['latency_after_ms']:.4f} | {f(s.get('measured_before_ms'))} | "
+            f"{f(s.get('measured_after_ms'))} | "
+            f"{s['plan_seconds']:.2f} | {s['outcome']} |"
             for s in r["steps"]
         ]
         return "\n".join(lines) + "\n"

@@ -28,16 +28,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     Args:
         subparsers: The parent's ``add_subparsers()`` object.
     """
-    p = subparsers.add_parser("measure", help="time a model's conv layer space on a target, append to a table")
-    p.add_argument("--target", default="cpu_torch", help="catalogue name (conf/device/<name>.yaml) or YAML path")
+    p = subparsers.add_parser(
+        "measure", help="time a model's conv layer space on a target, append to a table"
+    )
+    p.add_argument(
+        "--target", default="cpu_torch", help="catalogue name (conf/device/<name>.yaml) or YAML path"
+    )
     p.add_argument("--model", default="small_resnet", help="factory model name (ignored with --grid)")
     p.add_argument("--input", type=_shape, default=(1, 1, 28, 28), help="N,C,H,W input shape")
     p.add_argument("--batch", type=int, default=None, help="override the target's batch")
     p.add_argument("--floor", type=float, default=0.25, help="smallest fraction of each layer's channels")
     p.add_argument("--step", type=int, default=1, help="channel step of the sweep")
     p.add_argument("--layers", default=None, help="comma-separated conv names (prefixes) to sweep")
-    p.add_argument("--sweep-in", default="coupled", choices=("coupled", "all", "none"),
-                   help="in-channel sweep mode")
+    p.add_argument(
+        "--sweep-in", default="coupled", choices=("coupled", "all", "none"), help="in-channel sweep mode"
+    )
     p.add_argument("--grid", default=None, help="YAML grid file instead of a model")
     p.add_argument("--out", default=None, help="table CSV (default: the target's `table`)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per config")
@@ -45,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--repeat", type=int, default=7, help="samples per config")
     p.add_argument("--min-repeat-ms", type=float, default=20.0, help="minimum duration of a sample")
     p.add_argument("--limit", type=int, default=None, help="time at most this many new configs")
-    p.add_argument("--budget-s", type=float, default=None, help="stop starting configs after this many seconds")
+    p.add_argument(
+        "--budget-s", type=float, default=None, help="stop starting configs after this many seconds"
+    )
     p.add_argument("--load-note", default=None, help="note on machine load, stored in the sidecar")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--retry-errors", action="store_true", help="time again configs that failed before")
@@ -62,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     s.add_argument("--table", required=True, help="measurement table CSV")
     s.add_argument("--layer", required=True, help="layer label as in the table's `layer` column")
     s.add_argument("--out", required=True, help="PNG path")
+    s.add_argument("--batch", type=int, default=None, help="batch to plot (default: the smallest in the table)")
     s.add_argument("--title", default=None, help="plot title")
     s.set_defaults(func=_cmd_staircase)
 
@@ -79,8 +87,9 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         space = grid_space(args.grid)
     else:
         layers = [x.strip() for x in args.layers.split(",")] if args.layers else None
-        space = model_space(args.model, args.input, floor=args.floor, step=args.step, layers=layers,
-                            sweep_in=args.sweep_in)
+        space = model_space(
+            args.model, args.input, floor=args.floor, step=args.step, layers=layers, sweep_in=args.sweep_in
+        )
     out = args.out or target.table
     if not out:
         raise ValueError(f"`--out` must be given: target {target.name!r} has no `table`")
@@ -89,13 +98,24 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
         adaptive_measure(target, space, out, goal_within10=args.goal, time_budget_s=args.time_budget)
         return 0
-    ev = EvaluatorConfig(warmup=args.warmup, number=args.number, repeat=args.repeat,
-                         min_repeat_ms=args.min_repeat_ms)
-    summary = measure(target, space, out, evaluator=ev, progress=not args.no_progress,
-                      retry_errors=args.retry_errors, limit=args.limit, time_budget_s=args.budget_s,
-                      sidecar={"load_note": args.load_note} if args.load_note else None)
-    print(f"{summary.path}: measured {summary.measured}, failed {summary.failed}, "
-          f"skipped {summary.skipped} (already there), {summary.wall_s:.1f} s")
+    ev = EvaluatorConfig(
+        warmup=args.warmup, number=args.number, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms
+    )
+    summary = measure(
+        target,
+        space,
+        out,
+        evaluator=ev,
+        progress=not args.no_progress,
+        retry_errors=args.retry_errors,
+        limit=args.limit,
+        time_budget_s=args.budget_s,
+        sidecar={"load_note": args.load_note} if args.load_note else None,
+    )
+    print(
+        f"{summary.path}: measured {summary.measured}, failed {summary.failed}, "
+        f"skipped {summary.skipped} (already there), {summary.wall_s:.1f} s"
+    )
     return 0
 
 
@@ -112,6 +132,6 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 def _cmd_staircase(args: argparse.Namespace) -> int:
     from hwprune.measure.plot import plot_staircase
 
-    path = plot_staircase(args.table, args.layer, args.out, title=args.title)
+    path = plot_staircase(args.table, args.layer, args.out, batch=args.batch, title=args.title)
     print(f"wrote {Path(path)}")
     return 0

@@ -21,7 +21,17 @@ log = logging.getLogger(__name__)
 
 __all__ = ["collect", "cpu_model", "format_inventory", "opencl_devices", "write_sidecar"]
 
-_LIBS = ("torch", "torchvision", "numpy", "pandas", "tvm", "tvm_ffi", "pyopencl", "pytorch_lightning", "sklearn")
+_LIBS = (
+    "torch",
+    "torchvision",
+    "numpy",
+    "pandas",
+    "tvm",
+    "tvm_ffi",
+    "pyopencl",
+    "pytorch_lightning",
+    "sklearn",
+)
 
 
 def cpu_model() -> str:
@@ -59,13 +69,21 @@ def opencl_devices() -> list[dict[str, Any]]:
         return []
     for p in platforms:
         for d in p.get_devices():
-            out.append({
-                "platform": p.name, "platform_version": p.version, "device": d.name.strip(),
-                "type": cl.device_type.to_string(d.type), "version": d.version,
-                "driver": d.driver_version, "compute_units": d.max_compute_units,
-                "clock_mhz": d.max_clock_frequency, "global_mem_mb": d.global_mem_size // 2**20,
-                "local_mem_kb": d.local_mem_size // 1024, "max_work_group_size": d.max_work_group_size,
-            })
+            out.append(
+                {
+                    "platform": p.name,
+                    "platform_version": p.version,
+                    "device": d.name.strip(),
+                    "type": cl.device_type.to_string(d.type),
+                    "version": d.version,
+                    "driver": d.driver_version,
+                    "compute_units": d.max_compute_units,
+                    "clock_mhz": d.max_clock_frequency,
+                    "global_mem_mb": d.global_mem_size // 2**20,
+                    "local_mem_kb": d.local_mem_size // 1024,
+                    "max_work_group_size": d.max_work_group_size,
+                }
+            )
     return out
 
 
@@ -74,18 +92,35 @@ def _cuda() -> dict[str, Any]:
         import torch
     except ImportError:
         return {}
-    info: dict[str, Any] = {"available": torch.cuda.is_available(), "cuda": torch.version.cuda,
-                            "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
-                            "devices": []}
+    info: dict[str, Any] = {
+        "available": torch.cuda.is_available(),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
+        "devices": [],
+    }
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            info["devices"].append({"index": i, "name": p.name, "memory_mb": p.total_memory // 2**20,
-                                    "capability": f"{p.major}.{p.minor}", "sms": p.multi_processor_count})
+            info["devices"].append(
+                {
+                    "index": i,
+                    "name": p.name,
+                    "memory_mb": p.total_memory // 2**20,
+                    "capability": f"{p.major}.{p.minor}",
+                    "sms": p.multi_processor_count,
+                }
+            )
         try:
-            info["driver"] = subprocess.run(
-                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
+            info["driver"] = (
+                subprocess.run(
+                    ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                    capture_output=True,
+                    text=True,
+                    timeout=20,
+                )
+                .stdout.strip()
+                .splitlines()[0]
+            )
         except (OSError, subprocess.SubprocessError, IndexError):
             info["driver"] = None
     return info
@@ -93,8 +128,12 @@ def _cuda() -> dict[str, Any]:
 
 def _armnn_version(python: str = "/usr/bin/python3") -> str | None:
     try:
-        r = subprocess.run([python, "-c", "import pyarmnn; print(pyarmnn.ARMNN_VERSION)"],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [python, "-c", "import pyarmnn; print(pyarmnn.ARMNN_VERSION)"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return r.stdout.strip().splitlines()[-1] if r.returncode == 0 and r.stdout.strip() else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -154,28 +193,42 @@ def _collect(*, armnn: bool = True) -> dict[str, Any]:
         pass
     return {
         "collected": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": platform.node(), "os": platform.platform(), "machine": platform.machine(),
-        "cpu": {"model": cpu_model(), "logical_cores": os.cpu_count(), "torch_threads": threads,
-                "flags": _cpu_flags()},
-        "cuda": _cuda(), "opencl": opencl_devices(), "versions": versions,
+        "host": platform.node(),
+        "os": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": {
+            "model": cpu_model(),
+            "logical_cores": os.cpu_count(),
+            "torch_threads": threads,
+            "flags": _cpu_flags(),
+        },
+        "cuda": _cuda(),
+        "opencl": opencl_devices(),
+        "versions": versions,
     }
 
 
 def format_inventory(info: dict[str, Any]) -> str:
     """Human-readable text of :func:`collect`'s output."""
-    lines = [f"CPU: {info['cpu']['model']} ({info['cpu']['logical_cores']} logical cores, "
-             f"torch threads {info['cpu']['torch_threads']}, {' '.join(info['cpu']['flags'])})"]
+    lines = [
+        f"CPU: {info['cpu']['model']} ({info['cpu']['logical_cores']} logical cores, "
+        f"torch threads {info['cpu']['torch_threads']}, {' '.join(info['cpu']['flags'])})"
+    ]
     cuda = info.get("cuda") or {}
     if cuda.get("devices"):
         for d in cuda["devices"]:
-            lines.append(f"CUDA {d['index']}: {d['name']} ({d['memory_mb']} MiB, sm_{d['capability']}, "
-                         f"{d['sms']} SMs), CUDA {cuda['cuda']}, cuDNN {cuda['cudnn']}, driver {cuda.get('driver')}")
+            lines.append(
+                f"CUDA {d['index']}: {d['name']} ({d['memory_mb']} MiB, sm_{d['capability']}, "
+                f"{d['sms']} SMs), CUDA {cuda['cuda']}, cuDNN {cuda['cudnn']}, driver {cuda.get('driver')}"
+            )
     else:
         lines.append("CUDA: no device")
     if info["opencl"]:
         for d in info["opencl"]:
-            lines.append(f"OpenCL: {d['platform']} / {d['device']} ({d['type']}, {d['compute_units']} CUs, "
-                         f"{d['global_mem_mb']} MiB, max work-group {d['max_work_group_size']}, {d['version']})")
+            lines.append(
+                f"OpenCL: {d['platform']} / {d['device']} ({d['type']}, {d['compute_units']} CUs, "
+                f"{d['global_mem_mb']} MiB, max work-group {d['max_work_group_size']}, {d['version']})"
+            )
     else:
         lines.append("OpenCL: no platform (install pyopencl and an ICD such as pocl-opencl-icd)")
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v))
@@ -186,7 +239,7 @@ def format_inventory(info: dict[str, Any]) -> str:
 
 
 def write_sidecar(csv_path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
-    """Write ``<table>.json`` next to ``csv_path``: the inventory, plus ``extra`` merged in, keeping earlier runs.
+    """Write ``<table>.json`` next to ``csv_path``: the inventory plus ``extra``, keeping earlier runs.
 
     Args:
         csv_path: The table's path.

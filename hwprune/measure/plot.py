@@ -83,24 +83,39 @@ def plot_staircase(
     d = d[(d["batch"] == batch) & (d["in_channels"] == d["in_channels"].max())]
     if d["groups"].max() > 1:  # depthwise: in = out = groups all move together
         d = df[has & (df["batch"] == batch)]
-    d = d.groupby("out_channels", as_index=True).agg(lat=("latency_ms", "median"),
-                                                      iqr=("latency_spread_ms", "median"))
+    d = d.groupby("out_channels", as_index=True).agg(
+        lat=("latency_ms", "median"), iqr=("latency_spread_ms", "median")
+    )
     if len(d) < 2:
-        raise ValueError(f"`layer` {layer!r} has {len(d)} swept count(s) at batch {batch} in {table}: need 2+")
+        raise ValueError(
+            f"`layer` {layer!r} has {len(d)} swept count(s) at batch {batch} in {table}: need 2+"
+        )
     orig = int(d.index.max())
     full = float(d.loc[orig, "lat"])
     fr = friendly(d["lat"].to_dict())
     tgt = str(df["target"].iloc[0])
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
-    ax.errorbar(d.index, d["lat"], yerr=d["iqr"] / 2, fmt="-", lw=1, color="tab:blue", ecolor="0.8",
-                label="measured median (bar: IQR)")
+    ax.errorbar(
+        d.index,
+        d["lat"],
+        yerr=d["iqr"] / 2,
+        fmt="-",
+        lw=1,
+        color="tab:blue",
+        ecolor="0.8",
+        label="measured median (bar: IQR)",
+    )
     ax.axhline(full, color="tab:red", ls="--", lw=1, label=f"unpruned ({orig} ch): {full:.4g} ms")
     ax.scatter(fr, d.loc[fr, "lat"], color="tab:green", zorder=3, s=18, label=f"friendly counts ({len(fr)})")
     slower = int((d["lat"].drop(orig) > 1.05 * full).sum())
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("out channels")
     ax.set_ylabel("latency (ms)")
-    ax.set_title(title or f"{tgt}: {layer}, batch {batch} — {slower}/{len(d) - 1} pruned counts >5% slower "
-                          "than unpruned", fontsize=10)
+    ax.set_title(
+        title
+        or f"{tgt}: {layer}, batch {batch} — {slower}/{len(d) - 1} pruned counts >5% slower than unpruned",
+        fontsize=10,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -52,7 +52,9 @@ def conv_layer_configs(model: nn.Module, input_shape: tuple[int, ...]) -> list[C
             table contract), or the model has no Conv2d.
     """
     if len(input_shape) != 4 or any(int(s) <= 0 for s in input_shape):
-        raise ValueError(f"`input_shape` must be 4-D (batch, channels, height, width), got {tuple(input_shape)}")
+        raise ValueError(
+            f"`input_shape` must be 4-D (batch, channels, height, width), got {tuple(input_shape)}"
+        )
     found: list[ConvLayer] = []
     names = {m: n for n, m in model.named_modules()}
     hooks = []
@@ -157,8 +159,9 @@ def model_space(
     if isinstance(model_or_name, str):
         from hwprune.models.factory import build_model
 
-        model = build_model(model_or_name, num_classes=10, in_channels=int(input_shape[1]),
-                            input_size=int(input_shape[-1]))
+        model = build_model(
+            model_or_name, num_classes=10, in_channels=int(input_shape[1]), input_size=int(input_shape[-1])
+        )
     else:
         model = model_or_name
     convs = conv_layer_configs(model, tuple(int(s) for s in input_shape))
@@ -166,15 +169,29 @@ def model_space(
         keep = [c for c in convs if any(c.name == n or c.name.startswith(n + ".") for n in layers)]
         unknown = [n for n in layers if not any(c.name == n or c.name.startswith(n + ".") for c in convs)]
         if unknown:
-            raise ValueError(f"`layers` must name convs of the model, got unknown {unknown}; "
-                             f"convs are {[c.name for c in convs]}")
+            raise ValueError(
+                f"`layers` must name convs of the model, got unknown {unknown}; "
+                f"convs are {[c.name for c in convs]}"
+            )
         convs = keep
     out: list[dict[str, Any]] = []
     seen: dict[tuple[int, ...], dict[str, Any]] = {}
 
     def add(cfg: dict[str, Any]) -> None:
-        key = tuple(cfg[k] for k in ("batch", "in_channels", "out_channels", "height", "width",
-                                     "kernel_size", "stride", "padding", "groups"))
+        key = tuple(
+            cfg[k]
+            for k in (
+                "batch",
+                "in_channels",
+                "out_channels",
+                "height",
+                "width",
+                "kernel_size",
+                "stride",
+                "padding",
+                "groups",
+            )
+        )
         if key in seen:
             if cfg["layer"] not in seen[key]["layer"].split(";"):
                 seen[key]["layer"] += ";" + cfg["layer"]
@@ -230,8 +247,17 @@ def grid_space(yaml_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     grids = data.get("grids", [data]) if isinstance(data, dict) else data
     if not isinstance(grids, list):
         raise ValueError(f"`grids` in {yaml_path} must be a list of mappings, got {type(grids).__name__}")
-    cols = ("batch", "in_channels", "out_channels", "height", "width", "kernel_size", "stride", "padding",
-            "groups")
+    cols = (
+        "batch",
+        "in_channels",
+        "out_channels",
+        "height",
+        "width",
+        "kernel_size",
+        "stride",
+        "padding",
+        "groups",
+    )
     out: list[dict[str, Any]] = []
     seen: set[tuple[int, ...]] = set()
     for gi, grid in enumerate(grids):
@@ -240,11 +266,16 @@ def grid_space(yaml_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         depthwise = bool(grid.pop("depthwise", False))
         unknown = set(grid) - set(cols)
         if unknown:
-            raise ValueError(f"grid {gi} in {yaml_path}: keys must be among {cols}, got unknown {sorted(unknown)}")
+            raise ValueError(
+                f"grid {gi} in {yaml_path}: keys must be among {cols}, got unknown {sorted(unknown)}"
+            )
         grid.setdefault("batch", 1)
         grid.setdefault("groups", 1)
-        required = [c for c in ("in_channels", "out_channels", "height", "width", "kernel_size", "stride")
-                    if c not in grid and not (depthwise and c == "in_channels")]
+        required = [
+            c
+            for c in ("in_channels", "out_channels", "height", "width", "kernel_size", "stride")
+            if c not in grid and not (depthwise and c == "in_channels")
+        ]
         if required:
             raise ValueError(f"grid {gi} in {yaml_path}: missing required key(s) {required}")
         axes: dict[str, list[int]] = {}

@@ -125,7 +125,8 @@ def measure(
 
     Example:
         >>> from hwprune.measure import measure, model_space
-        >>> measure("cpu_torch", model_space("small_resnet", (1, 1, 28, 28), step=8), "t.csv")  # doctest: +SKIP
+        >>> space = model_space("small_resnet", (1, 1, 28, 28), step=8)
+        >>> measure("cpu_torch", space, "t.csv")  # doctest: +SKIP
     """
     from hwprune.measure.device_info import write_sidecar
 
@@ -145,13 +146,26 @@ def measure(
                 todo.append(c)
         if limit is not None:
             todo = todo[: max(0, int(limit))]
-        log.info("%s: %d configs, %d already in %s, %d to time", target.name, len(configs), skipped,
-                 out_path, len(todo))
+        log.info(
+            "%s: %d configs, %d already in %s, %d to time",
+            target.name,
+            len(configs),
+            skipped,
+            out_path,
+            len(todo),
+        )
         backend = Backend.create(target.backend, target, evaluator)
-        run_info = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "target": target.name,
-                    "backend": target.backend, "evaluator": evaluator.__dict__, "todo": len(todo),
-                    "skipped": skipped}
-        write_sidecar(out_path, {"target": target.name, "options": dict(target.options), **dict(sidecar or {})})
+        run_info = {
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "target": target.name,
+            "backend": target.backend,
+            "evaluator": evaluator.__dict__,
+            "todo": len(todo),
+            "skipped": skipped,
+        }
+        write_sidecar(
+            out_path, {"target": target.name, "options": dict(target.options), **dict(sidecar or {})}
+        )
         if not todo:
             return MeasureSummary(out_path, target.name, 0, 0, skipped, time.perf_counter() - t0)
         backend.setup()
@@ -161,27 +175,40 @@ def measure(
             with _progress(len(todo), target.name, progress) as bar:
                 for c in todo:
                     if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
-                        log.warning("%s: time budget of %.0f s spent; %d configs left for a resumed run",
-                                    target.name, time_budget_s, len(todo) - measured - failed)
+                        log.warning(
+                            "%s: time budget of %.0f s spent; %d configs left for a resumed run",
+                            target.name,
+                            time_budget_s,
+                            len(todo) - measured - failed,
+                        )
                         break
                     res = backend.measure_one(c)
-                    writer.append({
-                        "target": target.name, "backend": target.backend, "device": device,
-                        "dtype": target.dtype, **{k: c[k] for k in CONFIG_COLUMNS},
-                        "latency_ms": None if res.latency_ms is None else f"{res.latency_ms:.6g}",
-                        "latency_spread_ms": None if res.spread_ms is None else f"{res.spread_ms:.4g}",
-                        "repeats": res.repeats,
-                        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-                        "layer": c["layer"], "settings": json.dumps(dict(res.settings), sort_keys=True),
-                        "error": res.error, "versions": versions,
-                    })
+                    writer.append(
+                        {
+                            "target": target.name,
+                            "backend": target.backend,
+                            "device": device,
+                            "dtype": target.dtype,
+                            **{k: c[k] for k in CONFIG_COLUMNS},
+                            "latency_ms": None if res.latency_ms is None else f"{res.latency_ms:.6g}",
+                            "latency_spread_ms": None if res.spread_ms is None else f"{res.spread_ms:.4g}",
+                            "repeats": res.repeats,
+                            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+                            "layer": c["layer"],
+                            "settings": json.dumps(dict(res.settings), sort_keys=True),
+                            "error": res.error,
+                            "versions": versions,
+                        }
+                    )
                     if res.error:
                         failed += 1
                     else:
                         measured += 1
                     bar.update(1)
                     if res.latency_ms is not None:
-                        bar.set_postfix_str(f"{c['in_channels']}->{c['out_channels']} {res.latency_ms:.3g} ms")
+                        bar.set_postfix_str(
+                            f"{c['in_channels']}->{c['out_channels']} {res.latency_ms:.3g} ms"
+                        )
         finally:
             backend.close()
             wall = time.perf_counter() - t0

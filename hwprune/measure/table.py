@@ -132,8 +132,11 @@ class TableWriter:
             data = fh.read()
             if not data.endswith(b"\n"):
                 cut = data.rfind(b"\n") + 1
-                log.warning("%s: cutting a half-written last line (%d bytes) left by a killed run",
-                            self.path, len(data) - cut)
+                log.warning(
+                    "%s: cutting a half-written last line (%d bytes) left by a killed run",
+                    self.path,
+                    len(data) - cut,
+                )
                 fh.truncate(cut)
                 data = data[:cut]
         text = data.decode("utf-8")
@@ -151,7 +154,9 @@ class TableWriter:
             if len(row) != len(header):
                 continue
             try:
-                key = config_key(row[idx["target"]], row[idx["dtype"]], {c: row[idx[c]] for c in CONFIG_COLUMNS})
+                key = config_key(
+                    row[idx["target"]], row[idx["dtype"]], {c: row[idx[c]] for c in CONFIG_COLUMNS}
+                )
             except ValueError:
                 continue
             (self.failed if row[idx["error"]] else self.done).add(key)
@@ -236,7 +241,12 @@ def read_table(
         raise _fail(path, text[: text.index("\x00")].count("\n") + 1, "(any)", "not a CSV table: NUL byte")
     first = text.splitlines()[0] if text.strip() else ""
     if "," not in first:
-        raise _fail(path, 1, "(header)", f"not a CSV table: the first line has no comma-separated header, got {first[:60]!r}")
+        raise _fail(
+            path,
+            1,
+            "(header)",
+            f"not a CSV table: the first line has no comma-separated header, got {first[:60]!r}",
+        )
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=True)
     except (pd.errors.ParserError, ValueError) as err:
@@ -279,7 +289,9 @@ def read_table(
     if len(targets) > 1 and not allow_mixed_targets:
         i = int((df["target"] != df["target"].iloc[0]).to_numpy().argmax())
         raise _fail(
-            path, line_of[i], "target",
+            path,
+            line_of[i],
+            "target",
             f"rows from mixed targets {sorted(targets)}: the first row is {df['target'].iloc[0]!r}, "
             f"this one {df['target'].iloc[i]!r}; pass allow_mixed_targets=True to accept them",
         )
@@ -340,9 +352,15 @@ def import_table(
     if not latency_scale > 0:
         raise ValueError(f"`latency_scale` must be > 0, got {latency_scale}")
     columns = dict(columns or {})
-    defaults = {"backend": "imported", "target": target, "device": device, "dtype": dtype,
-                "latency_spread_ms": 0.0, "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-                **dict(defaults or {})}
+    defaults = {
+        "backend": "imported",
+        "target": target,
+        "device": device,
+        "dtype": dtype,
+        "latency_spread_ms": 0.0,
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        **dict(defaults or {}),
+    }
     src = Path(src)
     n = 0
     with open(src, newline="", encoding="utf-8") as fh, TableWriter(out_path) as w:

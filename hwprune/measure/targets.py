@@ -108,8 +108,10 @@ class Target:
             raise ValueError(f"`_target_` must be hwprune.measure.Target in {path}, got {tgt!r}")
         missing = _missing(data)
         if missing:
-            raise ValueError(f"`{missing[0]}` is required (???) in {path}: set it in the YAML or with a "
-                             f"Hydra override such as device.{missing[0]}=...")
+            raise ValueError(
+                f"`{missing[0]}` is required (???) in {path}: set it in the YAML or with a "
+                f"Hydra override such as device.{missing[0]}=..."
+            )
         return cls(**data)
 
 

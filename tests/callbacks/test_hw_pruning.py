@@ -99,6 +99,7 @@ def test_prunes_during_fit_keeps_training_and_reports(tmp_path: Path, predictor:
     assert after <= 0.6 * dense + 1e-9
     assert [s.outcome for s in cb.steps] == ["pruned", "pruned"]
     assert all(s.latency_after_ms <= s.latency_before_ms for s in cb.steps)
+    assert all(s.measured_before_ms > 0 and s.measured_after_ms > 0 for s in cb.steps)  # type: ignore[operator]
     # The pruned layers keep training: weights move after the prune, and momentum was carried over.
     assert probe.momentum_shapes_ok
     pruned_convs = [n for n in probe.after_prune if n.endswith("conv1.weight")]

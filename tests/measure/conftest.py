@@ -12,9 +12,20 @@ from hwprune.measure import EvaluatorConfig
 ConvFactory = Callable[..., dict[str, Any]]
 
 
-def _conv(cin: int = 8, cout: int = 8, hw: int = 8, k: int = 3, s: int = 1, g: int = 1, b: int = 1) -> dict[str, Any]:
-    return {"batch": b, "in_channels": cin, "out_channels": cout, "height": hw, "width": hw,
-            "kernel_size": k, "stride": s, "padding": k // 2, "groups": g}
+def _conv(
+    cin: int = 8, cout: int = 8, hw: int = 8, k: int = 3, s: int = 1, g: int = 1, b: int = 1
+) -> dict[str, Any]:
+    return {
+        "batch": b,
+        "in_channels": cin,
+        "out_channels": cout,
+        "height": hw,
+        "width": hw,
+        "kernel_size": k,
+        "stride": s,
+        "padding": k // 2,
+        "groups": g,
+    }
 
 
 @pytest.fixture

@@ -14,14 +14,22 @@ import pytest
 from hwprune.measure import EvaluatorConfig, Target, measure, read_table
 from hwprune.measure.backends.acl_backend import armnn_available
 
-pytestmark = [pytest.mark.armnn,
-              pytest.mark.skipif(not armnn_available(), reason="python3-pyarmnn is not importable by /usr/bin/python3")]
+pytestmark = [
+    pytest.mark.armnn,
+    pytest.mark.skipif(not armnn_available(), reason="python3-pyarmnn is not importable by /usr/bin/python3"),
+]
 
 
-def test_cpuref_worker_times_convs_and_records_errors(tmp_path: Path, make_conv,
-                                                      fast_eval: EvaluatorConfig) -> None:
+def test_cpuref_worker_times_convs_and_records_errors(
+    tmp_path: Path, make_conv, fast_eval: EvaluatorConfig
+) -> None:
     tgt = Target(name="armnn_cpuref", backend="acl", options={"compute": ["CpuRef"]})
-    space = [make_conv(4, 4, hw=8), make_conv(4, 16, hw=8), make_conv(8, 8, hw=8, g=8), make_conv(8, 8, hw=8, g=2)]
+    space = [
+        make_conv(4, 4, hw=8),
+        make_conv(4, 16, hw=8),
+        make_conv(8, 8, hw=8, g=8),
+        make_conv(8, 8, hw=8, g=2),
+    ]
     s = measure(tgt, space, tmp_path / "acl.csv", evaluator=fast_eval, progress=False)
     assert (s.measured, s.failed) == (3, 1)  # grouped (non-depthwise) convs are not supported by the worker
     df = read_table(tmp_path / "acl.csv")

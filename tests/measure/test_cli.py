@@ -26,11 +26,29 @@ def test_devices_lists_pocl_cpu_and_versions(capsys: pytest.CaptureFixture[str])
 
 def test_measure_grid_then_staircase(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     grid = tmp_path / "g.yaml"
-    grid.write_text("{layer: g, in_channels: 8, out_channels: {start: 4, stop: 12, step: 4}, height: 8, width: 8,"
-                    " kernel_size: 3, stride: 1}\n")
+    grid.write_text(
+        "{layer: g, in_channels: 8, out_channels: {start: 4, stop: 12, step: 4}, height: 8, width: 8,"
+        " kernel_size: 3, stride: 1}\n"
+    )
     out = tmp_path / "t.csv"
-    args = ["measure", "--target", "cpu_torch", "--grid", str(grid), "--out", str(out), "--repeat", "3",
-            "--min-repeat-ms", "1", "--warmup", "1", "--no-progress", "--load-note", "test"]
+    args = [
+        "measure",
+        "--target",
+        "cpu_torch",
+        "--grid",
+        str(grid),
+        "--out",
+        str(out),
+        "--repeat",
+        "3",
+        "--min-repeat-ms",
+        "1",
+        "--warmup",
+        "1",
+        "--no-progress",
+        "--load-note",
+        "test",
+    ]
     assert main(args) == 0
     assert "measured 3, failed 0, skipped 0" in capsys.readouterr().out
     assert main(args) == 0
@@ -46,9 +64,31 @@ def test_measure_grid_then_staircase(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_measure_model_with_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "m.csv"
-    assert main(["measure", "--model", "small_resnet", "--input", "1,1,28,28", "--step", "32", "--layers",
-                 "layers.2.conv2", "--limit", "2", "--repeat", "3", "--min-repeat-ms", "1", "--no-progress",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "measure",
+                "--model",
+                "small_resnet",
+                "--input",
+                "1,1,28,28",
+                "--step",
+                "32",
+                "--layers",
+                "layers.2.conv2",
+                "--limit",
+                "2",
+                "--repeat",
+                "3",
+                "--min-repeat-ms",
+                "1",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "measured 2" in capsys.readouterr().out
     assert read_table(out)["layer"].tolist() == ["layers.2.conv2"] * 2
 

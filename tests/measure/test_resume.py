@@ -30,8 +30,12 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def test_kill_9_then_resume(tmp_path: Path) -> None:
     out = tmp_path / "k.csv"
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(out)], env={**os.environ, "PYTHONPATH": os.getcwd()},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(out)],
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -52,10 +56,27 @@ def test_kill_9_then_resume(tmp_path: Path) -> None:
     assert 8 <= n_before < 40
     first_rows = _rows(out)[: n_before - 1] if not before.endswith(b"\n") else _rows(out)[:n_before]
 
-    space = [dict(batch=1, in_channels=8, out_channels=c, height=16, width=16, kernel_size=3, stride=1,
-                  padding=1, groups=1) for c in range(1, 41)]
-    s = measure(Target(name="kill", backend="torch_cpu", options={"threads": 1}), space, out,
-                evaluator=EvaluatorConfig(warmup=1, number=1, repeat=3, min_repeat_ms=1.0), progress=False)
+    space = [
+        dict(
+            batch=1,
+            in_channels=8,
+            out_channels=c,
+            height=16,
+            width=16,
+            kernel_size=3,
+            stride=1,
+            padding=1,
+            groups=1,
+        )
+        for c in range(1, 41)
+    ]
+    s = measure(
+        Target(name="kill", backend="torch_cpu", options={"threads": 1}),
+        space,
+        out,
+        evaluator=EvaluatorConfig(warmup=1, number=1, repeat=3, min_repeat_ms=1.0),
+        progress=False,
+    )
     rows = _rows(out)
     keys = [tuple(r[c] for c in CONFIG_COLUMNS) for r in rows]
     assert len(rows) == 40 and len(set(keys)) == 40  # 0 lost, 0 duplicated

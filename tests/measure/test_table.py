@@ -13,9 +13,22 @@ from hwprune.measure.table import WRITE_COLUMNS
 
 def _row(**over: object) -> dict[str, object]:
     row: dict[str, object] = {
-        "target": "t", "backend": "torch_cpu", "device": "cpu", "dtype": "float32", "batch": 1,
-        "in_channels": 8, "out_channels": 16, "height": 8, "width": 8, "kernel_size": 3, "stride": 1,
-        "padding": 1, "groups": 1, "latency_ms": 0.5, "latency_spread_ms": 0.01, "repeats": 7,
+        "target": "t",
+        "backend": "torch_cpu",
+        "device": "cpu",
+        "dtype": "float32",
+        "batch": 1,
+        "in_channels": 8,
+        "out_channels": 16,
+        "height": 8,
+        "width": 8,
+        "kernel_size": 3,
+        "stride": 1,
+        "padding": 1,
+        "groups": 1,
+        "latency_ms": 0.5,
+        "latency_spread_ms": 0.01,
+        "repeats": 7,
         "timestamp": "2026-11-26T00:00:00+00:00",
     }
     row.update(over)
@@ -56,8 +69,11 @@ def test_latency_in_other_unit_gets_a_hint(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", ["nan", "", "0", "-1.5", "fast"])
 def test_bad_latency_rejected(tmp_path: Path, bad: str) -> None:
     p = _write(tmp_path / "lat.csv", [_row(), _row(out_channels=12), _row(out_channels=4, latency_ms=bad)])
-    with pytest.raises(TableError, match=r"lat\.csv: line 4, column `latency_ms`: `latency_ms` must be a finite "
-                                         r"latency in ms > 0"):
+    with pytest.raises(
+        TableError,
+        match=r"lat\.csv: line 4, column `latency_ms`: `latency_ms` must be a finite "
+        r"latency in ms > 0",
+    ):
         read_table(p)
 
 
@@ -67,11 +83,21 @@ def test_negative_spread_rejected(tmp_path: Path) -> None:
         read_table(p)
 
 
-@pytest.mark.parametrize(("col", "bad"), [("out_channels", "12.5"), ("in_channels", "abc"),
-                                          ("out_channels", "0"), ("groups", "-2"), ("in_channels", "")])
+@pytest.mark.parametrize(
+    ("col", "bad"),
+    [
+        ("out_channels", "12.5"),
+        ("in_channels", "abc"),
+        ("out_channels", "0"),
+        ("groups", "-2"),
+        ("in_channels", ""),
+    ],
+)
 def test_non_integer_channels_rejected(tmp_path: Path, col: str, bad: str) -> None:
     p = _write(tmp_path / "ch.csv", [_row(), _row(**{col: bad})])
-    with pytest.raises(TableError, match=rf"ch\.csv: line 3, column `{col}`: `{col}` must be a positive integer"):
+    with pytest.raises(
+        TableError, match=rf"ch\.csv: line 3, column `{col}`: `{col}` must be a positive integer"
+    ):
         read_table(p)
 
 
@@ -120,8 +146,13 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_error_rows_dropped_by_default(tmp_path: Path) -> None:
-    p = _write(tmp_path / "err.csv", [_row(), _row(out_channels=7, latency_ms="", latency_spread_ms="",
-                                               repeats=0, error="RuntimeError: boom")])
+    p = _write(
+        tmp_path / "err.csv",
+        [
+            _row(),
+            _row(out_channels=7, latency_ms="", latency_spread_ms="", repeats=0, error="RuntimeError: boom"),
+        ],
+    )
     df = read_table(p)
     assert df["out_channels"].tolist() == [16]
     assert not df["latency_ms"].isna().any()
@@ -152,10 +183,24 @@ def test_writer_refuses_other_header(tmp_path: Path) -> None:
 def test_import_table_maps_units(tmp_path: Path) -> None:
     src = tmp_path / "foreign.csv"
     src.write_text("cin,cout,h,w,k,s,p,time_us\n16,32,14,14,3,1,1,250\n16,16,14,14,3,1,1,125\n")
-    n = import_table(src, tmp_path / "imp.csv", target="board", device="mali", latency_scale=1e-3,
-                     columns={"in_channels": "cin", "out_channels": "cout", "height": "h", "width": "w",
-                              "kernel_size": "k", "stride": "s", "padding": "p", "latency_ms": "time_us"},
-                     defaults={"batch": 1, "groups": 1, "repeats": 1})
+    n = import_table(
+        src,
+        tmp_path / "imp.csv",
+        target="board",
+        device="mali",
+        latency_scale=1e-3,
+        columns={
+            "in_channels": "cin",
+            "out_channels": "cout",
+            "height": "h",
+            "width": "w",
+            "kernel_size": "k",
+            "stride": "s",
+            "padding": "p",
+            "latency_ms": "time_us",
+        },
+        defaults={"batch": 1, "groups": 1, "repeats": 1},
+    )
     df = read_table(tmp_path / "imp.csv")
     assert n == 2
     assert df["latency_ms"].tolist() == pytest.approx([0.25, 0.125])

@@ -11,8 +11,16 @@ from omegaconf import OmegaConf
 from hwprune.measure import Target, grid_space, load_target, model_space
 from hwprune.measure.targets import CONF_DEVICE_DIR
 
-BOARDS = ["jetson_nano_cudnn", "jetson_tx2_cudnn", "jetson_orin_cudnn", "hikey970_acl_gpu", "odroid_xu4_acl_gpu",
-          "rpi4_acl_cpu", "hikey970_tvm_opencl", "rpi4_tvm_llvm"]
+BOARDS = [
+    "jetson_nano_cudnn",
+    "jetson_tx2_cudnn",
+    "jetson_orin_cudnn",
+    "hikey970_acl_gpu",
+    "odroid_xu4_acl_gpu",
+    "rpi4_acl_cpu",
+    "hikey970_tvm_opencl",
+    "rpi4_tvm_llvm",
+]
 HERE = ["cpu_torch", "cpu_tvm_llvm", "cuda_cudnn_fp32", "cuda_cudnn_fp16"]
 NEEDS_HOST = {"hikey970_tvm_opencl", "rpi4_tvm_llvm"}  # the RPC tracker host is ??? (required)
 
@@ -21,9 +29,7 @@ NEEDS_HOST = {"hikey970_tvm_opencl", "rpi4_tvm_llvm"}  # the RPC tracker host is
 def test_catalogue_yaml(name: str) -> None:
     path = CONF_DEVICE_DIR / f"{name}.yaml"
     text = path.read_text()
-    for line in text.splitlines():  # every key carries a comment
-        if line.strip() and not line.lstrip().startswith("#") and ":" in line and not line.startswith("  ") is False:
-            pass
+    # every top-level key carries a comment
     keys = [ln for ln in text.splitlines() if ln and not ln.startswith((" ", "#"))]
     assert all("#" in ln for ln in keys), [ln for ln in keys if "#" not in ln]
     if name in NEEDS_HOST:
@@ -44,14 +50,20 @@ def test_default_target_is_cpu_torch() -> None:
     assert (t.backend, t.dtype, t.batch) == ("torch_cpu", "float32", 1)
 
 
-@pytest.mark.parametrize(("kwargs", "msg"), [
-    ({"backend": "x"}, r"`backend` must be one of \('torch_cpu', 'cudnn', 'tvm', 'acl', 'imported'\), got 'x'"),
-    ({"dtype": "int8"}, r"`dtype` must be one of .*got 'int8'"),
-    ({"batch": 0}, r"`batch` must be an int >= 1 or None, got 0"),
-    ({"name": " "}, r"`name` must be a non-empty string"),
-    ({"options": [1]}, r"`options` must be a mapping"),
-    ({"dtype": "float16"}, r"`dtype` must be 'float32' for backend 'torch_cpu'"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "msg"),
+    [
+        (
+            {"backend": "x"},
+            r"`backend` must be one of \('torch_cpu', 'cudnn', 'tvm', 'acl', 'imported'\), got 'x'",
+        ),
+        ({"dtype": "int8"}, r"`dtype` must be one of .*got 'int8'"),
+        ({"batch": 0}, r"`batch` must be an int >= 1 or None, got 0"),
+        ({"name": " "}, r"`name` must be a non-empty string"),
+        ({"options": [1]}, r"`options` must be a mapping"),
+        ({"dtype": "float16"}, r"`dtype` must be 'float32' for backend 'torch_cpu'"),
+    ],
+)
 def test_target_validation(kwargs: dict, msg: str) -> None:
     args = {"name": "t", "backend": "torch_cpu", **kwargs}
     with pytest.raises(ValueError, match=msg):
@@ -88,10 +100,15 @@ def test_model_space_sweep_in_all() -> None:
     assert {(c["in_channels"], c["out_channels"]) for c in space} >= {(32, 128), (128, 32), (128, 128)}
 
 
-@pytest.mark.parametrize(("kwargs", "msg"), [({"floor": 0}, r"`floor` must be in \(0, 1\], got 0"),
-                                             ({"step": 0}, r"`step` must be an integer >= 1, got 0"),
-                                             ({"sweep_in": "x"}, r"`sweep_in` must be one of"),
-                                             ({"layers": ["nope"]}, r"`layers` must name convs of the model")])
+@pytest.mark.parametrize(
+    ("kwargs", "msg"),
+    [
+        ({"floor": 0}, r"`floor` must be in \(0, 1\], got 0"),
+        ({"step": 0}, r"`step` must be an integer >= 1, got 0"),
+        ({"sweep_in": "x"}, r"`sweep_in` must be one of"),
+        ({"layers": ["nope"]}, r"`layers` must name convs of the model"),
+    ],
+)
 def test_model_space_validation(kwargs: dict, msg: str) -> None:
     with pytest.raises(ValueError, match=msg):
         model_space("small_resnet", (1, 1, 28, 28), **kwargs)
@@ -99,19 +116,31 @@ def test_model_space_validation(kwargs: dict, msg: str) -> None:
 
 def test_grid_space(tmp_path: Path) -> None:
     p = tmp_path / "grid.yaml"
-    p.write_text("grids:\n"
-                 "  - {layer: a, in_channels: 64, out_channels: {start: 16, stop: 64, step: 16}, height: 28,"
-                 " width: 28, kernel_size: [1, 3], stride: 1}\n"
-                 "  - {layer: dw, depthwise: true, out_channels: [32, 64], height: 14, width: 14,"
-                 " kernel_size: 3, stride: 2}\n")
+    p.write_text(
+        "grids:\n"
+        "  - {layer: a, in_channels: 64, out_channels: {start: 16, stop: 64, step: 16}, height: 28,"
+        " width: 28, kernel_size: [1, 3], stride: 1}\n"
+        "  - {layer: dw, depthwise: true, out_channels: [32, 64], height: 14, width: 14,"
+        " kernel_size: 3, stride: 2}\n"
+    )
     space = grid_space(p)
     assert len(space) == 4 * 2 + 2
     assert {c["padding"] for c in space if c["kernel_size"] == 3} == {1}
     dw = [c for c in space if c["layer"] == "dw"]
     assert all(c["in_channels"] == c["groups"] == c["out_channels"] for c in dw)
     p.write_text("{in_channels: 8, out_channels: 8.5, height: 4, width: 4, kernel_size: 3, stride: 1}\n")
-    with pytest.raises(ValueError, match=r"`out_channels` must be an int, a list of ints or a range, got 8.5"):
+    with pytest.raises(
+        ValueError, match=r"`out_channels` must be an int, a list of ints or a range, got 8.5"
+    ):
         grid_space(p)
     p.write_text("{in_channels: 8, height: 4, width: 4, kernel_size: 3, stride: 1, dilation: 2}\n")
     with pytest.raises(ValueError, match=r"got unknown \['dilation'\]"):
         grid_space(p)
+
+
+@pytest.mark.parametrize("device", HERE)
+def test_real_config_composes(compose_cfg, device: str) -> None:
+    cfg = compose_cfg(f"device={device}")
+    assert instantiate(cfg.device).name == device
+    ev = instantiate(cfg.measure.evaluator)
+    assert ev.repeat >= 3 and cfg.measure.floor == 0.25 and cfg.measure.step == 1

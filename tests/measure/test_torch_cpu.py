@@ -1,4 +1,4 @@
-"""torch-cpu timing (ratio and sanity checks only: this box is shared), measure() plumbing, results as data."""
+"""torch-cpu timing (ratio and sanity checks only: this box is shared), measure() plumbing, errors as data."""
 
 from __future__ import annotations
 
@@ -40,17 +40,23 @@ def test_evaluator_counts_runs() -> None:
     assert t.median_ms > 0 and t.iqr_ms >= 0
 
 
-@pytest.mark.parametrize(("kwargs", "msg"), [({"repeat": 2}, "`repeat` must be >= 3"),
-                                             ({"number": 0}, "`number` must be >= 1"),
-                                             ({"warmup": -1}, "`warmup` must be >= 0"),
-                                             ({"min_repeat_ms": -1.0}, "`min_repeat_ms` must be >= 0")])
+@pytest.mark.parametrize(
+    ("kwargs", "msg"),
+    [
+        ({"repeat": 2}, "`repeat` must be >= 3"),
+        ({"number": 0}, "`number` must be >= 1"),
+        ({"warmup": -1}, "`warmup` must be >= 0"),
+        ({"min_repeat_ms": -1.0}, "`min_repeat_ms` must be >= 0"),
+    ],
+)
 def test_evaluator_validation(kwargs: dict, msg: str) -> None:
     with pytest.raises(ValueError, match=msg):
         EvaluatorConfig(**kwargs)
 
 
-def test_measure_writes_skips_and_records_errors(tmp_path: Path, cpu_target: Target, make_conv,
-                                                 fast_eval: EvaluatorConfig) -> None:
+def test_measure_writes_skips_and_records_errors(
+    tmp_path: Path, cpu_target: Target, make_conv, fast_eval: EvaluatorConfig
+) -> None:
     space = [make_conv(8, c) for c in (4, 8, 12)] + [make_conv(8, 6, g=4)]  # groups 4 does not divide 6
     out = tmp_path / "t.csv"
     s1 = measure(cpu_target, space, out, evaluator=fast_eval, progress=False)
@@ -82,7 +88,12 @@ def test_unknown_backend() -> None:
 
 
 def test_imported_backend_records_error(tmp_path: Path, make_conv, fast_eval: EvaluatorConfig) -> None:
-    s = measure(Target(name="imp", backend="imported"), [make_conv()], tmp_path / "i.csv", evaluator=fast_eval,
-                progress=False)
+    s = measure(
+        Target(name="imp", backend="imported"),
+        [make_conv()],
+        tmp_path / "i.csv",
+        evaluator=fast_eval,
+        progress=False,
+    )
     assert s.failed == 1
     assert "import_table" in read_table(tmp_path / "i.csv", keep_errors=True)["error"].iloc[0]

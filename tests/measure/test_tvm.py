@@ -1,4 +1,4 @@
-"""TVM backend: local llvm and a real ``tvm.rpc`` server on localhost (untuned builds: tuning costs minutes)."""
+"""TVM backend: local llvm, and a real ``tvm.rpc`` server on localhost (untuned: tuning costs minutes)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,21 @@ def rpc_port() -> Iterator[int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port",
-                             str(port), "--port-end", str(port + 1)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tvm.exec.rpc_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--port-end",
+            str(port + 1),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -42,8 +54,11 @@ def rpc_port() -> Iterator[int]:
 
 
 def test_tvm_local_llvm(tmp_path: Path, make_conv, fast_eval: EvaluatorConfig) -> None:
-    tgt = Target(name="tvm_local", backend="tvm", options={"target": {"kind": "llvm", "num-cores": 1},
-                                                           "database_dir": str(tmp_path / "db")})
+    tgt = Target(
+        name="tvm_local",
+        backend="tvm",
+        options={"target": {"kind": "llvm", "num-cores": 1}, "database_dir": str(tmp_path / "db")},
+    )
     space = [make_conv(8, 8, hw=8), make_conv(8, 32, hw=8), make_conv(8, 8, hw=8, g=8)]  # incl. depthwise
     s = measure(tgt, space, tmp_path / "tvm.csv", evaluator=fast_eval, progress=False)
     df = read_table(tmp_path / "tvm.csv")
@@ -54,10 +69,14 @@ def test_tvm_local_llvm(tmp_path: Path, make_conv, fast_eval: EvaluatorConfig) -
 
 
 @pytest.mark.tvm_rpc
-def test_tvm_through_localhost_rpc_server(tmp_path: Path, rpc_port: int, make_conv,
-                                          fast_eval: EvaluatorConfig) -> None:
-    tgt = Target(name="tvm_rpc", backend="tvm",
-                 options={"target": {"kind": "llvm"}, "rpc": {"host": "127.0.0.1", "port": rpc_port}})
+def test_tvm_through_localhost_rpc_server(
+    tmp_path: Path, rpc_port: int, make_conv, fast_eval: EvaluatorConfig
+) -> None:
+    tgt = Target(
+        name="tvm_rpc",
+        backend="tvm",
+        options={"target": {"kind": "llvm"}, "rpc": {"host": "127.0.0.1", "port": rpc_port}},
+    )
     space = [make_conv(4, 8, hw=8), make_conv(4, 16, hw=8)]
     s = measure(tgt, space, tmp_path / "rpc.csv", evaluator=fast_eval, progress=False)
     df = read_table(tmp_path / "rpc.csv")
@@ -74,6 +93,8 @@ def test_tvm_rpc_unreachable_is_an_error(make_conv) -> None:
         port = s.getsockname()[1]  # nothing listens here
     from hwprune.measure import Backend
 
-    b = Backend.create("tvm", Target(name="x", backend="tvm", options={"rpc": {"host": "127.0.0.1", "port": port}}))
+    b = Backend.create(
+        "tvm", Target(name="x", backend="tvm", options={"rpc": {"host": "127.0.0.1", "port": port}})
+    )
     with pytest.raises(Exception, match="Connect to 127.0.0.1"):
         b.setup()

@@ -72,7 +72,7 @@ def test_fit_validates_params(params: dict, match: str, tiny_table: Path) -> Non
 
 def test_fit_sets_fitted_state(fitted: LatencyPredictor, tiny_table: Path) -> None:
     df = read_table(tiny_table)
-    assert fitted.fit is not None and fitted.target_ == "cpu_torch"
+    assert fitted.target_ == "cpu_torch"
     assert fitted.backend_ == "torch_cpu" and fitted.dtypes_ == ("float32",)
     assert fitted.n_train_rows_ == len(df)
     assert set(fitted.validation_) >= {"layer_within10", "count_within10", "count_mape"}

@@ -28,7 +28,9 @@ WORKER = Path(__file__).with_name("acl_worker.py")
 def armnn_available(python: str = "/usr/bin/python3") -> bool:
     """Whether ``python`` can import pyarmnn."""
     try:
-        return subprocess.run([python, "-c", "import pyarmnn"], capture_output=True, timeout=60).returncode == 0
+        return (
+            subprocess.run([python, "-c", "import pyarmnn"], capture_output=True, timeout=60).returncode == 0
+        )
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -45,8 +47,12 @@ class ACLBackend(Backend):
     def setup(self) -> None:
         python = str(self.target.options.get("python", "/usr/bin/python3"))
         self._proc = subprocess.Popen(
-            [python, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True, bufsize=1,
+            [python, str(WORKER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
         )
         self._info = self._ask({"cmd": "info"})
         if not self._info.get("ok"):
@@ -55,7 +61,9 @@ class ACLBackend(Backend):
     def _ask(self, req: Mapping[str, Any]) -> dict[str, Any]:
         proc = self._proc
         if proc.poll() is not None or proc.stdin is None or proc.stdout is None:
-            raise RuntimeError(f"PyArmNN worker exited with code {proc.returncode} (is python3-pyarmnn installed?)")
+            raise RuntimeError(
+                f"PyArmNN worker exited with code {proc.returncode} (is python3-pyarmnn installed?)"
+            )
         proc.stdin.write(json.dumps(req) + "\n")
         proc.stdin.flush()
         while True:
@@ -88,10 +96,21 @@ class ACLBackend(Backend):
 
     def run(self, config: Mapping[str, int]) -> RunResult:
         compute = list(self.target.options.get("compute", ["CpuRef"]))
-        rep = self._ask({"cmd": "run", "config": {k: int(v) for k, v in config.items() if k != "layer"},
-                         "compute": compute, "dtype": self.target.dtype,
-                         "evaluator": dict(self.evaluator.__dict__)})
+        rep = self._ask(
+            {
+                "cmd": "run",
+                "config": {k: int(v) for k, v in config.items() if k != "layer"},
+                "compute": compute,
+                "dtype": self.target.dtype,
+                "evaluator": dict(self.evaluator.__dict__),
+            }
+        )
         if not rep.get("ok"):
             return RunResult(None, None, 0, str(rep.get("error"))[:500], {"compute": compute})
-        return RunResult(float(rep["latency_ms"]), float(rep["spread_ms"]), int(rep["repeats"]), None,
-                         {"compute": rep.get("backends", compute), "number": rep.get("number")})
+        return RunResult(
+            float(rep["latency_ms"]),
+            float(rep["spread_ms"]),
+            int(rep["repeats"]),
+            None,
+            {"compute": rep.get("backends", compute), "number": rep.get("number")},
+        )

@@ -61,8 +61,11 @@ def _network(c, dtype):
         winfo = ann.TensorInfo(ann.TensorShape(wshape), dt)
     weights = ann.ConstTensor(winfo, rng.standard_normal(wshape).astype(npdt))
     inp = net.AddInputLayer(0, "x")
-    conv = (net.AddDepthwiseConvolution2dLayer(desc, weights, None, "conv") if depthwise
-            else net.AddConvolution2dLayer(desc, weights, None, "conv"))
+    conv = (
+        net.AddDepthwiseConvolution2dLayer(desc, weights, None, "conv")
+        if depthwise
+        else net.AddConvolution2dLayer(desc, weights, None, "conv")
+    )
     out = net.AddOutputLayer(0, "y")
     ho = (h + 2 * p - k) // s + 1
     wo = (w + 2 * p - k) // s + 1
@@ -101,9 +104,15 @@ def _run(req, runtime):
         nrun = max_number if one <= 0 else min(max_number, max(number, math.ceil(min_ms / one)))
         samples = sorted(clock(nrun) / nrun for _ in range(repeat))
         q = statistics.quantiles(samples, n=4, method="inclusive")
-        return {"ok": True, "latency_ms": statistics.median(samples), "spread_ms": max(0.0, q[2] - q[0]),
-                "repeats": repeat, "number": nrun, "backends": [str(b) for b in prefs],
-                "messages": [str(m) for m in (messages or [])][:5]}
+        return {
+            "ok": True,
+            "latency_ms": statistics.median(samples),
+            "spread_ms": max(0.0, q[2] - q[0]),
+            "repeats": repeat,
+            "number": nrun,
+            "backends": [str(b) for b in prefs],
+            "messages": [str(m) for m in (messages or [])][:5],
+        }
     finally:
         runtime.UnloadNetwork(net_id)
 

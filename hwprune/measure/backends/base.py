@@ -67,9 +67,7 @@ class Backend(ABC):
         self.evaluator = evaluator or EvaluatorConfig()
 
     @staticmethod
-    def create(
-        kind: str, target: Target | None = None, evaluator: EvaluatorConfig | None = None
-    ) -> Backend:
+    def create(kind: str, target: Target | None = None, evaluator: EvaluatorConfig | None = None) -> Backend:
         """Instantiate the backend registered under ``kind``.
 
         Args:
@@ -89,10 +87,10 @@ class Backend(ABC):
         cls = getattr(importlib.import_module(mod_name), cls_name)
         return cls(target, evaluator)
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027 - optional hook, most backends need no setup
         """Acquire the device (called once before the sweep)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release the device (called in ``finally`` after the sweep)."""
 
     def device_name(self) -> str:

@@ -18,4 +18,6 @@ class ImportedBackend(Backend):
     kind = "imported"
 
     def run(self, config: Mapping[str, int]) -> RunResult:
-        return RunResult(None, None, 0, "imported targets are not measured here: use hwprune.measure.import_table")
+        return RunResult(
+            None, None, 0, "imported targets are not measured here: use hwprune.measure.import_table"
+        )

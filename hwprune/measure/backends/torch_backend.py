@@ -43,8 +43,13 @@ def build_conv(
             f"{c['in_channels']}->{c['out_channels']}"
         )
     conv = nn.Conv2d(
-        c["in_channels"], c["out_channels"], c["kernel_size"], c["stride"], c["padding"],
-        groups=c["groups"], bias=False,
+        c["in_channels"],
+        c["out_channels"],
+        c["kernel_size"],
+        c["stride"],
+        c["padding"],
+        groups=c["groups"],
+        bias=False,
     ).eval()
     x = torch.randn(c["batch"], c["in_channels"], c["height"], c["width"])
     tdt = _TORCH_DTYPES[dtype]
@@ -71,15 +76,22 @@ class TorchCPUBackend(Backend):
         self.threads = torch.get_num_threads()
 
     def versions(self) -> dict[str, str]:
-        return {"torch": torch.__version__, "mkldnn": str(torch.backends.mkldnn.is_available()),
-                "threads": str(torch.get_num_threads())}
+        return {
+            "torch": torch.__version__,
+            "mkldnn": str(torch.backends.mkldnn.is_available()),
+            "threads": str(torch.get_num_threads()),
+        }
 
     def run(self, config: Mapping[str, int]) -> RunResult:
         cl = bool(self.target.options.get("channels_last", False))
         conv, x = build_conv(config, "float32", torch.device("cpu"), cl)
         with torch.inference_mode():
             t = time_callable(lambda: conv(x), self.evaluator)
-        settings: dict[str, Any] = {"threads": torch.get_num_threads(), "channels_last": cl, "number": t.number}
+        settings: dict[str, Any] = {
+            "threads": torch.get_num_threads(),
+            "channels_last": cl,
+            "number": t.number,
+        }
         return RunResult(t.median_ms, t.iqr_ms, t.repeats, None, settings)
 
 
@@ -107,8 +119,11 @@ class CudnnBackend(Backend):
         return self.target.device or torch.cuda.get_device_name(self.dev)
 
     def versions(self) -> dict[str, str]:
-        return {"torch": torch.__version__, "cuda": str(torch.version.cuda),
-                "cudnn": str(torch.backends.cudnn.version())}
+        return {
+            "torch": torch.__version__,
+            "cuda": str(torch.version.cuda),
+            "cudnn": str(torch.backends.cudnn.version()),
+        }
 
     def _events(self, fn: Any, n: int) -> float:
         start = torch.cuda.Event(enable_timing=True)
@@ -123,12 +138,13 @@ class CudnnBackend(Backend):
     def run(self, config: Mapping[str, int]) -> RunResult:
         cl = bool(self.target.options.get("channels_last", False))
         conv, x = build_conv(config, self.target.dtype, self.dev, cl)
-        try:
-            with torch.inference_mode():
-                t = time_callable(lambda: conv(x), self.evaluator, sync=torch.cuda.synchronize,
-                                  timer=self._events)
-        finally:
-            del conv, x
-        settings = {"cudnn_benchmark": torch.backends.cudnn.benchmark, "channels_last": cl,
-                    "number": t.number}
+        with torch.inference_mode():
+            t = time_callable(
+                lambda: conv(x), self.evaluator, sync=torch.cuda.synchronize, timer=self._events
+            )
+        settings = {
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "channels_last": cl,
+            "number": t.number,
+        }
         return RunResult(t.median_ms, t.iqr_ms, t.repeats, None, settings)

@@ -59,8 +59,14 @@ def conv2d_primfunc(config: Mapping[str, int], dtype: str = "float32") -> tuple[
     if g == 1:
         out = topi.nn.conv2d_nchw(data, kern, s, p, 1, out_dtype=dtype)
     elif g == ci == co:
-        out = topi.nn.depthwise_conv2d_nchw(data, te.compute((ci, 1, k, k), lambda a, b, y, x: kern[a, b, y, x],
-                                                             name="kw"), s, p, 1, out_dtype=dtype)
+        out = topi.nn.depthwise_conv2d_nchw(
+            data,
+            te.compute((ci, 1, k, k), lambda a, b, y, x: kern[a, b, y, x], name="kw"),
+            s,
+            p,
+            1,
+            out_dtype=dtype,
+        )
     else:
         out = topi.nn.group_conv2d_nchw(data, kern, s, p, 1, g, out_dtype=dtype)
     shapes = [tuple(int(x) for x in t.shape) for t in (data, kern, out)]
@@ -93,8 +99,9 @@ class TVMBackend(Backend):
         opts = self.target.options
         tjson = dict(opts.get("target") or {"kind": "llvm"})
         host = opts.get("host")
-        self.tvm_target = tvm.target.Target(tjson, host=tvm.target.Target(dict(host))) if host else \
-            tvm.target.Target(tjson)
+        self.tvm_target = (
+            tvm.target.Target(tjson, host=tvm.target.Target(dict(host))) if host else tvm.target.Target(tjson)
+        )
         self.kind_name = str(tjson.get("kind", "llvm"))
         self.trials = int(opts.get("tune_trials", 0) or 0)
         self.max_tuned = int(opts.get("tune_max_configs", 0) or 0)
@@ -113,8 +120,9 @@ class TVMBackend(Backend):
             key = self.rpc_cfg.get("key")
             if not key:
                 raise ValueError("`rpc.key` must name the board's key when `rpc.tracker` is true, got none")
-            return rpc.connect_tracker(host, port).request(str(key), priority=1,
-                                                          session_timeout=int(self.rpc_cfg.get("timeout", 0)))
+            return rpc.connect_tracker(host, port).request(
+                str(key), priority=1, session_timeout=int(self.rpc_cfg.get("timeout", 0))
+            )
         return rpc.connect(host, port, key=str(self.rpc_cfg.get("key", "")))
 
     def close(self) -> None:
@@ -169,16 +177,27 @@ class TVMBackend(Backend):
             if self.rpc_cfg:
                 if not self.rpc_cfg.get("tracker"):
                     raise ValueError("tuning over RPC needs a tracker: set `rpc.tracker: true` and `rpc.key`")
-                runner = ms.runner.RPCRunner(ms.runner.RPCConfig(
-                    tracker_host=str(self.rpc_cfg["host"]), tracker_port=int(self.rpc_cfg["port"]),
-                    tracker_key=str(self.rpc_cfg["key"]), session_timeout_sec=120))
+                runner = ms.runner.RPCRunner(
+                    ms.runner.RPCConfig(
+                        tracker_host=str(self.rpc_cfg["host"]),
+                        tracker_port=int(self.rpc_cfg["port"]),
+                        tracker_key=str(self.rpc_cfg["key"]),
+                        session_timeout_sec=120,
+                    )
+                )
             timeout = int(self.target.options.get("tune_timeout_s", 120))
             if runner == "local":  # 30 s default timeouts are too short on a loaded 2-core machine
                 runner = ms.runner.LocalRunner(timeout_sec=timeout)
-            db = ms.tune_tir(func, self.tvm_target, str(db_dir), max_trials_global=self.trials,
-                             num_trials_per_iter=min(self.trials, 64), runner=runner,
-                             builder=ms.builder.LocalBuilder(timeout_sec=timeout),
-                             num_tuning_cores=int(self.target.options.get("tune_cores", 1)))
+            db = ms.tune_tir(
+                func,
+                self.tvm_target,
+                str(db_dir),
+                max_trials_global=self.trials,
+                num_trials_per_iter=min(self.trials, 64),
+                runner=runner,
+                builder=ms.builder.LocalBuilder(timeout_sec=timeout),
+                num_tuning_cores=int(self.target.options.get("tune_cores", 1)),
+            )
             spent = time.perf_counter() - t0
             self.n_tuned += 1
             self.tune_seconds += spent
@@ -186,7 +205,9 @@ class TVMBackend(Backend):
             if sch is not None:
                 log.info("tuned in %.1f s (%d trials)", spent, self.trials)
                 return sch.mod, True, spent
-            log.warning("tuning (%d trials, %.1f s) found no valid schedule; building untuned", self.trials, spent)
+            log.warning(
+                "tuning (%d trials, %.1f s) found no valid schedule; building untuned", self.trials, spent
+            )
         if self.kind_name != "llvm":
             import tvm
             from tvm.s_tir import dlight
@@ -226,12 +247,17 @@ class TVMBackend(Backend):
         ev = self.evaluator
         if ev.warmup:  # untimed warm-up runs, in one call on the device (no RPC round trips)
             rmod.time_evaluator(rmod.entry_name, dev, number=ev.warmup, repeat=1)(*args)
-        timer = rmod.time_evaluator(rmod.entry_name, dev, number=ev.number, repeat=ev.repeat,
-                                    min_repeat_ms=int(ev.min_repeat_ms))
+        timer = rmod.time_evaluator(
+            rmod.entry_name, dev, number=ev.number, repeat=ev.repeat, min_repeat_ms=int(ev.min_repeat_ms)
+        )
         res = [r * 1e3 for r in timer(*args).results]
         from hwprune.measure.evaluator import summarize
 
         t = summarize(res, ev.number)
-        settings = {"tuned": tuned, "tune_s": round(spent, 1), "trials": self.trials if spent else 0,
-                    "rpc": bool(self.session)}
+        settings = {
+            "tuned": tuned,
+            "tune_s": round(spent, 1),
+            "trials": self.trials if spent else 0,
+            "rpc": bool(self.session),
+        }
         return RunResult(t.median_ms, t.iqr_ms, t.repeats, None, settings)
