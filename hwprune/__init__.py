@@ -29,7 +29,14 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 
+# Names that are also subpackages resolve to the subpackage (made callable where the name is a function), so
+# that `hwprune.measure.Target` works for Hydra's `_target_` even before the subpackage was imported.
+_SUBPACKAGES = frozenset({"measure"})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"hwprune.{name}")
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'hwprune' has no attribute {name!r}")

@@ -10,6 +10,10 @@ Example:
     True
 """
 
+import sys
+import types
+from typing import Any
+
 from hwprune.measure.backends.base import Backend, RunResult
 from hwprune.measure.evaluator import EvaluatorConfig, Timing
 from hwprune.measure.space import ConvLayer, conv_layer_configs, grid_space, model_space
@@ -45,3 +49,18 @@ __all__ = [
     "model_space",
     "read_table",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``hwprune.measure(...)`` call :func:`measure` while ``hwprune.measure`` stays the subpackage.
+
+    The public API names ``measure`` at the top level, and Hydra resolves ``_target_:
+    hwprune.measure.Target`` through ``getattr(hwprune, "measure")``: both must work, so the name is the
+    module, and calling the module calls the function.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> MeasureSummary:
+        return measure(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -53,6 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--budget-s", type=float, default=None, help="stop starting configs after this many seconds"
     )
+    p.add_argument(
+        "--shuffle",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="time configs in a random order (spreads load bursts as noise, not fake stairs)",
+    )
     p.add_argument("--load-note", default=None, help="note on machine load, stored in the sidecar")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--retry-errors", action="store_true", help="time again configs that failed before")
@@ -69,7 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     s.add_argument("--table", required=True, help="measurement table CSV")
     s.add_argument("--layer", required=True, help="layer label as in the table's `layer` column")
     s.add_argument("--out", required=True, help="PNG path")
-    s.add_argument("--batch", type=int, default=None, help="batch to plot (default: the smallest in the table)")
+    s.add_argument(
+        "--batch", type=int, default=None, help="batch to plot (default: the smallest in the table)"
+    )
     s.add_argument("--title", default=None, help="plot title")
     s.set_defaults(func=_cmd_staircase)
 
@@ -93,14 +102,22 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     out = args.out or target.table
     if not out:
         raise ValueError(f"`--out` must be given: target {target.name!r} has no `table`")
-    if args.adaptive:
-        from hwprune.predict.adaptive import adaptive_measure  # lazy: the predict stage comes later
-
-        adaptive_measure(target, space, out, goal_within10=args.goal, time_budget_s=args.time_budget)
-        return 0
     ev = EvaluatorConfig(
         warmup=args.warmup, number=args.number, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms
     )
+    if args.adaptive:
+        from hwprune.predict.adaptive import adaptive_measure  # lazy: the predict stage comes later
+
+        adaptive_measure(
+            target,
+            space,
+            out,
+            goal_within10=args.goal,
+            time_budget_s=args.time_budget,
+            evaluator=ev,
+            progress=not args.no_progress,
+        )
+        return 0
     summary = measure(
         target,
         space,
@@ -110,6 +127,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         retry_errors=args.retry_errors,
         limit=args.limit,
         time_budget_s=args.budget_s,
+        shuffle_seed=args.shuffle,
         sidecar={"load_note": args.load_note} if args.load_note else None,
     )
     print(

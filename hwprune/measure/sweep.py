@@ -95,6 +95,7 @@ def measure(
     sidecar: Mapping[str, Any] | None = None,
     limit: int | None = None,
     time_budget_s: float | None = None,
+    shuffle_seed: int | None = None,
 ) -> MeasureSummary:
     """Time each conv2d configuration of ``space`` on ``target``; append the rows to ``out_path``.
 
@@ -115,6 +116,9 @@ def measure(
         sidecar: Extra keys for the sidecar JSON (e.g. ``load_note``).
         limit: Time at most this many new configurations (for tests and quick looks).
         time_budget_s: Stop starting new configurations after this many seconds (resume later).
+        shuffle_seed: Time the configurations in a random order (this seed) instead of the given one.
+            On a shared machine, load comes in bursts; in sweep order a burst slows a run of
+            neighbouring channel counts and draws a fake stair, shuffled it is spread as noise.
 
     Returns:
         A :class:`MeasureSummary`.
@@ -144,6 +148,10 @@ def measure(
                 skipped += 1
             else:
                 todo.append(c)
+        if shuffle_seed is not None:
+            import random
+
+            random.Random(shuffle_seed).shuffle(todo)
         if limit is not None:
             todo = todo[: max(0, int(limit))]
         log.info(

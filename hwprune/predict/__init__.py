@@ -6,6 +6,7 @@ Example:
     >>> pred.save("pred.skops")  # doctest: +SKIP
 """
 
+from hwprune.predict.adaptive import AdaptiveResult, AdaptiveRound, adaptive_measure, replay_adaptive
 from hwprune.predict.features import (
     FEATURE_SCHEMA_VERSION,
     TILE_SIZES,
@@ -15,16 +16,25 @@ from hwprune.predict.features import (
 )
 from hwprune.predict.io import TRUSTED_TYPES, PredictorFileError
 from hwprune.predict.predictor import LatencyPredictor, load_table, within_share
+from hwprune.predict.report import PredictorReport, evaluate, friendly_mask, held_out_predictions
 
 __all__ = [
     "FEATURE_SCHEMA_VERSION",
     "TILE_SIZES",
     "TRUSTED_TYPES",
+    "AdaptiveResult",
+    "AdaptiveRound",
     "DevicePeaks",
     "LatencyPredictor",
     "PredictorFileError",
+    "PredictorReport",
+    "adaptive_measure",
     "build_features",
+    "evaluate",
     "feature_names",
+    "friendly_mask",
+    "held_out_predictions",
     "load_table",
+    "replay_adaptive",
     "within_share",
 ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from hwprune.predict.report import stair_series
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AdaptiveResult", "AdaptiveRound", "adaptive_measure"]
+__all__ = ["AdaptiveResult", "AdaptiveRound", "adaptive_measure", "replay_adaptive"]
 
 
 @dataclass(frozen=True)
@@ -178,45 +178,164 @@ def adaptive_measure(
     configs = normalize_space(space, tgt.batch)
     if not configs:
         raise ValueError("`space` must hold at least one configuration, got none")
-    frame = pd.DataFrame(configs)
     keys = [_key(c) for c in configs]
     pos_of = {k: i for i, k in enumerate(keys)}
     out_path = Path(out_path)
-    rng = np.random.default_rng(random_state)
 
     def remaining_s() -> float | None:
         return None if time_budget_s is None else time_budget_s - (time.perf_counter() - t0)
 
     def run(positions: Iterable[int]) -> None:
         todo = [configs[i] for i in sorted(positions)]
-        if todo:
-            measure(tgt, todo, out_path, evaluator=evaluator, progress=progress, time_budget_s=remaining_s())
+        rem = remaining_s()
+        if todo and (rem is None or rem > 0):
+            measure(tgt, todo, out_path, evaluator=evaluator, progress=progress, time_budget_s=rem)
 
-    def measured_table() -> pd.DataFrame:
+    def measured() -> pd.DataFrame:
         if not out_path.is_file():
-            return pd.DataFrame()
+            return pd.DataFrame(columns=[*CONFIG_COLUMNS, "latency_ms"])
         df = read_table(out_path, allow_mixed_targets=True)
         df = df[(df["target"] == tgt.name) & (df["dtype"] == tgt.dtype)]
-        in_space = [k in pos_of for k in map(tuple, df[list(CONFIG_COLUMNS)].to_numpy().tolist())]
-        return df[in_space].reset_index(drop=True)
+        in_space = [tuple(k) in pos_of for k in _measured_keys(df)]
+        return df[in_space].drop_duplicates(subset=list(CONFIG_COLUMNS), keep="last").reset_index(drop=True)
 
-    run(_coarse(frame, coarse_step) - {pos_of[k] for k in map(tuple, _measured_keys(measured_table()))})
-    rounds = [AdaptiveRound(0, len(measured_table()), float("nan"), time.perf_counter() - t0)]
+    def out_of_budget() -> bool:
+        rem = remaining_s()
+        return rem is not None and rem <= 0
+
+    return _loop(
+        configs,
+        run,
+        measured,
+        out_of_budget,
+        out_path=out_path,
+        goal_within10=goal_within10,
+        coarse_step=coarse_step,
+        batch_size=batch_size,
+        probe_fraction=probe_fraction,
+        min_probes=min_probes,
+        random_state=random_state,
+        t0=t0,
+    )
+
+
+def replay_adaptive(
+    table: pd.DataFrame,
+    *,
+    goal_within10: float = 0.99,
+    max_measurements: int | None = None,
+    coarse_step: int = 8,
+    batch_size: int = 24,
+    probe_fraction: float = 0.25,
+    min_probes: int = 24,
+    random_state: int = 0,
+) -> tuple[AdaptiveResult, pd.DataFrame]:
+    """Replay adaptive profiling on a table measured densely: "measuring" a config reveals its row.
+
+    This isolates the sampling strategy from the machine's measurement noise, and lets the accuracy be
+    checked on every config that was not picked.
+
+    Args:
+        table: A measurement table (one target); duplicate configs are averaged.
+        goal_within10: As :func:`adaptive_measure`.
+        max_measurements: Stop once this many configs are revealed (the replay's time budget).
+        coarse_step: As :func:`adaptive_measure`.
+        batch_size: As :func:`adaptive_measure`.
+        probe_fraction: As :func:`adaptive_measure`.
+        min_probes: As :func:`adaptive_measure`.
+        random_state: As :func:`adaptive_measure`.
+
+    Returns:
+        The result (``wall_s`` is compute time only) and the revealed rows.
+
+    Raises:
+        ValueError: If the table lacks config columns or ``latency_ms``.
+
+    Example:
+        >>> res, rows = replay_adaptive(read_table("tables/cuda_cudnn_fp32/resnet18_224.csv"),
+        ...                             max_measurements=400)  # doctest: +SKIP
+    """
+    missing = [c for c in (*CONFIG_COLUMNS, "latency_ms") if c not in table.columns]
+    if missing:
+        raise ValueError(
+            f"`table` must have the columns {[*CONFIG_COLUMNS, 'latency_ms']}, missing {missing}"
+        )
+    extra = [c for c in ("target", "backend", "device", "dtype", "layer") if c in table.columns]
+    dense = table.groupby(list(CONFIG_COLUMNS), as_index=False, sort=False).agg(
+        {"latency_ms": "mean", **{c: "first" for c in extra}}
+    )
+    configs = dense[[*CONFIG_COLUMNS, *(["layer"] if "layer" in dense.columns else [])]].to_dict("records")
+    revealed: set[int] = set()
+
+    def run(positions: Iterable[int]) -> None:
+        for p in positions:
+            if max_measurements is None or len(revealed) < max_measurements:
+                revealed.add(int(p))
+
+    def measured() -> pd.DataFrame:
+        return dense.iloc[sorted(revealed)].reset_index(drop=True)
+
+    def out_of_budget() -> bool:
+        return max_measurements is not None and len(revealed) >= max_measurements
+
+    res = _loop(
+        configs,
+        run,
+        measured,
+        out_of_budget,
+        out_path=Path("<replay>"),
+        goal_within10=goal_within10,
+        coarse_step=coarse_step,
+        batch_size=batch_size,
+        probe_fraction=probe_fraction,
+        min_probes=min_probes,
+        random_state=random_state,
+        t0=time.perf_counter(),
+    )
+    return res, measured()
+
+
+def _loop(
+    configs: list[dict[str, Any]],
+    run: Callable[[Iterable[int]], None],
+    measured: Callable[[], pd.DataFrame],
+    out_of_budget: Callable[[], bool],
+    *,
+    out_path: Path,
+    goal_within10: float,
+    coarse_step: int,
+    batch_size: int,
+    probe_fraction: float,
+    min_probes: int,
+    random_state: int,
+    t0: float,
+) -> AdaptiveResult:
+    """The adaptive loop, independent of how a config gets measured."""
+    frame = pd.DataFrame(configs)
+    keys = [_key(c) for c in configs]
+    pos_of = {k: i for i, k in enumerate(keys)}
+    rng = np.random.default_rng(random_state)
+    window = max(min_probes, 2 * batch_size)
+
+    def done_positions(table: pd.DataFrame) -> set[int]:
+        return {pos_of[tuple(k)] for k in _measured_keys(table)}
+
+    run(_coarse(frame, coarse_step) - done_positions(measured()))
+    rounds = [AdaptiveRound(0, len(measured()), float("nan"), time.perf_counter() - t0)]
     probe_hits: list[bool] = []
     stop = "exhausted"
     while True:
-        table = measured_table()
-        done = {pos_of[k] for k in map(tuple, _measured_keys(table))}
+        table = measured()
+        done = done_positions(table)
         left = np.array(sorted(set(range(len(configs))) - done), dtype=int)
+        recent = probe_hits[-window:]
         if len(left) == 0:
             stop = "exhausted"
             break
-        recent = probe_hits[-max(min_probes, 2 * batch_size) :]
         if len(recent) >= min_probes and np.mean(recent) >= goal_within10:
             stop = "goal"
             break
-        rem = remaining_s()
-        if rem is not None and rem <= 0:
+        if out_of_budget():
             stop = "time_budget"
             break
         pred = LatencyPredictor(
@@ -235,12 +354,12 @@ def adaptive_measure(
         rest = np.setdiff1d(left, probes)
         chosen = rest[np.argsort(-score[rest], kind="stable")[: batch_size - len(probes)]]
         run(np.concatenate([probes, chosen]).tolist())
-        table = measured_table()
+        table = measured()
         got = dict(zip(map(tuple, _measured_keys(table)), table["latency_ms"].to_numpy(), strict=True))
         for p in probes:
             if keys[p] in got:
                 probe_hits.append(bool(within_share(np.exp(log_mean[[p]]), np.array([got[keys[p]]]), 0.10)))
-        recent = probe_hits[-max(min_probes, 2 * batch_size) :]
+        recent = probe_hits[-window:]
         rounds.append(
             AdaptiveRound(
                 len(rounds),
@@ -256,15 +375,14 @@ def adaptive_measure(
             len(configs),
             rounds[-1].probe_within10,
         )
-        if len(table) == len(done):  # the budget cut the round before anything new was timed
+        if len(done_positions(table)) == len(done):  # the budget cut the round before anything was timed
             stop = "time_budget"
             break
-    n_measured = len(measured_table())
-    recent = probe_hits[-max(min_probes, 2 * batch_size) :]
+    recent = probe_hits[-window:]
     result = AdaptiveResult(
         table=out_path,
         n_space=len(configs),
-        n_measured=n_measured,
+        n_measured=len(done_positions(measured())),
         held_out_within10=float(np.mean(recent)) if recent else float("nan"),
         stop_reason=stop,
         wall_s=time.perf_counter() - t0,
@@ -273,14 +391,14 @@ def adaptive_measure(
     log.info(
         "adaptive profiling stopped (%s): %d of %d configs measured in %.1f s",
         stop,
-        n_measured,
+        result.n_measured,
         len(configs),
         result.wall_s,
     )
     return result
 
 
-def _measured_keys(table: pd.DataFrame) -> list[list[int]]:
+def _measured_keys(table: pd.DataFrame) -> list[tuple[int, ...]]:
     if table.empty:
         return []
-    return table[list(CONFIG_COLUMNS)].astype(int).to_numpy().tolist()
+    return [tuple(r) for r in table[list(CONFIG_COLUMNS)].astype(int).to_numpy().tolist()]

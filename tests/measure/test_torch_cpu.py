@@ -97,3 +97,12 @@ def test_imported_backend_records_error(tmp_path: Path, make_conv, fast_eval: Ev
     )
     assert s.failed == 1
     assert "import_table" in read_table(tmp_path / "i.csv", keep_errors=True)["error"].iloc[0]
+
+
+def test_shuffled_order_measures_everything_once(tmp_path: Path, cpu_target: Target, make_conv) -> None:
+    space = [make_conv(4, c, hw=4) for c in range(1, 13)]
+    ev = EvaluatorConfig(warmup=0, number=1, repeat=3, min_repeat_ms=0.0)
+    s = measure(cpu_target, space, tmp_path / "s.csv", evaluator=ev, progress=False, shuffle_seed=0)
+    order = read_table(tmp_path / "s.csv")["out_channels"].tolist()
+    assert s.measured == 12 and sorted(order) == list(range(1, 13))
+    assert order != list(range(1, 13))  # timed out of sweep order

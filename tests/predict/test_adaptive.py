@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hwprune.measure import EvaluatorConfig, model_space, read_table
+from hwprune.measure import CONFIG_COLUMNS, EvaluatorConfig, model_space, read_table
 from hwprune.predict.adaptive import AdaptiveResult, adaptive_measure
 
 FAST = EvaluatorConfig(warmup=1, repeat=3, min_repeat_ms=2.0)
@@ -58,3 +58,16 @@ def test_validates_arguments(kwargs: dict, match: str, space: list[dict], tmp_pa
     with pytest.raises(ValueError, match=match):
         adaptive_measure("cpu_torch", space, tmp_path / "x.csv", **kwargs)
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_replay_on_a_real_table_respects_budget_and_reveals_table_rows(tiny_table: Path) -> None:
+    from hwprune.predict.adaptive import replay_adaptive
+
+    df = read_table(tiny_table)
+    res, picked = replay_adaptive(df, max_measurements=20, batch_size=6, min_probes=2)
+    assert res.stop_reason in {"time_budget", "goal"}
+    assert res.n_space == len(df.drop_duplicates(subset=list(CONFIG_COLUMNS)))
+    assert len(picked) == res.n_measured <= 20
+    merged = picked.merge(df, on=list(CONFIG_COLUMNS), suffixes=("", "_table"))
+    assert len(merged) == len(picked)
+    assert (merged["latency_ms"] == merged["latency_ms_table"]).all()
