@@ -13,6 +13,7 @@ downstream fitting never sees NaN.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import logging
 import math
@@ -200,7 +201,11 @@ def _fail(path: Path, line: int | str, column: str, msg: str) -> TableError:
 
 
 def read_table(
-    path: str | os.PathLike[str], *, allow_mixed_targets: bool = False, keep_errors: bool = False
+    path: str | os.PathLike[str],
+    *,
+    allow_mixed_targets: bool = False,
+    keep_errors: bool = False,
+    check_units: bool = True,
 ) -> pd.DataFrame:
     """Read and validate a measurement table.
 
@@ -210,16 +215,21 @@ def read_table(
         path: CSV file written by :func:`hwprune.measure.measure` or :func:`import_table`.
         allow_mixed_targets: Accept rows of more than one ``target``.
         keep_errors: Keep rows that recorded an ``error`` (their latency is NaN).
+        check_units: Refuse latencies that cannot be milliseconds (see :func:`_check_units`): faster than
+            any chip can compute the layer, longer than an hour, or 100x off their channel neighbours.
 
     Returns:
         A DataFrame with every :data:`TABLE_COLUMNS` column (plus extras), :data:`CONFIG_COLUMNS` as
         int64 and the latencies as float64.
 
     Raises:
-        TableError: If the file is not a CSV table; a required column is missing (with a hint when the
-            latency is in another unit); a dtype is not one of :data:`DTYPES`; a config column (channels,
-            sizes) is not a positive integer; a latency is NaN, zero or negative, or its spread negative;
-            or the rows come from more than one target while ``allow_mixed_targets`` is False.
+        TableError: If the file is empty, binary or not comma-separated; a record has more or fewer fields
+            than the header (a truncated copy or a stray comma); a required column is missing (with a hint
+            when the latency is in another unit or a column looks renamed); a dtype is not one of
+            :data:`DTYPES`; a config column (channels, sizes) is not a positive integer; a latency is NaN,
+            zero or negative, or its spread negative; two rows time the same configuration; a latency
+            cannot be in milliseconds (``check_units``); or the rows come from more than one target while
+            ``allow_mixed_targets`` is False.
         FileNotFoundError: If ``path`` does not exist.
 
     Example:
@@ -239,14 +249,19 @@ def read_table(
         raise _fail(path, line, "(any)", "not a CSV table: the file is binary or not UTF-8 text") from err
     if "\x00" in text:
         raise _fail(path, text[: text.index("\x00")].count("\n") + 1, "(any)", "not a CSV table: NUL byte")
-    first = text.splitlines()[0] if text.strip() else ""
-    if "," not in first:
+    text = text.removeprefix("\ufeff")  # a UTF-8 BOM (Excel's "CSV UTF-8") is not part of the header
+    if not text.strip():
         raise _fail(
             path,
             1,
             "(header)",
-            f"not a CSV table: the first line has no comma-separated header, got {first[:60]!r}",
+            "the table is empty (no header, no rows): write it with `hwprune measure` or `import_table`, "
+            "or check that the copy finished",
         )
+    first = text.splitlines()[0]
+    if "," not in first:
+        raise _fail(path, 1, "(header)", f"not a CSV table: {_delimiter_hint(first)}")
+    _check_records(path, text)
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=True)
     except (pd.errors.ParserError, ValueError) as err:
@@ -257,6 +272,15 @@ def read_table(
         for col, unit in _UNIT_HINTS.items():
             if "latency_ms" in missing and col in df.columns:
                 hint = f"; found `{col}` in {unit}: convert it to milliseconds as `latency_ms`"
+        if not hint:
+            extra = [str(c) for c in df.columns if c not in TABLE_COLUMNS and c not in EXTRA_COLUMNS]
+            renames = []
+            for col in missing:
+                close = difflib.get_close_matches(col, extra, n=1, cutoff=0.5)
+                if close:
+                    renames.append(f"`{close[0]}` -> `{col}`")
+            if renames:
+                hint = f"; rename the file's column(s) {', '.join(renames)}"
         raise _fail(path, 1, missing[0], f"missing required column(s) {missing}{hint}")
     # The file's line of DataFrame row i; blank lines are skipped by pandas, so count them back in.
     line_of = _line_numbers(text, len(df))
@@ -295,11 +319,159 @@ def read_table(
             f"rows from mixed targets {sorted(targets)}: the first row is {df['target'].iloc[0]!r}, "
             f"this one {df['target'].iloc[i]!r}; pass allow_mixed_targets=True to accept them",
         )
+    ok = ~is_err
+    _check_duplicates(path, df[ok], [line_of[i] for i in range(len(df)) if ok.iloc[i]])
+    if check_units:
+        _check_units(path, df[ok], [line_of[i] for i in range(len(df)) if ok.iloc[i]])
     if not keep_errors:
         if is_err.any():
             log.info("%s: dropping %d row(s) that recorded an error", path, int(is_err.sum()))
         df = df[~is_err].reset_index(drop=True)
     return df
+
+
+def _delimiter_hint(first: str) -> str:
+    """Why a header line without commas is not a table, naming the separator it seems to use."""
+    seps = {";": "semicolon", "\t": "tab", "|": "pipe"}
+    used = max(seps, key=first.count)
+    if first.count(used) >= 3:
+        return (
+            f"the header is {seps[used]}-separated, hwprune tables are comma-separated: re-save it with "
+            f"commas (e.g. pandas.read_csv(path, sep={used!r}).to_csv(path, index=False))"
+        )
+    return f"the first line has no comma-separated header, got {first[:60]!r}"
+
+
+def _check_records(path: Path, text: str) -> None:
+    """Every record has as many fields as the header; a short last record means a truncated file."""
+    if text.count('"') % 2:
+        line = text[: text.rfind('"')].count("\n") + 1
+        raise _fail(
+            path,
+            line,
+            "(any)",
+            "unterminated quoted field: the file looks truncated (a cut copy or a killed writer); "
+            "delete the broken last line, or re-run `hwprune measure` on it, which repairs and resumes",
+        )
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+        records = [(reader.line_num, row) for row in reader if row and any(c.strip() for c in row)]
+    except csv.Error as err:  # pragma: no cover - the quote check above catches what csv refuses
+        raise _fail(path, reader.line_num, "(any)", f"not a CSV table: {err}") from err
+    n = len(header)
+    for k, (line, row) in enumerate(records):
+        if len(row) == n:
+            continue
+        if k == len(records) - 1 and len(row) < n and not text.endswith("\n"):
+            raise _fail(
+                path,
+                line,
+                header[len(row) - 1] if row else "(any)",
+                f"the last line has {len(row)} of {n} fields and no line end: the file is truncated "
+                "(a cut copy or a killed writer); delete that line, or re-run `hwprune measure` on the "
+                "table, which cuts it and times the configuration again",
+            )
+        raise _fail(
+            path,
+            line,
+            "(any)",
+            f"the line has {len(row)} fields, the header has {n}: a stray or missing comma (quote text "
+            "that holds commas), or rows pasted from another table",
+        )
+
+
+def _check_duplicates(path: Path, df: pd.DataFrame, lines: list[int]) -> None:
+    """Refuse two successful rows of one configuration: a table holds one timing per configuration."""
+    key = ["target", "dtype", *CONFIG_COLUMNS]
+    first: dict[tuple[Any, ...], int] = {}
+    for i, k in enumerate(df[key].itertuples(index=False, name=None)):
+        if k in first:
+            raise _fail(
+                path,
+                lines[i],
+                "(config)",
+                f"duplicate row: this configuration was already timed on line {first[k]}; a table holds "
+                "one row per configuration (tables appended twice?). Drop one, e.g. "
+                "df.drop_duplicates(subset=['target', 'dtype', *CONFIG_COLUMNS]), or re-measure into a "
+                "fresh table",
+            )
+        first[k] = lines[i]
+
+
+#: Plausibility bounds of a conv2d latency in ms. No chip computes faster than this many FLOP/s (an
+#: H200's dense fp16 peak is about 1e15; the fastest row measured here reached 2.2e14).
+MAX_FLOPS_PER_S = 5e15
+#: One conv layer taking longer than an hour is a unit error, not a measurement.
+MAX_LATENCY_MS = 3.6e6
+#: Rows of one layer whose channel counts differ by at most 2x never differ by this factor in latency
+#: (stairs are at most ~2x): a larger jump is a ms/µs mix-up inside the table.
+MAX_NEIGHBOUR_RATIO = 100.0
+
+
+def conv_flops(df: pd.DataFrame) -> pd.Series:
+    """Multiply-adds x 2 of each row's conv2d, from the config columns."""
+    ho = (df["height"] + 2 * df["padding"] - df["kernel_size"]) // df["stride"] + 1
+    wo = (df["width"] + 2 * df["padding"] - df["kernel_size"]) // df["stride"] + 1
+    per_group = (df["in_channels"] // df["groups"]).clip(lower=1)
+    return (
+        2.0 * df["batch"] * df["out_channels"] * per_group * df["kernel_size"] ** 2 * ho.clip(lower=1)
+        * wo.clip(lower=1)
+    )
+
+
+def _check_units(path: Path, df: pd.DataFrame, lines: list[int]) -> None:
+    """Refuse latencies that cannot be milliseconds (absurd magnitudes, or a ms/µs mix inside a table).
+
+    A whole table uniformly in µs on a slow device cannot be told from a slow device; only physically
+    impossible values and mixes inside a table are caught.
+    """
+    if df.empty:
+        return
+    lat = df["latency_ms"].to_numpy(dtype=float)
+    flops = conv_flops(df).to_numpy(dtype=float)
+    rate = flops / (lat * 1e-3)
+    for i in range(len(df)):
+        if rate[i] > MAX_FLOPS_PER_S:
+            raise _fail(
+                path,
+                lines[i],
+                "latency_ms",
+                f"`latency_ms` must be in milliseconds, got {lat[i]:g}: {flops[i]:.3g} FLOPs in that time "
+                f"is {rate[i] / 1e12:.3g} TFLOP/s, faster than any chip; was it measured in seconds? "
+                "Convert with import_table(..., latency_scale=1000), or pass check_units=False",
+            )
+        if lat[i] > MAX_LATENCY_MS:
+            raise _fail(
+                path,
+                lines[i],
+                "latency_ms",
+                f"`latency_ms` must be in milliseconds, got {lat[i]:g} (over an hour for one conv layer); "
+                "was it measured in µs or ns? Convert with import_table(..., latency_scale=0.001), or pass "
+                "check_units=False",
+            )
+    shape_cols = ["target", "dtype", "batch", "height", "width", "kernel_size", "stride", "padding"]
+    work = df.assign(_lat=lat, _line=lines)
+    for varying, fixed in (("out_channels", "in_channels"), ("in_channels", "out_channels")):
+        for _, grp in work.groupby([*shape_cols, fixed], sort=False):
+            if len(grp) < 2:
+                continue
+            g = grp.sort_values(varying)
+            ch = g[varying].to_numpy(dtype=float)
+            ms = g["_lat"].to_numpy(dtype=float)
+            ln = g["_line"].to_numpy()
+            for j in range(1, len(g)):
+                ratio = max(ms[j], ms[j - 1]) / min(ms[j], ms[j - 1])
+                if ch[j] <= 2 * ch[j - 1] and ratio > MAX_NEIGHBOUR_RATIO:
+                    raise _fail(
+                        path,
+                        int(ln[j]),
+                        "latency_ms",
+                        f"`latency_ms` jumps {ratio:.0f}x between {varying}={int(ch[j - 1])} "
+                        f"(line {int(ln[j - 1])}, {ms[j - 1]:g} ms) and {int(ch[j])} ({ms[j]:g} ms) of the "
+                        "same layer: some rows look like µs (or s) mixed with ms; convert them to "
+                        "milliseconds, or pass check_units=False",
+                    )
 
 
 def _line_numbers(text: str, n: int) -> list[int]:
