@@ -227,7 +227,7 @@ def read_table(
             than the header (a truncated copy or a stray comma); a required column is missing (with a hint
             when the latency is in another unit or a column looks renamed); a dtype is not one of
             :data:`DTYPES`; a config column (channels, sizes) is not a positive integer; a latency is NaN,
-            zero or negative, or its spread negative; two rows time the same configuration; a latency
+            zero or negative, or its spread negative; a row is repeated verbatim; a latency
             cannot be in milliseconds (``check_units``); or the rows come from more than one target while
             ``allow_mixed_targets`` is False.
         FileNotFoundError: If ``path`` does not exist.
@@ -382,19 +382,21 @@ def _check_records(path: Path, text: str) -> None:
 
 
 def _check_duplicates(path: Path, df: pd.DataFrame, lines: list[int]) -> None:
-    """Refuse two successful rows of one configuration: a table holds one timing per configuration."""
-    key = ["target", "dtype", *CONFIG_COLUMNS]
+    """Refuse a row repeated verbatim (a table appended or pasted twice).
+
+    Two timings of one configuration that differ (another run, another day) are measurements and stay:
+    the predictor averages them. A row equal in every column, timestamp included, is a copy.
+    """
     first: dict[tuple[Any, ...], int] = {}
-    for i, k in enumerate(df[key].itertuples(index=False, name=None)):
+    for i, k in enumerate(df.astype(str).itertuples(index=False, name=None)):
         if k in first:
             raise _fail(
                 path,
                 lines[i],
-                "(config)",
-                f"duplicate row: this configuration was already timed on line {first[k]}; a table holds "
-                "one row per configuration (tables appended twice?). Drop one, e.g. "
-                "df.drop_duplicates(subset=['target', 'dtype', *CONFIG_COLUMNS]), or re-measure into a "
-                "fresh table",
+                "(all)",
+                f"duplicate row: line {first[k]} holds the very same row (timestamp included); the table "
+                "was appended or pasted twice? Drop the copies, e.g. df.drop_duplicates(), or re-measure "
+                "into a fresh table",
             )
         first[k] = lines[i]
 
@@ -409,13 +411,18 @@ MAX_LATENCY_MS = 3.6e6
 MAX_NEIGHBOUR_RATIO = 100.0
 
 
-def conv_flops(df: pd.DataFrame) -> pd.Series:
+def _conv_flops(df: pd.DataFrame) -> pd.Series:
     """Multiply-adds x 2 of each row's conv2d, from the config columns."""
     ho = (df["height"] + 2 * df["padding"] - df["kernel_size"]) // df["stride"] + 1
     wo = (df["width"] + 2 * df["padding"] - df["kernel_size"]) // df["stride"] + 1
     per_group = (df["in_channels"] // df["groups"]).clip(lower=1)
     return (
-        2.0 * df["batch"] * df["out_channels"] * per_group * df["kernel_size"] ** 2 * ho.clip(lower=1)
+        2.0
+        * df["batch"]
+        * df["out_channels"]
+        * per_group
+        * df["kernel_size"] ** 2
+        * ho.clip(lower=1)
         * wo.clip(lower=1)
     )
 
@@ -429,7 +436,7 @@ def _check_units(path: Path, df: pd.DataFrame, lines: list[int]) -> None:
     if df.empty:
         return
     lat = df["latency_ms"].to_numpy(dtype=float)
-    flops = conv_flops(df).to_numpy(dtype=float)
+    flops = _conv_flops(df).to_numpy(dtype=float)
     rate = flops / (lat * 1e-3)
     for i in range(len(df)):
         if rate[i] > MAX_FLOPS_PER_S:

@@ -107,7 +107,7 @@ def test_integral_float_channels_accepted(tmp_path: Path) -> None:
 
 
 def test_mixed_targets_rejected_unless_asked(tmp_path: Path) -> None:
-    p = _write(tmp_path / "mix.csv", [_row(), _row(), _row(target="other")])
+    p = _write(tmp_path / "mix.csv", [_row(), _row(out_channels=12), _row(target="other")])
     with pytest.raises(TableError, match=r"mix\.csv: line 4, column `target`: rows from mixed targets"):
         read_table(p)
     assert sorted(read_table(p, allow_mixed_targets=True)["target"].unique()) == ["other", "t"]

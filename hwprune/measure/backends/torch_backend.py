@@ -71,9 +71,14 @@ class TorchCPUBackend(Backend):
 
     def setup(self) -> None:
         threads = self.target.options.get("threads")
+        self._threads_before = torch.get_num_threads()
         if threads:
             torch.set_num_threads(int(threads))
         self.threads = torch.get_num_threads()
+
+    def close(self) -> None:
+        # The thread count is process-wide: give training (or the caller) back what it had.
+        torch.set_num_threads(getattr(self, "_threads_before", torch.get_num_threads()))
 
     def versions(self) -> dict[str, str]:
         return {
