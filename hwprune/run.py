@@ -60,11 +60,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def _instantiate(node: Any, where: str, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate`` that re-raises the user's own error instead of Hydra's wrapper."""
     from hydra.errors import InstantiationException
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
-        if isinstance(cause, (ValueError, FileNotFoundError, TypeError)):
+        if isinstance(cause, (ValueError, FileNotFoundError, TypeError, MisconfigurationException)):
             raise type(cause)(f"in config `{where}`: {cause}") from cause
         raise

@@ -7,8 +7,10 @@ it is measured and when it is predicted.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,8 @@ from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ConvLayer", "SweepIn", "conv_layer_configs", "grid_space", "model_space"]
 
@@ -38,7 +42,10 @@ def conv_layer_configs(model: nn.Module, input_shape: tuple[int, ...]) -> list[C
     """Describe every ``nn.Conv2d`` of ``model`` at a given input shape.
 
     Runs one forward pass on zeros in eval mode (no grad) with hooks that record each conv's input size.
-    Convs that the forward pass never reaches are left out.
+    Convs that the forward pass never reaches are left out. Convs the table contract cannot describe
+    (non-square kernels, unequal strides, string padding, dilation) and custom layers that hold their own
+    parameters (anything outside ``torch.nn`` with weights, e.g. a hand-written conv) are skipped with one
+    :class:`UserWarning` listing them: their latency is not predicted.
 
     Args:
         model: Any module.
@@ -48,25 +55,34 @@ def conv_layer_configs(model: nn.Module, input_shape: tuple[int, ...]) -> list[C
         The convs in execution order.
 
     Raises:
-        ValueError: If ``input_shape`` is not 4-D, a conv is not square/symmetric (unsupported by the
-            table contract), or the model has no Conv2d.
+        ValueError: If ``input_shape`` is not 4 positive ints or the model cannot run on it (wrong
+            channel count, too small for its kernels), or the model has no Conv2d the contract describes.
+
+    Example:
+        >>> [c.name for c in conv_layer_configs(nn.Sequential(nn.Conv2d(1, 4, 3)), (1, 1, 8, 8))]
+        ['0']
     """
-    if len(input_shape) != 4 or any(int(s) <= 0 for s in input_shape):
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 4 or any(s <= 0 for s in shape):
         raise ValueError(
-            f"`input_shape` must be 4-D (batch, channels, height, width), got {tuple(input_shape)}"
+            f"`input_shape` must be 4 positive ints (batch, channels, height, width), got {input_shape!r}"
         )
+    input_shape = shape
     found: list[ConvLayer] = []
+    skipped: list[str] = []
     names = {m: n for n, m in model.named_modules()}
     hooks = []
+
+    def unsupported(mod: nn.Conv2d) -> bool:
+        k, s, p = mod.kernel_size, mod.stride, mod.padding
+        return isinstance(p, str) or k[0] != k[1] or s[0] != s[1] or p[0] != p[1] or mod.dilation != (1, 1)
 
     def hook(mod: nn.Conv2d, args: tuple[torch.Tensor, ...]) -> None:
         x = args[0]
         k, s, p = mod.kernel_size, mod.stride, mod.padding
-        if isinstance(p, str) or k[0] != k[1] or s[0] != s[1] or p[0] != p[1] or mod.dilation != (1, 1):
-            raise ValueError(
-                f"conv `{names[mod]}` has kernel {k}, stride {s}, padding {p}, dilation {mod.dilation}: "
-                "only square kernels, equal strides, symmetric int padding and dilation 1 are supported"
-            )
         found.append(
             ConvLayer(
                 names[mod],
@@ -86,9 +102,21 @@ def conv_layer_configs(model: nn.Module, input_shape: tuple[int, ...]) -> list[C
 
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_pre_hook(hook))
+            if unsupported(m):
+                skipped.append(
+                    f"`{names[m]}` (kernel {m.kernel_size}, stride {m.stride}, padding {m.padding}, "
+                    f"dilation {m.dilation})"
+                )
+            else:
+                hooks.append(m.register_forward_pre_hook(hook))
+        elif _is_custom_layer(m):
+            skipped.append(f"`{names[m]}` ({type(m).__name__}: a custom layer with its own parameters)")
     if not hooks:
-        raise ValueError(f"model {type(model).__name__} has no nn.Conv2d layer to prune or measure")
+        raise ValueError(
+            f"model {type(model).__name__} has no nn.Conv2d layer to prune or measure"
+            + (f"; unsupported: {', '.join(skipped)}" if skipped else "")
+            + ": hwprune prunes the channels of square, dilation-1 nn.Conv2d layers"
+        )
     was_training = model.training
     try:
         model.eval()
@@ -96,11 +124,39 @@ def conv_layer_configs(model: nn.Module, input_shape: tuple[int, ...]) -> list[C
         device = param.device if param is not None else torch.device("cpu")
         with torch.no_grad():
             model(torch.zeros(*input_shape, device=device))
+    except RuntimeError as err:
+        first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        want = f" (its first conv takes {first.in_channels} channels)" if first is not None else ""
+        raise ValueError(
+            f"`input_shape` {input_shape} does not fit model {type(model).__name__}{want}: {err}; pass "
+            "the (batch, channels, height, width) the model is trained on, e.g. the data config's "
+            "`input_shape`"
+        ) from err
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
+    if skipped:
+        msg = (
+            f"{len(skipped)} layer(s) of {type(model).__name__} are skipped (their latency is not predicted "
+            f"and not measured): {', '.join(skipped)}"
+        )
+        if msg not in _WARNED:  # the planner calls this at every step: log once, warn (filtered) each time
+            _WARNED.add(msg)
+            log.warning(msg)
+        warnings.warn(msg, UserWarning, stacklevel=2)
     return found
+
+
+_WARNED: set[str] = set()
+
+
+def _is_custom_layer(m: nn.Module) -> bool:
+    """A module outside ``torch.nn``/torchvision that owns parameters itself (not through children)."""
+    mod = type(m).__module__
+    if mod.startswith(("torch.", "torchvision.")) or not any(True for _ in m.parameters(recurse=False)):
+        return False
+    return any(p.dim() >= 2 for p in m.parameters(recurse=False))
 
 
 SweepIn = Literal["coupled", "all", "none"]

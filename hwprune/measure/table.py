@@ -281,6 +281,11 @@ def read_table(
                     renames.append(f"`{close[0]}` -> `{col}`")
             if renames:
                 hint = f"; rename the file's column(s) {', '.join(renames)}"
+        if not hint:
+            hint = (
+                "; a table needs every column of hwprune.measure.TABLE_COLUMNS: write it with "
+                "`hwprune measure`, or map a foreign CSV with import_table(columns=..., defaults=...)"
+            )
         raise _fail(path, 1, missing[0], f"missing required column(s) {missing}{hint}")
     # The file's line of DataFrame row i; blank lines are skipped by pandas, so count them back in.
     line_of = _line_numbers(text, len(df))
@@ -547,7 +552,10 @@ def import_table(
         have = set(reader.fieldnames or ())
         for col in TABLE_COLUMNS:
             if columns.get(col, col) not in have and col not in defaults:
-                raise TableError(f"{src}: line 1, column `{col}`: not in the file, not mapped, no default")
+                raise TableError(
+                    f"{src}: line 1, column `{col}`: not in the file, not mapped, no default: map it with "
+                    f"columns={{{col!r}: ...}} or give defaults={{{col!r}: ...}}"
+                )
         for rec in reader:
             row: dict[str, Any] = {}
             for col in TABLE_COLUMNS:

@@ -46,6 +46,13 @@ class ACLBackend(Backend):
 
     def setup(self) -> None:
         python = str(self.target.options.get("python", "/usr/bin/python3"))
+        if not armnn_available(python):
+            raise RuntimeError(
+                f"backend 'acl' needs PyArmNN, but `{python} -c 'import pyarmnn'` fails (the interpreter is "
+                "missing or lacks pyarmnn): install Debian's python3-pyarmnn and an ArmNN backend "
+                "(`apt-get install python3-pyarmnn libarmnn-cpuref-backend22`), or set the target's "
+                "`options.python` to an interpreter that can import pyarmnn"
+            )
         self._proc = subprocess.Popen(
             [python, str(WORKER)],
             stdin=subprocess.PIPE,

@@ -112,7 +112,11 @@ class CudnnBackend(Backend):
 
     def setup(self) -> None:
         if not torch.cuda.is_available():
-            raise RuntimeError("backend 'cudnn' needs a CUDA GPU; torch.cuda.is_available() is False")
+            raise RuntimeError(
+                "backend 'cudnn' needs a CUDA GPU, but torch.cuda.is_available() is False (no GPU, no "
+                f"driver, or a CPU-only torch {torch.__version__}): measure on the GPU machine, or choose a "
+                "CPU target such as `device=cpu_torch`"
+            )
         self.dev = torch.device("cuda", int(self.target.options.get("device_index", 0)))
         torch.cuda.set_device(self.dev)
         torch.backends.cudnn.enabled = True

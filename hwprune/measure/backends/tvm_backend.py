@@ -89,6 +89,11 @@ class TVMBackend(Backend):
             on a loaded 2-core machine).
         tune_cores: Parallel build workers while tuning (default 1).
         database_dir: Persistent MetaSchedule database (JSON), reused across runs.
+        rpc_retries: Reconnects tried when the RPC session fails while timing a config (default 2); the
+            config is then timed again once on the new session. Bounded twice: per config, and by
+            ``rpc_max_reconnects`` (default 6) per sweep, so a dead board fails each remaining config at
+            once as an error row instead of stalling the sweep.
+        rpc_retry_wait_s: Wait before the first reconnect, doubled after each (default 1.0).
     """
 
     kind = "tvm"
@@ -109,6 +114,10 @@ class TVMBackend(Backend):
         self.n_tuned = 0
         self.tune_seconds = 0.0
         self.rpc_cfg = dict(opts.get("rpc") or {})
+        self.rpc_retries = int(opts.get("rpc_retries", 2))
+        self.rpc_retry_wait_s = float(opts.get("rpc_retry_wait_s", 1.0))
+        self.reconnects_left = int(opts.get("rpc_max_reconnects", 6))
+        self.reconnects = 0
         self.session = self._connect() if self.rpc_cfg else None
         self._tmp = tempfile.TemporaryDirectory(prefix="hwprune_tvm_")
 
@@ -116,6 +125,48 @@ class TVMBackend(Backend):
         from tvm import rpc
 
         host, port = str(self.rpc_cfg.get("host", "127.0.0.1")), int(self.rpc_cfg.get("port", 9190))
+        try:
+            return self._open(rpc, host, port)
+        except (ValueError, KeyError):
+            raise
+        except Exception as err:  # tvm raises TVMError/RuntimeError subclasses that vary across versions
+            how = "tracker" if self.rpc_cfg.get("tracker") else "server"
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise RuntimeError(
+                f"TVM RPC {how} at {host}:{port} is unreachable ({type(err).__name__}: {first}); "
+                "start it on the board with "
+                f"`python -m tvm.exec.rpc_server --host 0.0.0.0 --port {port}`, or fix `rpc.host`/`rpc.port` "
+                "in the device config"
+            ) from err
+
+    def _reconnect(self, err: Exception) -> bool:
+        """Try up to ``rpc_retries`` reconnects (with backoff, within the sweep's budget); True on success."""
+        host, port = self.rpc_cfg.get("host"), self.rpc_cfg.get("port")
+        wait = self.rpc_retry_wait_s
+        for attempt in range(1, self.rpc_retries + 1):
+            if self.reconnects_left <= 0:
+                return False
+            self.reconnects_left -= 1
+            self.reconnects += 1
+            log.warning(
+                "TVM RPC session to %s:%s failed (%s); reconnect %d/%d in %.1f s",
+                host,
+                port,
+                err,
+                attempt,
+                self.rpc_retries,
+                wait,
+            )
+            time.sleep(wait)
+            wait *= 2
+            try:
+                self.session = self._connect()
+                return True
+            except RuntimeError as again:
+                err = again
+        return False
+
+    def _open(self, rpc: Any, host: str, port: int) -> Any:
         if self.rpc_cfg.get("tracker"):
             key = self.rpc_cfg.get("key")
             if not key:
@@ -226,9 +277,52 @@ class TVMBackend(Backend):
         mod, tuned, spent = self._schedule(func)
         spent = spent or (self.tune_seconds - before)
         ex = tvm.compile(mod, target=self.tvm_target)
+        retried = 0
+        if self.session is None and self.rpc_cfg:
+            if not self._reconnect(RuntimeError("no session (an earlier reconnect failed)")):
+                raise RuntimeError(
+                    f"TVM RPC server {self.rpc_cfg.get('host')}:{self.rpc_cfg.get('port')} is gone and the "
+                    f"sweep's reconnect budget is spent ({self.reconnects} reconnects tried); this config "
+                    "is recorded as an error, re-run with `retry_errors=True` once the board is back"
+                )
+            retried = 1
+        try:
+            res = self._time_remote(ex, shapes)
+        except Exception as err:
+            if not self.rpc_cfg:
+                raise
+            self.session = None
+            before = self.reconnects
+            if not self._reconnect(err):
+                raise RuntimeError(
+                    f"TVM RPC session to {self.rpc_cfg.get('host')}:{self.rpc_cfg.get('port')} failed "
+                    f"({type(err).__name__}: {str(err).strip()[:200]}) and {self.reconnects - before} "
+                    "reconnect attempt(s) failed; this config is recorded as an error, the sweep goes on "
+                    "(re-run with `retry_errors=True` once the board is back)"
+                ) from err
+            retried += self.reconnects - before
+            # One more try on the fresh session; if it fails too, the config is an error row.
+            res = self._time_remote(ex, shapes)
+        from hwprune.measure.evaluator import summarize
+
+        t = summarize(res, self.evaluator.number)
+        settings: dict[str, Any] = {
+            "tuned": tuned,
+            "tune_s": round(spent, 1),
+            "trials": self.trials if spent else 0,
+            "rpc": bool(self.rpc_cfg),
+        }
+        if retried:
+            settings["rpc_reconnects"] = retried
+        return RunResult(t.median_ms, t.iqr_ms, t.repeats, None, settings)
+
+    def _time_remote(self, ex: Any, shapes: list[tuple[int, ...]]) -> list[float]:
+        """Upload (over RPC) and time the compiled module; return the samples in ms."""
+        import tvm
+
         dev = self._dev()
         if self.session is not None:
-            name = f"conv_{abs(hash(tuple(sorted(config.items()))))}.so"
+            name = f"conv_{abs(hash(tuple(shapes)))}.so"
             path = Path(self._tmp.name) / name
             cc = self.target.options.get("cross_compiler")
             if cc:
@@ -250,14 +344,4 @@ class TVMBackend(Backend):
         timer = rmod.time_evaluator(
             rmod.entry_name, dev, number=ev.number, repeat=ev.repeat, min_repeat_ms=int(ev.min_repeat_ms)
         )
-        res = [r * 1e3 for r in timer(*args).results]
-        from hwprune.measure.evaluator import summarize
-
-        t = summarize(res, ev.number)
-        settings = {
-            "tuned": tuned,
-            "tune_s": round(spent, 1),
-            "trials": self.trials if spent else 0,
-            "rpc": bool(self.session),
-        }
-        return RunResult(t.median_ms, t.iqr_ms, t.repeats, None, settings)
+        return [r * 1e3 for r in timer(*args).results]

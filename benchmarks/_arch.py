@@ -1,0 +1,129 @@
+"""Pruned architectures as plain data, rebuilt with torch + torchvision alone.
+
+The benchmarks prune on this machine (hwprune, Torch-Pruning) and time the results elsewhere, on a GPU
+machine that has torch and torchvision but not hwprune's other dependencies. Latency does not depend on
+the weights' values, so an architecture travels as its per-module shapes (a few KB), not as a state dict
+(47 MB for ResNet-18), and is rebuilt there with fresh weights.
+
+Example:
+    >>> spec = arch_spec(torchvision.models.resnet18())  # doctest: +SKIP
+    >>> model = rebuild("resnet18", spec)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+__all__ = ["BASES", "arch_spec", "rebuild", "time_cpu_rounds"]
+
+# Dense ImageNet models at 224x224, as hwprune.models.build_model(name, 1000, 3, 224) builds them (at
+# input_size >= 64 that factory keeps torchvision's stems and module names).
+BASES: dict[str, Callable[[], nn.Module]] = {
+    "resnet18": lambda: torchvision.models.resnet18(weights=None, num_classes=1000),
+    "mobilenet_v2": lambda: torchvision.models.mobilenet_v2(weights=None, num_classes=1000),
+}
+
+
+def arch_spec(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """Return the shapes of every Conv2d, BatchNorm2d and Linear, keyed by module name.
+
+    Args:
+        model: A (pruned) model.
+
+    Returns:
+        ``{name: {"type": ..., shape fields}}``, JSON-serialisable.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            out[name] = {
+                "type": "conv",
+                "in": m.in_channels,
+                "out": m.out_channels,
+                "k": list(m.kernel_size),
+                "s": list(m.stride),
+                "p": list(m.padding),
+                "d": list(m.dilation),
+                "g": m.groups,
+                "bias": m.bias is not None,
+            }
+        elif isinstance(m, nn.BatchNorm2d):
+            out[name] = {"type": "bn", "n": m.num_features}
+        elif isinstance(m, nn.Linear):
+            out[name] = {"type": "linear", "in": m.in_features, "out": m.out_features, "bias": m.bias is not None}
+    return out
+
+
+def rebuild(base: str, spec: dict[str, dict[str, Any]]) -> nn.Module:
+    """Build ``BASES[base]`` and replace every module named in ``spec`` by a fresh one of that shape.
+
+    Args:
+        base: A key of :data:`BASES`.
+        spec: Output of :func:`arch_spec` on a pruned model of that base.
+
+    Returns:
+        The model in eval mode, with freshly initialised weights.
+
+    Raises:
+        ValueError: If ``base`` is unknown or ``spec`` names a module the base lacks.
+    """
+    if base not in BASES:
+        raise ValueError(f"`base` must be any of {tuple(BASES)}, got {base!r}")
+    model = BASES[base]()
+    names = dict(model.named_modules())
+    for name, s in spec.items():
+        if name not in names:
+            raise ValueError(f"`spec` names {name!r}, which is not a module of {base}")
+        if s["type"] == "conv":
+            new: nn.Module = nn.Conv2d(
+                s["in"], s["out"], tuple(s["k"]), tuple(s["s"]), tuple(s["p"]), tuple(s["d"]), s["g"],
+                bias=s["bias"],
+            )
+        elif s["type"] == "bn":
+            new = nn.BatchNorm2d(s["n"])
+        else:
+            new = nn.Linear(s["in"], s["out"], bias=s["bias"])
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, new)
+    return model.eval()
+
+
+def time_cpu_rounds(
+    models: dict[str, nn.Module], x: torch.Tensor, rounds: int, number: int, warmup: int = 2
+) -> dict[str, list[float]]:
+    """Time each model on the CPU in interleaved rounds (wall clock, ms per forward).
+
+    Each round times every model once (the median of ``number`` forwards), so slow drift of a shared
+    machine's load hits all models alike; ratios are taken per round.
+
+    Args:
+        models: Name -> model (eval mode).
+        x: The input.
+        rounds: Rounds over all models.
+        number: Forwards per sample (the sample is their median).
+        warmup: Untimed forwards per model before the first round.
+
+    Returns:
+        Name -> one sample (ms) per round.
+    """
+    out: dict[str, list[float]] = {k: [] for k in models}
+    with torch.inference_mode():
+        for m in models.values():
+            for _ in range(warmup):
+                m(x)
+        for _ in range(rounds):
+            for k, m in models.items():
+                ts = []
+                for _ in range(number):
+                    t0 = time.perf_counter()
+                    m(x)
+                    ts.append((time.perf_counter() - t0) * 1e3)
+                ts.sort()
+                out[k].append(ts[len(ts) // 2])
+    return out
