@@ -1,8 +1,8 @@
 """hwprune main job: compose the Hydra config, fine-tune (and prune), test, report.
 
-    python train.py                      # default: small_resnet on Fashion-MNIST, this machine's CPU
-    python train.py pruning=hw_aware     # prune to a latency budget on the chosen device
-    python train.py --help               # config groups and their options
+python train.py                      # default: small_resnet on Fashion-MNIST, this machine's CPU
+python train.py pruning=hw_aware     # prune to a latency budget on the chosen device
+python train.py --help               # config groups and their options
 """
 
 import hydra

@@ -157,7 +157,8 @@ def time_conv(spec: dict[str, Any], in_shape: tuple[int, ...], dtype: str, numbe
     return sorted(ts)[1]
 
 
-def layer_level(zoo: list[dict[str, Any]], dense_by_base: dict[str, dict[str, Any]], number: int) -> list[dict]:
+def layer_level(zoo: list[dict[str, Any]], dense_by_base: dict[str, dict[str, Any]], number: int,
+                batch: int = 32, prefix: str = "cuda_cudnn") -> list[dict]:
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = False
     rows = []
@@ -168,16 +169,17 @@ def layer_level(zoo: list[dict[str, Any]], dense_by_base: dict[str, dict[str, An
         elif e.get("matched_to"):
             target = next(z["plan_target"] for z in zoo if z["name"] == e["matched_to"])
         elif e["method"].startswith("tp_l1"):
-            target = "cuda_cudnn_fp32"  # the uniform 12% / 50% reference points
+            # the uniform 12% / 50% reference points, timed in the backend's default dtype
+            target = "cuda_cudnn_fp32" if prefix == "cuda_cudnn" else prefix
         else:
             continue
-        if not target.startswith("cuda_cudnn"):
+        if not target.startswith(prefix):
             continue
         dtype = "fp16" if target.endswith("fp16") else "fp32"
         dense = dense_by_base[e["base"]]
         dm = rebuild(e["base"], dense["spec"]).to(DEV).to(DT[dtype])
         pm = rebuild(e["base"], e["spec"]).to(DEV).to(DT[dtype])
-        din, pin = conv_inputs(dm, 32), conv_inputs(pm, 32)
+        din, pin = conv_inputs(dm, batch), conv_inputs(pm, batch)
         for n, s in e["spec"].items():
             if s["type"] != "conv":
                 continue
@@ -190,7 +192,7 @@ def layer_level(zoo: list[dict[str, Any]], dense_by_base: dict[str, dict[str, An
             kp = (n, e["base"], dtype, s["in"], s["out"])
             if kp not in cache:
                 cache[kp] = time_conv(s, pin[n], dtype, number)
-            rows.append({"model": e["name"], "method": e["method"], "layer": n, "dtype": dtype, "batch": 32,
+            rows.append({"model": e["name"], "method": e["method"], "layer": n, "dtype": dtype, "batch": batch,
                          "dense_in_out": [ds["in"], ds["out"]], "pruned_in_out": [s["in"], s["out"]],
                          "dense_ms": cache[kd], "pruned_ms": cache[kp]})
     return rows
@@ -225,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
 
     bases = sorted({e["base"] for e in zoo})
     dense_by_base = {e["base"]: e for e in zoo if e["method"] == "dense"}
-    plan = ([("fp32", 32, False)] if args.quick else
+    # --quick is the smoke run (the test suite runs it on a CPU): batch 2, two rounds of 3.
+    plan = ([("fp32", 2, False)] if args.quick else
             [(dt, b, bench) for dt in ("fp32", "fp16") for b in (32, 256) for bench in (False, True)])
     for dt, b, bench in plan:
         for base in bases:
@@ -234,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             ms = {e["name"]: rebuild(base, e["spec"]).to(DEV).to(DT[dt]) for e in zoo if e["base"] == base}
             ts = time.perf_counter()
-            r = run_setting(ms, dt, b, bench, rounds=2 if args.quick else 5, number=10 if b >= 256 else 20)
+            r = run_setting(ms, dt, b, bench, rounds=2 if args.quick else 5,
+                            number=3 if args.quick else 10 if b >= 256 else 20)
             out["settings"].append({"base": base, "dtype": dt, "batch": b, "benchmark": bench, "results": r})
             d = r[f"{base}/dense"]["median_ms"]
             print(f"{base} {dt} b{b} bench={bench}: dense {d:.3f} ms, {len(ms)} models, "
@@ -252,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             del ms
             save()
     if time.perf_counter() - t0 < args.budget_s + 60:
-        out["layers"] = layer_level(zoo, dense_by_base, number=10 if args.quick else 20)
+        out["layers"] = layer_level(zoo, dense_by_base, number=3 if args.quick else 20,
+                                    batch=2 if args.quick else 32)
         print(f"layer level: {len(out['layers'])} layer decisions timed", flush=True)
     save()
     print(f"wrote {dest} in {time.perf_counter() - t0:.0f} s", flush=True)

@@ -52,12 +52,15 @@ class ClassificationModule(pl.LightningModule):
         super().__init__()
         if not callable(optimizer):
             raise ValueError(
-                f"`optimizer` must be a callable params -> Optimizer (Hydra `_partial_: true`), got {optimizer!r}"
+                "`optimizer` must be a callable params -> Optimizer (Hydra `_partial_: true`), "
+                f"got {optimizer!r}"
             )
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"`num_classes` must be an int >= 2, got {num_classes!r}")
         if scheduler_interval not in ("epoch", "step"):
-            raise ValueError(f"`scheduler_interval` must be any of ('epoch', 'step'), got {scheduler_interval!r}")
+            raise ValueError(
+                f"`scheduler_interval` must be any of ('epoch', 'step'), got {scheduler_interval!r}"
+            )
         self.model = model
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -70,7 +73,9 @@ class ClassificationModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metric: MulticlassAccuracy) -> torch.Tensor:
+    def _step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metric: MulticlassAccuracy
+    ) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)

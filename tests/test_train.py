@@ -35,7 +35,7 @@ def test_compose_and_train_on_512_images(compose_cfg: Callable[..., DictConfig])
 
 
 def test_train_py_end_to_end_main_job(tmp_path: Path) -> None:
-    """The default main job: measure (cached) -> fit predictor -> fine-tune with pruning -> verify -> report."""
+    """The default main job: measure (cached), fit, fine-tune with pruning, verify, report."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     args = [
         "data.datamodule.subset=512",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, random_split
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,9 @@ class Cifar10DataModule(_SplitDataModule):
     def _datasets(self) -> tuple[Dataset, Dataset, Dataset]:
         plain = transforms.Compose([transforms.ToTensor(), _CIFAR_NORM])
         aug = (
-            transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), plain])
+            transforms.Compose(
+                [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), plain]
+            )
             if self.augment
             else plain
         )

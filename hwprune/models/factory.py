@@ -35,7 +35,9 @@ class _BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_c != out_c:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_c, out_c, 1, stride, bias=False), nn.BatchNorm2d(out_c))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_c, out_c, 1, stride, bias=False), nn.BatchNorm2d(out_c)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -199,7 +201,8 @@ def build_model(
             of range.
 
     Example:
-        >>> build_model("resnet18", num_classes=10, in_channels=1, input_size=28)(torch.zeros(1, 1, 28, 28)).shape
+        >>> net = build_model("resnet18", num_classes=10, in_channels=1, input_size=28)
+        >>> net(torch.zeros(1, 1, 28, 28)).shape
         torch.Size([1, 10])
     """
     if name not in _FACTORIES:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from hwprune.models import MODEL_NAMES, SmallResNet, build_model
 from hwprune.measure.space import conv_layer_configs
+from hwprune.models import MODEL_NAMES, SmallResNet, build_model
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
