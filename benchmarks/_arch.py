@@ -56,7 +56,12 @@ def arch_spec(model: nn.Module) -> dict[str, dict[str, Any]]:
         elif isinstance(m, nn.BatchNorm2d):
             out[name] = {"type": "bn", "n": m.num_features}
         elif isinstance(m, nn.Linear):
-            out[name] = {"type": "linear", "in": m.in_features, "out": m.out_features, "bias": m.bias is not None}
+            out[name] = {
+                "type": "linear",
+                "in": m.in_features,
+                "out": m.out_features,
+                "bias": m.bias is not None,
+            }
     return out
 
 
@@ -82,7 +87,13 @@ def rebuild(base: str, spec: dict[str, dict[str, Any]]) -> nn.Module:
             raise ValueError(f"`spec` names {name!r}, which is not a module of {base}")
         if s["type"] == "conv":
             new: nn.Module = nn.Conv2d(
-                s["in"], s["out"], tuple(s["k"]), tuple(s["s"]), tuple(s["p"]), tuple(s["d"]), s["g"],
+                s["in"],
+                s["out"],
+                tuple(s["k"]),
+                tuple(s["s"]),
+                tuple(s["p"]),
+                tuple(s["d"]),
+                s["g"],
                 bias=s["bias"],
             )
         elif s["type"] == "bn":

@@ -27,7 +27,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from statistics import median
 from typing import Any
 
 import torch
@@ -44,8 +43,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=ROOT, timeout=10).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, timeout=10
+            ).stdout.strip()
+            or "unknown"
+        )
     except Exception:  # noqa: BLE001
         return "unknown"
 
@@ -71,31 +74,50 @@ def load_note() -> str:
 
 
 def stamp() -> dict[str, Any]:
-    return {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit(),
-            "machine": f"{cpu_name()}, {__import__('os').cpu_count()} logical cores", "torch": torch.__version__}
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit(),
+        "machine": f"{cpu_name()}, {__import__('os').cpu_count()} logical cores",
+        "torch": torch.__version__,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- cpu224
 def stage_cpu224(zoo_path: Path, raw: Path, quick: bool) -> None:
     zoo = json.loads(zoo_path.read_text())["models"]
     torch.set_num_threads(1)  # conf/device/cpu_torch.yaml options.threads: 1
-    keep = [e for e in zoo if e["base"] == "resnet18" and (
-        e["method"] == "dense"
-        or (e["method"] == "hwprune" and e["plan_target"] in ("cpu_torch", "cuda_cudnn_fp32"))
-        or ("uniform" in e["name"])
-        or (e.get("matched_to", "").find("cpu_torch") >= 0))]
+    keep = [
+        e
+        for e in zoo
+        if e["base"] == "resnet18"
+        and (
+            e["method"] == "dense"
+            or (e["method"] == "hwprune" and e["plan_target"] in ("cpu_torch", "cuda_cudnn_fp32"))
+            or ("uniform" in e["name"])
+            or (e.get("matched_to", "").find("cpu_torch") >= 0)
+        )
+    ]
     size = 64 if quick else 224
     models = {e["name"]: rebuild(e["base"], e["spec"]) for e in keep}
     note_before = load_note()
     t0 = time.perf_counter()
-    samples = time_cpu_rounds(models, torch.randn(1, 3, size, size), rounds=2 if quick else 7,
-                              number=2 if quick else 5)
+    samples = time_cpu_rounds(
+        models, torch.randn(1, 3, size, size), rounds=2 if quick else 7, number=2 if quick else 5
+    )
     wall = time.perf_counter() - t0
     dense_zoo = {e["base"]: e for e in zoo if e["method"] == "dense"}
     layers = gpu_time.layer_level(keep, dense_zoo, number=2 if quick else 9, batch=1, prefix="cpu_torch")
-    out = {**stamp(), "threads": 1, "input": [1, 3, size, size], "rounds": len(next(iter(samples.values()))),
-           "samples_ms": samples, "wall_s": wall, "load_before": note_before, "load_after": load_note(),
-           "layers": layers}
+    out = {
+        **stamp(),
+        "threads": 1,
+        "input": [1, 3, size, size],
+        "rounds": len(next(iter(samples.values()))),
+        "samples_ms": samples,
+        "wall_s": wall,
+        "load_before": note_before,
+        "load_after": load_note(),
+        "layers": layers,
+    }
     (raw / "bench_raw_cpu224.json").write_text(json.dumps(out, indent=1))
     log.info("cpu224: %d models timed in %.0f s, %d layer decisions", len(models), wall, len(layers))
 
@@ -116,6 +138,7 @@ def _macs(m: nn.Module) -> int:
 
 def stage_fmnist(raw: Path, quick: bool) -> None:
     import pytorch_lightning as pl
+    import zoo as zoo_mod
     from pytorch_lightning.callbacks import ModelPruning
 
     from hwprune.callbacks import HardwareAwarePruning, UninstructedPruning
@@ -124,26 +147,37 @@ def stage_fmnist(raw: Path, quick: bool) -> None:
     from hwprune.module import ClassificationModule
     from hwprune.predict import LatencyPredictor
 
-    import zoo as zoo_mod
-
     torch.set_num_threads(2)
     subset = 1024 if quick else 12000
     dense_epochs, ft_epochs = (1, 2) if quick else (3, 3)
-    limit = 4 if quick else 1.0
+    limit = 2 if quick else 1.0
 
     def dm() -> FashionMNISTDataModule:
-        return FashionMNISTDataModule(subset=subset, batch_size=128, augment=False, seed=0, val_size=1000
-                                      if not quick else 256)
+        return FashionMNISTDataModule(
+            subset=subset, batch_size=128, augment=False, seed=0, val_size=1000 if not quick else 256
+        )
 
     def trainer(epochs: int, callbacks: list, root: Path) -> pl.Trainer:
-        return pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, callbacks=callbacks,
-                          enable_checkpointing=False, logger=False, enable_progress_bar=False,
-                          limit_train_batches=limit, limit_val_batches=limit, limit_test_batches=limit,
-                          enable_model_summary=False, default_root_dir=str(root), num_sanity_val_steps=0)
+        return pl.Trainer(
+            accelerator="cpu",
+            devices=1,
+            max_epochs=epochs,
+            callbacks=callbacks,
+            enable_checkpointing=False,
+            logger=False,
+            enable_progress_bar=False,
+            limit_train_batches=limit,
+            limit_val_batches=limit,
+            limit_test_batches=limit,
+            enable_model_summary=False,
+            default_root_dir=str(root),
+            num_sanity_val_steps=0,
+        )
 
     def module(net: nn.Module) -> ClassificationModule:
-        return ClassificationModule(net, functools.partial(torch.optim.AdamW, lr=2e-3, weight_decay=1e-4),
-                                    None, num_classes=10)
+        return ClassificationModule(
+            net, functools.partial(torch.optim.AdamW, lr=2e-3, weight_decay=1e-4), None, num_classes=10
+        )
 
     import tempfile
 
@@ -154,8 +188,9 @@ def stage_fmnist(raw: Path, quick: bool) -> None:
     trainer(dense_epochs, [], work).fit(module(dense_net), datamodule=dm())
     dense_fit_s = time.perf_counter() - t0
     dense_state = copy.deepcopy(dense_net.state_dict())
-    predictor = LatencyPredictor(estimator="extra_trees", target_transform="log_per_flop", cv_folds=0,
-                                 n_estimators=100).fit(ROOT / "tables/cpu_torch/small_resnet_28.csv")
+    predictor = LatencyPredictor(
+        estimator="extra_trees", target_transform="log_per_flop", cv_folds=0, n_estimators=100
+    ).fit(ROOT / "tables/cpu_torch/small_resnet_28.csv")
 
     results: dict[str, Any] = {}
 
@@ -183,15 +218,29 @@ def stage_fmnist(raw: Path, quick: bool) -> None:
         fit_s = time.perf_counter() - t
         test = tr.test(mod, datamodule=dm(), verbose=False)[0]
         final = mod.model.eval()
-        results[name] = {"test_acc": float(test["test/acc"]), "params": _n_params(final),
-                         "nonzero_params": _nonzero(final), "macs": _macs(final), "fit_s": fit_s,
-                         "epoch_s": timer.times}
+        results[name] = {
+            "test_acc": float(test["test/acc"]),
+            "params": _n_params(final),
+            "nonzero_params": _nonzero(final),
+            "macs": _macs(final),
+            "fit_s": fit_s,
+            "epoch_s": timer.times,
+        }
         log.info("fmnist %s: acc %.4f params %d", name, results[name]["test_acc"], results[name]["params"])
         return final
 
     finals: dict[str, nn.Module] = {"dense": run("dense", [])}
-    hw = HardwareAwarePruning(predictor, (1, 1, 28, 28), latency_ratio=0.5, start_epoch=1, num_steps=1,
-                              verify=False, export=None, report_dir=str(work / "hw"), min_channel_ratio=0.25)
+    hw = HardwareAwarePruning(
+        predictor,
+        (1, 1, 28, 28),
+        latency_ratio=0.5,
+        start_epoch=1,
+        num_steps=1,
+        verify=False,
+        export=None,
+        report_dir=str(work / "hw"),
+        min_channel_ratio=0.25,
+    )
     finals["hwprune"] = run("hwprune", [hw])
     report = json.loads((work / "hw" / "pruning_report.json").read_text())
     results["hwprune"]["report_steps"] = report["steps"]
@@ -200,26 +249,50 @@ def stage_fmnist(raw: Path, quick: bool) -> None:
     dense_model = build_model("small_resnet", num_classes=10, in_channels=1, input_size=28)
     dense_model.load_state_dict(dense_state)
     target_params = results["hwprune"]["params"]
-    for tag, rt in (("uninstructed", None), ("uninstructed_r8", 8)):
+    # --quick (the smoke test) keeps dense, hwprune and uninstructed only.
+    for tag, rt in (("uninstructed", None),) if quick else (("uninstructed", None), ("uninstructed_r8", 8)):
         saved = zoo_mod.TRACE
         zoo_mod.TRACE = (1, 1, 28, 28)
         try:
-            _, ratio = zoo_mod.tp_matched(dense_model.eval(), target_params, rt, iters=6)
+            _, ratio = zoo_mod.tp_matched(dense_model.eval(), target_params, rt, iters=2 if quick else 6)
         finally:
             zoo_mod.TRACE = saved
-        finals[tag] = run(tag, [UninstructedPruning((1, 1, 28, 28), pruning_ratio=ratio, epoch=1, round_to=rt)])
+        finals[tag] = run(
+            tag, [UninstructedPruning((1, 1, 28, 28), pruning_ratio=ratio, epoch=1, round_to=rt)]
+        )
         results[tag]["pruning_ratio"] = ratio
-    mp = ModelPruning("l1_unstructured", amount=lambda epoch: 0.5 if epoch == 0 else 0.0,
-                      use_global_unstructured=True, make_pruning_permanent=True, verbose=0)
-    finals["modelpruning"] = run("modelpruning", [mp])
+    mp = (
+        None
+        if quick
+        else ModelPruning(
+            "l1_unstructured",
+            amount=lambda epoch: 0.5 if epoch == 0 else 0.0,
+            use_global_unstructured=True,
+            make_pruning_permanent=True,
+            verbose=0,
+        )
+    )
+    if mp is not None:
+        finals["modelpruning"] = run("modelpruning", [mp])
     # Latency of every final model on this CPU, 1 thread, interleaved rounds.
     torch.set_num_threads(1)
-    lat = time_cpu_rounds(finals, torch.randn(1, 1, 28, 28), rounds=3 if quick else 9, number=5 if quick else 30)
+    lat = time_cpu_rounds(
+        finals, torch.randn(1, 1, 28, 28), rounds=3 if quick else 9, number=5 if quick else 30
+    )
     for k, v in lat.items():
         results[k]["latency_samples_ms"] = v
-    out = {**stamp(), "subset_train_images": subset, "dense_epochs": dense_epochs, "ft_epochs": ft_epochs,
-           "limit_batches": limit, "dense_fit_s": dense_fit_s, "results": results, "threads_latency": 1,
-           "load_after": load_note(), "test_images": "a quarter of the subset (FashionMNISTDataModule)"}
+    out = {
+        **stamp(),
+        "subset_train_images": subset,
+        "dense_epochs": dense_epochs,
+        "ft_epochs": ft_epochs,
+        "limit_batches": limit,
+        "dense_fit_s": dense_fit_s,
+        "results": results,
+        "threads_latency": 1,
+        "load_after": load_note(),
+        "test_images": "a quarter of the subset (FashionMNISTDataModule)",
+    }
     (raw / "bench_raw_fmnist.json").write_text(json.dumps(out, indent=1))
 
 
@@ -227,7 +300,9 @@ def stage_fmnist(raw: Path, quick: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", choices=("all", "cpu224", "fmnist", "report"), default="all")
-    ap.add_argument("--zoo", default=str(ROOT / ".bench" / "zoo.json"), help="zoo.json from benchmarks/zoo.py")
+    ap.add_argument(
+        "--zoo", default=str(ROOT / ".bench" / "zoo.json"), help="zoo.json from benchmarks/zoo.py"
+    )
     ap.add_argument("--out", default=str(ROOT / "docs"), help="folder for raw JSON, BENCHMARKS.md, plots")
     ap.add_argument("--quick", action="store_true", help="smoke run: builds a tiny zoo, trains on 1k images")
     args = ap.parse_args(argv)

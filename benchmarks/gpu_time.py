@@ -41,7 +41,7 @@ class _CpuEvent:
     def record(self) -> None:
         self.t = time.perf_counter()
 
-    def elapsed_time(self, other: "_CpuEvent") -> float:
+    def elapsed_time(self, other: _CpuEvent) -> float:
         return (other.t - self.t) * 1e3
 
 
@@ -72,8 +72,9 @@ def time_forwards(m: nn.Module, x: torch.Tensor, number: int) -> list[float]:
     return [a.elapsed_time(b) for a, b in evs]
 
 
-def run_setting(models: dict[str, nn.Module], dtype: str, batch: int, bench: bool, rounds: int,
-                number: int) -> dict[str, Any]:
+def run_setting(
+    models: dict[str, nn.Module], dtype: str, batch: int, bench: bool, rounds: int, number: int
+) -> dict[str, Any]:
     torch.backends.cudnn.benchmark = bench
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -116,8 +117,7 @@ def graph_b1(models: dict[str, nn.Module], rounds: int, number: int) -> dict[str
         res: dict[str, Any] = {k: {"round_medians": [], "all": []} for k in graphs}
         for _ in range(rounds):
             for k, g in graphs.items():
-                evs = [(_event(), _event())
-                       for _ in range(number)]
+                evs = [(_event(), _event()) for _ in range(number)]
                 for a, b in evs:
                     a.record()
                     g.replay()
@@ -135,8 +135,11 @@ def graph_b1(models: dict[str, nn.Module], rounds: int, number: int) -> dict[str
 
 def conv_inputs(m: nn.Module, batch: int) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
-    hooks = [mod.register_forward_hook(lambda mod, i, o, n=n: shapes.__setitem__(n, tuple(i[0].shape)))
-             for n, mod in m.named_modules() if isinstance(mod, nn.Conv2d)]
+    hooks = [
+        mod.register_forward_hook(lambda mod, i, o, n=n: shapes.__setitem__(n, tuple(i[0].shape)))
+        for n, mod in m.named_modules()
+        if isinstance(mod, nn.Conv2d)
+    ]
     with torch.inference_mode():
         m(torch.zeros(1, 3, 224, 224, device=next(m.parameters()).device, dtype=next(m.parameters()).dtype))
     for h in hooks:
@@ -145,8 +148,21 @@ def conv_inputs(m: nn.Module, batch: int) -> dict[str, tuple[int, ...]]:
 
 
 def time_conv(spec: dict[str, Any], in_shape: tuple[int, ...], dtype: str, number: int) -> float:
-    conv = nn.Conv2d(spec["in"], spec["out"], tuple(spec["k"]), tuple(spec["s"]), tuple(spec["p"]),
-                     tuple(spec["d"]), spec["g"], bias=spec["bias"]).to(DEV).to(DT[dtype]).eval()
+    conv = (
+        nn.Conv2d(
+            spec["in"],
+            spec["out"],
+            tuple(spec["k"]),
+            tuple(spec["s"]),
+            tuple(spec["p"]),
+            tuple(spec["d"]),
+            spec["g"],
+            bias=spec["bias"],
+        )
+        .to(DEV)
+        .to(DT[dtype])
+        .eval()
+    )
     x = torch.randn(*in_shape, device=DEV, dtype=DT[dtype])
     with torch.inference_mode():
         for _ in range(3):
@@ -157,8 +173,13 @@ def time_conv(spec: dict[str, Any], in_shape: tuple[int, ...], dtype: str, numbe
     return sorted(ts)[1]
 
 
-def layer_level(zoo: list[dict[str, Any]], dense_by_base: dict[str, dict[str, Any]], number: int,
-                batch: int = 32, prefix: str = "cuda_cudnn") -> list[dict]:
+def layer_level(
+    zoo: list[dict[str, Any]],
+    dense_by_base: dict[str, dict[str, Any]],
+    number: int,
+    batch: int = 32,
+    prefix: str = "cuda_cudnn",
+) -> list[dict]:
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = False
     rows = []
@@ -192,9 +213,19 @@ def layer_level(zoo: list[dict[str, Any]], dense_by_base: dict[str, dict[str, An
             kp = (n, e["base"], dtype, s["in"], s["out"])
             if kp not in cache:
                 cache[kp] = time_conv(s, pin[n], dtype, number)
-            rows.append({"model": e["name"], "method": e["method"], "layer": n, "dtype": dtype, "batch": batch,
-                         "dense_in_out": [ds["in"], ds["out"]], "pruned_in_out": [s["in"], s["out"]],
-                         "dense_ms": cache[kd], "pruned_ms": cache[kp]})
+            rows.append(
+                {
+                    "model": e["name"],
+                    "method": e["method"],
+                    "layer": n,
+                    "dtype": dtype,
+                    "batch": batch,
+                    "dense_in_out": [ds["in"], ds["out"]],
+                    "pruned_in_out": [s["in"], s["out"]],
+                    "dense_ms": cache[kd],
+                    "pruned_ms": cache[kp],
+                }
+            )
     return rows
 
 
@@ -208,15 +239,29 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     zoo = json.loads(Path(args.zoo).read_text())["models"]
     try:
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu",
-                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20).stdout.strip()
+        smi = subprocess.run(
+            [
+                "nvidia-smi",
+                "--query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu",
+                "--format=csv,noheader",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout.strip()
     except Exception as err:  # noqa: BLE001
         smi = f"nvidia-smi failed: {err}"
     out: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu (smoke run, not a GPU)", "nvidia_smi": smi, "torch": torch.__version__,
-        "cudnn": torch.backends.cudnn.version(), "cuda": torch.version.cuda,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "settings": [], "graph_b1": {},
-        "layers": [], "notes": "fp32 = TF32 off (as the cuda_cudnn_fp32 target); fresh random weights",
+        "device": torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu (smoke run, not a GPU)",
+        "nvidia_smi": smi,
+        "torch": torch.__version__,
+        "cudnn": torch.backends.cudnn.version(),
+        "cuda": torch.version.cuda,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "settings": [],
+        "graph_b1": {},
+        "layers": [],
+        "notes": "fp32 = TF32 off (as the cuda_cudnn_fp32 target); fresh random weights",
     }
     dest = Path(args.out) / "cudnn_raw.json"
     Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -228,8 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     bases = sorted({e["base"] for e in zoo})
     dense_by_base = {e["base"]: e for e in zoo if e["method"] == "dense"}
     # --quick is the smoke run (the test suite runs it on a CPU): batch 2, two rounds of 3.
-    plan = ([("fp32", 2, False)] if args.quick else
-            [(dt, b, bench) for dt in ("fp32", "fp16") for b in (32, 256) for bench in (False, True)])
+    plan = (
+        [("fp32", 2, False)]
+        if args.quick
+        else [(dt, b, bench) for dt in ("fp32", "fp16") for b in (32, 256) for bench in (False, True)]
+    )
     for dt, b, bench in plan:
         for base in bases:
             if time.perf_counter() - t0 > args.budget_s:
@@ -237,12 +285,21 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             ms = {e["name"]: rebuild(base, e["spec"]).to(DEV).to(DT[dt]) for e in zoo if e["base"] == base}
             ts = time.perf_counter()
-            r = run_setting(ms, dt, b, bench, rounds=2 if args.quick else 5,
-                            number=3 if args.quick else 10 if b >= 256 else 20)
+            r = run_setting(
+                ms,
+                dt,
+                b,
+                bench,
+                rounds=2 if args.quick else 5,
+                number=3 if args.quick else 10 if b >= 256 else 20,
+            )
             out["settings"].append({"base": base, "dtype": dt, "batch": b, "benchmark": bench, "results": r})
             d = r[f"{base}/dense"]["median_ms"]
-            print(f"{base} {dt} b{b} bench={bench}: dense {d:.3f} ms, {len(ms)} models, "
-                  f"{time.perf_counter() - ts:.0f} s", flush=True)
+            print(
+                f"{base} {dt} b{b} bench={bench}: dense {d:.3f} ms, {len(ms)} models, "
+                f"{time.perf_counter() - ts:.0f} s",
+                flush=True,
+            )
             del ms
             if DEV == "cuda":
                 torch.cuda.empty_cache()
@@ -251,13 +308,16 @@ def main(argv: list[str] | None = None) -> int:
         for base in bases:
             ms = {e["name"]: rebuild(base, e["spec"]).to(DEV) for e in zoo if e["base"] == base}
             out["graph_b1"][base] = graph_b1(ms, rounds=5, number=50)
-            print(f"{base} graph b1 fp32: dense {out['graph_b1'][base][f'{base}/dense']['median_ms']:.3f} ms",
-                  flush=True)
+            print(
+                f"{base} graph b1 fp32: dense {out['graph_b1'][base][f'{base}/dense']['median_ms']:.3f} ms",
+                flush=True,
+            )
             del ms
             save()
     if time.perf_counter() - t0 < args.budget_s + 60:
-        out["layers"] = layer_level(zoo, dense_by_base, number=3 if args.quick else 20,
-                                    batch=2 if args.quick else 32)
+        out["layers"] = layer_level(
+            zoo, dense_by_base, number=3 if args.quick else 20, batch=2 if args.quick else 32
+        )
         print(f"layer level: {len(out['layers'])} layer decisions timed", flush=True)
     save()
     print(f"wrote {dest} in {time.perf_counter() - t0:.0f} s", flush=True)

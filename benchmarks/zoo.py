@@ -77,7 +77,9 @@ def tp_uniform(dense: nn.Module, ratio: float, round_to: int | None) -> nn.Modul
     return m
 
 
-def tp_matched(dense: nn.Module, target_params: int, round_to: int | None, iters: int) -> tuple[nn.Module, float]:
+def tp_matched(
+    dense: nn.Module, target_params: int, round_to: int | None, iters: int
+) -> tuple[nn.Module, float]:
     """Uniform L1 at the ratio whose parameter count is nearest ``target_params`` (secant on sqrt)."""
     p0 = n_params(dense)
     lo, hi = 0.0, 0.95
@@ -144,8 +146,17 @@ def build_zoo(quick: bool) -> dict[str, Any]:
             for rt in (None, 8):
                 m = tp_uniform(dense, ratio, rt)
                 tag = "tp_l1" if rt is None else "tp_l1_r8"
-                out.append(entry(f"{base}/{tag}_uniform{int(ratio * 100)}", base, tag, m, p0,
-                                 channel_ratio=ratio, predicted_ms=predict_all(preds, m)))
+                out.append(
+                    entry(
+                        f"{base}/{tag}_uniform{int(ratio * 100)}",
+                        base,
+                        tag,
+                        m,
+                        p0,
+                        channel_ratio=ratio,
+                        predicted_ms=predict_all(preds, m),
+                    )
+                )
         for (b, target), ratios in budgets.items():
             if b != base:
                 continue
@@ -159,27 +170,75 @@ def build_zoo(quick: bool) -> dict[str, Any]:
                 plan_s = time.perf_counter() - t0
                 hw_name = f"{base}/hwprune_{target}_{int(lr * 100)}"
                 decisions = [
-                    {"root": d.root, "before": d.width_before, "after": d.width_after} for d in res.plan.decisions
+                    {"root": d.root, "before": d.width_before, "after": d.width_after}
+                    for d in res.plan.decisions
                 ]
-                out.append(entry(hw_name, base, "hwprune", m, p0, plan_target=target, latency_ratio=lr,
-                                 plan_s=plan_s, feasible=bool(res.plan.feasible), decisions=decisions,
-                                 predicted_ms=predict_all(preds, m)))
-                log.info("%s: params %.3f, predicted %.3f of dense, plan %.1f s", hw_name,
-                         n_params(m) / p0, res.latency_after_ms / dense_ms, plan_s)
+                out.append(
+                    entry(
+                        hw_name,
+                        base,
+                        "hwprune",
+                        m,
+                        p0,
+                        plan_target=target,
+                        latency_ratio=lr,
+                        plan_s=plan_s,
+                        feasible=bool(res.plan.feasible),
+                        decisions=decisions,
+                        predicted_ms=predict_all(preds, m),
+                    )
+                )
+                log.info(
+                    "%s: params %.3f, predicted %.3f of dense, plan %.1f s",
+                    hw_name,
+                    n_params(m) / p0,
+                    res.latency_after_ms / dense_ms,
+                    plan_s,
+                )
                 for rt in (None, 8) if not quick else (None,):
-                    mt, r = tp_matched(dense, n_params(m), rt, iters=3 if quick else 6)
+                    mt, r = tp_matched(dense, n_params(m), rt, iters=2 if quick else 6)
                     tag = "tp_l1" if rt is None else "tp_l1_r8"
-                    out.append(entry(f"{hw_name}/{tag}", base, tag, mt, p0, channel_ratio=r, matched_to=hw_name,
-                                     predicted_ms=predict_all(preds, mt)))
+                    out.append(
+                        entry(
+                            f"{hw_name}/{tag}",
+                            base,
+                            tag,
+                            mt,
+                            p0,
+                            channel_ratio=r,
+                            matched_to=hw_name,
+                            predicted_ms=predict_all(preds, mt),
+                        )
+                    )
                     log.info("  %s matched: ratio %.3f, params %.3f", tag, r, n_params(mt) / p0)
-    return {"models": out, "wall_s": time.perf_counter() - t_start, "trace_shape": list(TRACE),
-            "plan_batch": PLAN_BATCH}
+    import subprocess
+
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except Exception:  # noqa: BLE001
+        rev = "unknown"
+    return {
+        "models": out,
+        "wall_s": time.perf_counter() - t_start,
+        "trace_shape": list(TRACE),
+        "commit": rev,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "plan_batch": PLAN_BATCH,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=".bench", help="folder for zoo.json")
-    ap.add_argument("--quick", action="store_true", help="ResNet-18, one cpu_torch budget, one matched baseline")
+    ap.add_argument(
+        "--quick", action="store_true", help="ResNet-18, one cpu_torch budget, one matched baseline"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)

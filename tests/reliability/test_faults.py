@@ -178,7 +178,7 @@ def _target(port: int, **opts: Any) -> Target:
 
 
 def _kill_then_restart(path: Path, server: dict[str, Any]) -> threading.Thread:
-    """SIGKILL the server once 2 rows are in the table; start a new one once an error row is written."""
+    """SIGKILL the server (and its session workers) once 2 rows are in the table, then start a new one."""
 
     def watch() -> None:
         deadline = time.monotonic() + 300
@@ -186,10 +186,9 @@ def _kill_then_restart(path: Path, server: dict[str, Any]) -> threading.Thread:
             time.sleep(0.01)
         _kill_group(server["procs"][-1])
         server["killed_at_row"] = _data_lines(path)
-        while b",RuntimeError: TVM RPC" not in path.read_bytes() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        server["procs"].append(_start_server(server["port"]))
-        server["restarted_at_row"] = _data_lines(path)
+        t0 = time.monotonic()
+        server["procs"].append(_start_server(server["port"]))  # a board rebooting: seconds, not ms
+        server["restart_s"] = round(time.monotonic() - t0, 1)
 
     t = threading.Thread(target=watch, daemon=True)
     t.start()
@@ -203,12 +202,12 @@ FAST = EvaluatorConfig(warmup=1, number=1, repeat=3, min_repeat_ms=2.0)
 def test_rpc_server_dies_mid_sweep_errors_recorded_bounded_retry_reconnects(
     tmp_path: Path, rpc_server: dict[str, Any]
 ) -> None:
-    """The server dies after 2 rows and comes back a few seconds later (a board rebooting)."""
+    """The server dies after 2 rows and comes back seconds later (a board rebooting)."""
     out = tmp_path / "rpc.csv"
     space = _space(10)
-    # Per failure 2 reconnects 0.2 s apart; 8 in the whole sweep. A server start takes ~5-10 s here, so the
-    # config in flight and the next ones fail as error rows until the budget or the server comes back.
-    tgt = _target(rpc_server["port"], rpc_retries=2, rpc_retry_wait_s=0.2, rpc_max_reconnects=8)
+    # One reconnect per failed config, 2.5 s after the failure, at most 10 per sweep: the configs timed
+    # while the server is down become error rows, the first one after it is back reconnects.
+    tgt = _target(rpc_server["port"], rpc_retries=1, rpc_retry_wait_s=2.5, rpc_max_reconnects=10)
     watcher = _kill_then_restart(out, rpc_server)
     t0 = time.monotonic()
     s = measure(tgt, space, out, evaluator=FAST, progress=False)
@@ -220,14 +219,12 @@ def test_rpc_server_dies_mid_sweep_errors_recorded_bounded_retry_reconnects(
     assert s.measured + s.failed == len(space) and s.failed >= 1  # the sweep went on past the failures
     assert "reconnect attempt(s) failed" in errors[0] and "the sweep goes on" in errors[0]
     tried = [int(e.split(" reconnect attempt(s)")[0].rsplit(" ", 1)[-1]) for e in errors if "attempt(s)" in e]
-    assert all(n <= 2 for n in tried)  # bounded per config ...
+    assert all(n <= 1 for n in tried)  # bounded per config ...
     reconnected = [r for r in rows if '"rpc_reconnects"' in r["settings"]]
-    assert sum(tried) + len(reconnected) <= 8  # ... and per sweep
-    if "restarted_at_row" in rpc_server and s.measured > 2:
-        assert reconnected, "the bounded retry never reconnected to the restarted server"
+    assert sum(tried) + len(reconnected) <= 10  # ... and per sweep
+    assert reconnected and s.measured > 2, "the bounded retry never reconnected to the restarted server"
 
-    # Resume with retry_errors once the board is back: exactly the failed configs are timed again.
-    watcher.join(timeout=120)
+    # Resume with retry_errors now the board is back: exactly the failed configs are timed again.
     again = measure(tgt, space, out, evaluator=FAST, progress=False, retry_errors=True)
     assert (again.measured, again.failed, again.skipped) == (s.failed, 0, s.measured)
     df = read_table(out)
@@ -239,6 +236,7 @@ def test_rpc_server_dies_mid_sweep_errors_recorded_bounded_retry_reconnects(
         faults=1,
         error_rows=s.failed,
         reconnects_failed=sum(tried),
+        server_restart_s=rpc_server.get("restart_s"),
         rows_after_reconnect=len(reconnected),
         sweep_wall_s=round(wall, 1),
         lost_after_resume=len(space) - len(df),

@@ -279,13 +279,22 @@ class TVMBackend(Backend):
         ex = tvm.compile(mod, target=self.tvm_target)
         retried = 0
         if self.session is None and self.rpc_cfg:
+            before = self.reconnects
             if not self._reconnect(RuntimeError("no session (an earlier reconnect failed)")):
+                where = f"{self.rpc_cfg.get('host')}:{self.rpc_cfg.get('port')}"
+                if self.reconnects == before:
+                    raise RuntimeError(
+                        f"TVM RPC server {where} is gone and the sweep's reconnect budget is spent "
+                        f"({self.reconnects} reconnects tried); this config is recorded as an error, the "
+                        "sweep goes on (re-run with `retry_errors=True` once the board is back)"
+                    )
+                n = self.reconnects - before
                 raise RuntimeError(
-                    f"TVM RPC server {self.rpc_cfg.get('host')}:{self.rpc_cfg.get('port')} is gone and the "
-                    f"sweep's reconnect budget is spent ({self.reconnects} reconnects tried); this config "
-                    "is recorded as an error, re-run with `retry_errors=True` once the board is back"
+                    f"TVM RPC server {where} is gone: {n} reconnect attempt(s) failed; this config is "
+                    "recorded as an error, the sweep goes on (re-run with `retry_errors=True` once the board "
+                    "is back)"
                 )
-            retried = 1
+            retried = self.reconnects - before
         try:
             res = self._time_remote(ex, shapes)
         except Exception as err:

@@ -1,0 +1,328 @@
+"""Reproduce the seed paper's layer-level findings from the shipped measurement tables.
+
+Radu et al. (IISWC 2019) found that removing 12% of a layer's channels can make it 2x slower, and that
+performance-aware pruning gave 3x (cuDNN) and over 10x (ACL, TVM) speedups. For every finely swept layer
+(>= 10 channel counts) of every shipped table, at each batch, this reports:
+
+* uninstructed pruning: the measured latency at 12% of the output channels removed, against dense;
+* the worst measured slowdown over 0-50% removed, and how many counts there are > 5% slower than dense;
+* hwprune: the friendly counts (``hwprune.staircase.friendly_counts`` on a ``LatencyPredictor`` fitted on
+  that table: in-sample, so optimistic) in the same range, the best measured speedup among them and how
+  many of them measured > 5% slower than dense;
+
+and writes ``docs/REPRODUCTION.md`` with staircase plots ``docs/repro_*.png``.
+
+    .venv/bin/python benchmarks/reproduce_paper.py
+    .venv/bin/python benchmarks/reproduce_paper.py --quick --out /tmp/r   # one table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from e2e import stamp  # noqa: E402
+
+from hwprune.predict import LatencyPredictor  # noqa: E402
+from hwprune.staircase import friendly_counts  # noqa: E402
+
+CONFIG = [
+    "batch",
+    "in_channels",
+    "out_channels",
+    "height",
+    "width",
+    "kernel_size",
+    "stride",
+    "padding",
+    "groups",
+]
+SLOW = 1.05
+
+
+def _lat_at(sweep: pd.DataFrame, count: int) -> tuple[int, float]:
+    """Latency at the measured count nearest ``count`` (sweeps may step by more than 1)."""
+    i = int(np.argmin(np.abs(sweep["out_channels"].to_numpy() - count)))
+    row = sweep.iloc[i]
+    return int(row["out_channels"]), float(row["latency_ms"])
+
+
+def analyse_table(path: Path, quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    df = pd.read_csv(path)
+    df = df[df["latency_ms"].notna() & (df["latency_ms"] > 0)]
+    side = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").is_file() else {}
+    t0 = time.perf_counter()
+    pred = LatencyPredictor(
+        estimator="extra_trees",
+        target_transform="log_per_flop",
+        cv_folds=0,
+        n_estimators=50 if quick else 100,
+    ).fit(path)
+    fit_s = time.perf_counter() - t0
+    rows = []
+    keys = ["layer", "batch", "in_channels", "height", "width", "kernel_size", "stride", "groups"]
+    for key, g in df.groupby(keys):
+        # Depthwise layers vary in/out/groups together; the grouping above keeps one sweep per shape.
+        g = g.groupby("out_channels", as_index=False)["latency_ms"].median().sort_values("out_channels")
+        if len(g) < 10:
+            continue
+        cfg = dict(zip(keys, key, strict=True))
+        C = int(g["out_channels"].max())
+        if int(g["out_channels"].min()) > 0.55 * C:
+            continue
+        dense = float(g[g["out_channels"] == C]["latency_ms"].iloc[0])
+        c12, l12 = _lat_at(g, round(0.88 * C))
+        rng = g[(g["out_channels"] >= 0.5 * C) & (g["out_channels"] <= C)]
+        worst_i = int(rng["latency_ms"].to_numpy().argmax())
+        worst = float(rng["latency_ms"].iloc[worst_i]) / dense
+        slow_counts = int((rng["latency_ms"] > SLOW * dense).sum())
+        layer_cfg = {
+            "batch": int(cfg["batch"]),
+            "in_channels": int(cfg["in_channels"]),
+            "out_channels": C,
+            "height": int(cfg["height"]),
+            "width": int(cfg["width"]),
+            "kernel_size": int(cfg["kernel_size"]),
+            "stride": int(cfg["stride"]),
+            "padding": int(cfg["kernel_size"]) // 2,
+            "groups": int(cfg["groups"]),
+        }
+        if layer_cfg["groups"] > 1:
+            layer_cfg["groups"] = C  # depthwise: vary_channels keeps in = out = groups
+            layer_cfg["in_channels"] = C
+        try:
+            fr = friendly_counts(pred, layer_cfg, max_channels=C, min_channels=max(1, int(np.ceil(0.5 * C))))
+        except ValueError:
+            fr = [C]
+        measured = set(int(c) for c in rng["out_channels"])
+        fr_meas = [c for c in fr if c in measured and c < C]
+        fr_lat = {c: float(rng[rng["out_channels"] == c]["latency_ms"].iloc[0]) for c in fr_meas}
+        best = max((dense / v for v in fr_lat.values()), default=None)
+        fr_slow = sum(v > SLOW * dense for v in fr_lat.values())
+        # The oracle: friendly counts read off the measured curve itself (what a perfect predictor gives).
+        oracle = max((dense / v for v in rng[rng["out_channels"] < C]["latency_ms"]), default=None)
+        rows.append(
+            {
+                "table": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
+                "target": str(df["target"].iloc[0]),
+                "device": str(df["device"].iloc[0]),
+                "layer": cfg["layer"],
+                "batch": int(cfg["batch"]),
+                "shape": f"{int(cfg['in_channels'])}->{C} "
+                f"@{int(cfg['height'])} k{int(cfg['kernel_size'])} s{int(cfg['stride'])}"
+                + (" dw" if int(cfg["groups"]) > 1 else ""),
+                "counts": len(rng),
+                "dense_ms": dense,
+                "c12": c12,
+                "ratio12": l12 / dense,
+                "worst": worst,
+                "worst_count": int(rng["out_channels"].iloc[worst_i]),
+                "slow_counts": slow_counts,
+                "friendly_measured": len(fr_meas),
+                "friendly_slow": fr_slow,
+                "best_friendly": best,
+                "best_any": oracle,
+                "curve": g.to_dict("list"),
+            }
+        )
+        if quick and len(rows) >= 2:
+            break
+    runs = side.get("runs", [])
+    cost = {
+        "table": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
+        "rows": len(df),
+        "measure_wall_s": sum(r.get("wall_s", 0) for r in runs),
+        "measured": sum(r.get("measured", 0) for r in runs),
+        "fit_s": fit_s,
+        "device": str(df["device"].iloc[0]),
+        "note": side.get("sidecar_note", "") or side.get("load_note", ""),
+    }
+    return rows, cost
+
+
+def plot(rows: list[dict[str, Any]], out: Path, name: str) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    n = len(rows)
+    if n == 0:
+        return None
+    cols = min(4, n)
+    nr = (n + cols - 1) // cols
+    fig, axes = plt.subplots(nr, cols, figsize=(4 * cols, 3 * nr), squeeze=False)
+    for ax, r in zip(axes.flat, rows, strict=False):
+        c = np.asarray(r["curve"]["out_channels"])
+        lat = np.asarray(r["curve"]["latency_ms"])
+        ax.plot(c, lat / r["dense_ms"], lw=1)
+        ax.axhline(1.0, color="grey", ls="--", lw=0.8)
+        ax.axvline(r["c12"], color="C3", ls=":", lw=1, label="12% removed")
+        ax.set_title(f"{r['layer']} b{r['batch']} {r['shape']}", fontsize=7)
+        ax.set_xlabel("out channels", fontsize=7)
+        ax.set_ylabel("latency / dense", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle(f"{name}: {rows[0]['device']}", fontsize=9)
+    fig.tight_layout()
+    fn = f"repro_{name}.png"
+    fig.savefig(out / fn, dpi=80)
+    plt.close(fig)
+    return fn
+
+
+def _f(v: Any, nd: int = 2) -> str:
+    return "n/a" if v is None else f"{v:.{nd}f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "docs"))
+    ap.add_argument("--quick", action="store_true", help="one table, two layers")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = sorted((ROOT / "tables").glob("*/*.csv"))
+    if args.quick:
+        tables = [ROOT / "tables/cpu_torch/small_resnet_28.csv"]
+    st = stamp()
+    L = [
+        "# Reproducing the seed paper's layer-level findings (issue 6, part 1)",
+        "",
+        f"Generated by `benchmarks/reproduce_paper.py` on {st['date']} at commit {st['commit']} (analysis on "
+        f"{st['machine']}). Source: the shipped measurement tables; each names the device it was measured on "
+        "(below). Every finely swept layer (>= 10 output-channel counts down to <= 55% of the dense "
+        "width) at "
+        "each batch size. 'Friendly' = `hwprune.staircase.friendly_counts` from a `LatencyPredictor` "
+        "fitted on the same table (in-sample, so optimistic), restricted to counts that were measured; "
+        f"'slower' = > {int((SLOW - 1) * 100)}% slower than the dense layer. 'Best any' = the best measured "
+        "count in the range (an oracle).",
+        "",
+        "| | paper (Radu et al. 2019, embedded GPUs/CPUs) | here |",
+        "|---|---|---|",
+    ]
+    all_rows: list[dict[str, Any]] = []
+    costs = []
+    per_table: dict[str, list[dict[str, Any]]] = {}
+    for t in tables:
+        rows, cost = analyse_table(t, args.quick)
+        all_rows += rows
+        costs.append(cost)
+        per_table[t.parent.name + "_" + t.stem] = rows
+    worst12 = max(all_rows, key=lambda r: r["ratio12"]) if all_rows else None
+    worst = max(all_rows, key=lambda r: r["worst"]) if all_rows else None
+
+    def best_for(prefix: str) -> dict | None:
+        sel = [r for r in all_rows if r["target"].startswith(prefix) and r["best_friendly"]]
+        return max(sel, key=lambda r: r["best_friendly"]) if sel else None
+
+    bc, bt, bp = best_for("cuda_cudnn"), best_for("cpu_tvm"), best_for("cpu_torch")
+    L += [
+        f"| slowdown from removing 12% of channels | up to 2x | worst "
+        f"{_f(worst12['ratio12'] if worst12 else None)}x "
+        f"({worst12['target'] + ' ' + worst12['layer'] + ' b' + str(worst12['batch']) if worst12 else ''}) |",
+        f"| worst slowdown, 0-50% removed | - | {_f(worst['worst'] if worst else None)}x "
+        f"({worst['target'] + ' ' + worst['layer'] + ' b' + str(worst['batch']) if worst else ''}) |",
+        f"| perf-aware speedup, cuDNN | 3x (model level, Jetson TX2) | best friendly count, one layer, "
+        f"<= 50% removed: {_f(bc['best_friendly'] if bc else None)}x |",
+        f"| perf-aware speedup, TVM | > 10x | {_f(bt['best_friendly'] if bt else None)}x (TVM llvm "
+        f"on this CPU, "
+        "mostly untuned schedules, see below) |",
+        "| perf-aware speedup, ACL | > 10x | not measured: ACL needs an Arm board (Mali GPU / "
+        "NEON); none here |",
+        f"| torch CPU (oneDNN), not in the paper | - | {_f(bp['best_friendly'] if bp else None)}x |",
+        "",
+        "Range caveat: the paper's speedups are for whole networks pruned further than 50% of a layer; here "
+        "each layer is limited to 0-50% removed, so a layer-level best is bounded near 2x unless the "
+        "staircase has a cliff. ResNet-50 and VGG-16 were not measured (no table; the device time went to "
+        "the end-to-end runs).",
+        "",
+        "Noise caveat: the GPU tables hold one timing (median of 7) per count; the batch-1 cuDNN sweeps show "
+        "isolated single-count spikes (2-9x, e.g. in the plots below) next to counts at 1.0x, which "
+        "look like "
+        "algorithm-selection or timing outliers rather than stairs. The 'worst' and 'counts slower' columns "
+        "include them; the batch-32 curves show the real stairs. The 12% column is the robust comparison.",
+        "",
+    ]
+    for name, rows in per_table.items():
+        if not rows:
+            continue
+        L += [
+            f"## {name} ({rows[0]['device']})",
+            "",
+            "| layer | batch | shape | counts 50-100% | dense ms | 12% removed: count, x dense | "
+            "worst x dense "
+            "(count) | counts slower | friendly measured | friendly slower | best friendly speedup "
+            "| best any |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            L.append(
+                f"| {r['layer']} | {r['batch']} | {r['shape']} | {r['counts']} | {r['dense_ms']:.4f} | "
+                f"{r['c12']}, {r['ratio12']:.2f} | {r['worst']:.2f} ({r['worst_count']}) | "
+                f"{r['slow_counts']} | "
+                f"{r['friendly_measured']} | {r['friendly_slow']} | {_f(r['best_friendly'])} | "
+                f"{_f(r['best_any'])} |"
+            )
+        fn = plot(rows, out, name)
+        tot = sum(r["slow_counts"] for r in rows)
+        ftot = sum(r["friendly_slow"] for r in rows)
+        fm = sum(r["friendly_measured"] for r in rows)
+        L += [
+            "",
+            f"Totals: {tot} of {sum(r['counts'] for r in rows)} measured counts > 5% slower than dense "
+            f"(uninstructed pruning can land on any of them); hwprune's friendly counts: {ftot} of "
+            f"{fm} slower.",
+            "",
+        ]
+        if fn:
+            L += [f"![staircases {name}]({fn})", ""]
+    L += [
+        "## P4: profiling cost per backend (from the tables' sidecars)",
+        "",
+        "| table | device | rows | configs measured | measuring wall s | predictor fit s (here) | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in costs:
+        L.append(
+            f"| {c['table']} | {c['device']} | {c['rows']} | {c['measured']} | {c['measure_wall_s']:.0f} | "
+            f"{c['fit_s']:.1f} | {c['note'][:160]} |"
+        )
+    L += [
+        "",
+        "The wall time is the sum of the sidecar's recorded runs (`runs[].wall_s`); a sidecar that lost "
+        "its runs (see its note) shows 0. The predictor's accuracy against the P1 goal is in "
+        "`docs/PREDICTOR.md` (goal >= 99% within 10% not met on any backend); so 'to the "
+        "predictor's accuracy "
+        "goal' cannot be stated — these are the costs of the tables as shipped.",
+        "",
+    ]
+    (out / "REPRODUCTION.md").write_text("\n".join(L))
+    (out / "reproduction.json").write_text(
+        json.dumps(
+            {
+                "meta": st,
+                "layers": [{k: v for k, v in r.items() if k != "curve"} for r in all_rows],
+                "cost": costs,
+            },
+            indent=1,
+        )
+    )
+    print(f"wrote {out}/REPRODUCTION.md: {len(all_rows)} layer sweeps from {len(tables)} tables")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
