@@ -276,7 +276,8 @@ class HardwareAwarePruning(Callback):
             ``prune_every_n_epochs`` < 1; ``num_steps`` < 1; ``importance``, ``snap``, ``mode``,
             ``rollback`` or ``export`` is not a valid choice; ``max_accuracy_drop`` < 0;
             ``rollback`` is set without ``max_accuracy_drop``; ``ignored_layers`` is not a sequence of
-            names; ``min_channel_ratio`` is not in (0, 1]; ``monitor`` is empty.
+            names; ``min_channel_ratio`` is not in (0, 1]; ``monitor`` is empty. In :meth:`setup`: if
+            ``latency_ms`` is below the predicted latency of the smallest model the schedule may build.
         FileNotFoundError: If ``predictor`` is a path that does not exist.
 
     Example:
@@ -403,6 +404,7 @@ class HardwareAwarePruning(Callback):
         self.steps: list[PruneStepLog] = []
         self._template: nn.Module | None = None
         self._applied = 0  # history steps present in the live model
+        self._budget_checked = False  # latency_ms checked against the smallest reachable model
 
     # ------------------------------------------------------------------ state
     @property
@@ -525,6 +527,39 @@ class HardwareAwarePruning(Callback):
             self.predictor = self._resolve_predictor(net)
         if self.dense_latency_ms is None and self.predictor is not None:
             self.dense_latency_ms = predicted_latency(self.predictor, self._template, self.input_shape)
+        if self.latency_ms is not None and not self._budget_checked:
+            # Rank 0 holds the predictor; every rank must raise together, or DDP peers would hang.
+            floor = self._smallest_latency_ms() if trainer.is_global_zero else None
+            floor = trainer.strategy.broadcast(floor, src=0)
+            self._budget_checked = True
+            if floor is not None and self.latency_ms < floor * (1.0 - 1e-6):
+                target = getattr(self.predictor, "target_", None) or "the predictor's target"
+                raise ValueError(
+                    "`latency_ms` must be reachable: the smallest model the schedule may build (every "
+                    f"prunable group at `min_channel_ratio`={self.min_channel_ratio:g} of its width, on "
+                    f"friendly counts) predicts {floor:.4g} ms on target {target!r}, "
+                    f"got {self.latency_ms:g}; raise `latency_ms` to >= {floor:.4g}, lower "
+                    "`min_channel_ratio`, or give a "
+                    "`latency_ratio` instead"
+                )
+
+    def _smallest_latency_ms(self) -> float | None:
+        """Predicted latency of the smallest model the planner may reach from the dense one (rank 0)."""
+        if self.predictor is None or self._template is None:
+            return None
+        net = copy.deepcopy(self._template)
+        gm = build_groups(net, self.input_shape, self.ignored_layers)
+        plan = plan_pruning(
+            gm,
+            self.predictor,
+            self.input_shape,
+            1e-9,  # below any model: the planner goes as low as min_ratio and friendly counts allow
+            importance="l1",  # which channels stay does not change latency; l1 needs no gradients
+            snap_mode=self.snap,
+            dense_widths=self.dense_widths,
+            min_ratio=self.min_channel_ratio,
+        )
+        return float(plan.latency_after_ms)
 
     def _hook_checkpoint_restore(self, pl_module: pl.LightningModule) -> None:
         """Rebuild the pruned architecture before Lightning loads the checkpoint's weights.

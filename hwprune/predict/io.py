@@ -114,8 +114,9 @@ def read_file(
         raise FileNotFoundError(f"predictor file {path} does not exist")
     if not zipfile.is_zipfile(path):
         raise PredictorFileError(
-            f"{path} is not a predictor file: not a skops zip archive (pickle and joblib files are refused "
-            "because loading them can run arbitrary code)"
+            f"{path} is not a predictor file: not a skops zip archive (a truncated or partial copy, or a "
+            "pickle: pickle and joblib files are refused because loading them can run arbitrary code); copy "
+            "it again, or refit it with `hwprune fit`"
         )
     try:
         untrusted = sio.get_untrusted_types(file=path)
