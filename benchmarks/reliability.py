@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "HWPRUNE_FUZZ_COUNTS": str(fuzz), "HWPRUNE_FAULTS_OUT": str(faults)}
         t0 = time.perf_counter()
         rc = subprocess.call(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *targets],
+            [sys.executable, "-m", "pytest", "-q", f"--junitxml={junit}", *targets],
             cwd=REPO,
             env=env,
         )

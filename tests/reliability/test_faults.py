@@ -134,13 +134,24 @@ def _start_server(port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the server and the session workers it forked (its own process group)."""
+def _kill_group(proc: subprocess.Popen[bytes], port: int | None = None) -> None:
+    """SIGKILL the server and the session workers it forked (its own process group).
+
+    With ``port``, also wait (up to 10 s) until nothing accepts on it: a forked worker holds the
+    listening socket until the kernel has reaped it.
+    """
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     proc.wait()
+    deadline = time.monotonic() + 10
+    while port is not None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            return
+        time.sleep(0.02)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -184,7 +195,7 @@ def _kill_then_restart(path: Path, server: dict[str, Any]) -> threading.Thread:
         deadline = time.monotonic() + 300
         while _data_lines(path) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
-        _kill_group(server["procs"][-1])
+        _kill_group(server["procs"][-1], server["port"])
         server["killed_at_row"] = _data_lines(path)
         t0 = time.monotonic()
         server["procs"].append(_start_server(server["port"]))  # a board rebooting: seconds, not ms
