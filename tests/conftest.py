@@ -1,4 +1,4 @@
-"""Shared fixtures: the repo root and a helper to compose the real Hydra configs."""
+"""Shared fixtures: the repo root, a helper to compose the real Hydra configs, and a real CPU predictor."""
 
 from __future__ import annotations
 
@@ -25,3 +25,26 @@ def compose_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
         return cfg
 
     yield _compose
+
+
+@pytest.fixture(scope="session")
+def predictor(request: pytest.FixtureRequest):  # noqa: ANN201 - LatencyPredictor, imported lazily
+    """A real latency predictor for the pruning tests: a small layer space measured on this CPU, then fitted.
+
+    The table is cached in pytest's cache folder; :func:`hwprune.measure.measure` skips configurations
+    already there, so only the first session pays for the measurement (about 15 s on 2 cores). It covers
+    small_resnet's convs and mobilenet_v2's depthwise and 1x1 convs at 28x28.
+    """
+    from hwprune.measure import EvaluatorConfig, measure, model_space
+    from hwprune.predict import LatencyPredictor
+
+    shape = (1, 1, 28, 28)
+    path = Path(request.config.cache.mkdir("hwprune")) / "cpu_torch_test_space.csv"
+    space = model_space("small_resnet", shape, step=8, floor=0.25) + model_space(
+        "mobilenet_v2", shape, step=32, floor=0.5
+    )
+    evaluator = EvaluatorConfig(warmup=1, repeat=3, min_repeat_ms=2.0)
+    measure("cpu_torch", space, path, evaluator=evaluator, progress=False)
+    return LatencyPredictor(
+        estimator="extra_trees", target_transform="log_per_flop", cv_folds=0, n_estimators=50
+    ).fit(path)

@@ -12,7 +12,8 @@ log = logging.getLogger(__name__)
 __all__ = ["register"]
 
 
-def _shape(text: str) -> tuple[int, ...]:
+def input_shape_arg(text: str) -> tuple[int, ...]:
+    """argparse type for ``--input N,C,H,W`` (shared by every stage's CLI)."""
     try:
         shape = tuple(int(x) for x in text.split(","))
     except ValueError as err:
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--target", default="cpu_torch", help="catalogue name (conf/device/<name>.yaml) or YAML path"
     )
     p.add_argument("--model", default="small_resnet", help="factory model name (ignored with --grid)")
-    p.add_argument("--input", type=_shape, default=(1, 1, 28, 28), help="N,C,H,W input shape")
+    p.add_argument("--input", type=input_shape_arg, default=(1, 1, 28, 28), help="N,C,H,W input shape")
     p.add_argument("--batch", type=int, default=None, help="override the target's batch")
     p.add_argument("--floor", type=float, default=0.25, help="smallest fraction of each layer's channels")
     p.add_argument("--step", type=int, default=1, help="channel step of the sweep")

@@ -19,6 +19,8 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
+from hwprune.measure.table import CONFIG_COLUMNS
+
 log = logging.getLogger(__name__)
 
 __all__ = ["ConvLayer", "SweepIn", "conv_layer_configs", "grid_space", "model_space"]
@@ -234,20 +236,7 @@ def model_space(
     seen: dict[tuple[int, ...], dict[str, Any]] = {}
 
     def add(cfg: dict[str, Any]) -> None:
-        key = tuple(
-            cfg[k]
-            for k in (
-                "batch",
-                "in_channels",
-                "out_channels",
-                "height",
-                "width",
-                "kernel_size",
-                "stride",
-                "padding",
-                "groups",
-            )
-        )
+        key = tuple(cfg[k] for k in CONFIG_COLUMNS)
         if key in seen:
             if cfg["layer"] not in seen[key]["layer"].split(";"):
                 seen[key]["layer"] += ";" + cfg["layer"]
@@ -303,17 +292,7 @@ def grid_space(yaml_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     grids = data.get("grids", [data]) if isinstance(data, dict) else data
     if not isinstance(grids, list):
         raise ValueError(f"`grids` in {yaml_path} must be a list of mappings, got {type(grids).__name__}")
-    cols = (
-        "batch",
-        "in_channels",
-        "out_channels",
-        "height",
-        "width",
-        "kernel_size",
-        "stride",
-        "padding",
-        "groups",
-    )
+    cols = CONFIG_COLUMNS
     out: list[dict[str, Any]] = []
     seen: set[tuple[int, ...]] = set()
     for gi, grid in enumerate(grids):

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from hwprune.measure.table import CONFIG_COLUMNS  # the table contract; loads no backend
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -40,20 +42,6 @@ FEATURE_SCHEMA_VERSION: int = 1
 
 TILE_SIZES: tuple[int, ...] = (4, 8, 16, 32, 64, 128)
 """Channel tile sizes whose residues and ceil-divisions are features."""
-
-# Kept identical to ``hwprune.measure.CONFIG_COLUMNS``; duplicated so that predicting never needs the
-# measurement stage's optional backends. A test checks that the two agree.
-CONFIG_COLUMNS: tuple[str, ...] = (
-    "batch",
-    "in_channels",
-    "out_channels",
-    "height",
-    "width",
-    "kernel_size",
-    "stride",
-    "padding",
-    "groups",
-)
 
 DTYPE_BYTES: dict[str, int] = {
     "float32": 4,

@@ -6,19 +6,11 @@ import argparse
 import logging
 from pathlib import Path
 
+from hwprune.measure.cli import input_shape_arg
+
 log = logging.getLogger(__name__)
 
 __all__ = ["register"]
-
-
-def _shape(text: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(x) for x in text.split(","))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"`--input` must be N,C,H,W integers, got {text!r}") from err
-    if len(shape) != 4:
-        raise argparse.ArgumentTypeError(f"`--input` must be N,C,H,W (4 integers), got {text!r}")
-    return shape
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     """
     p = subparsers.add_parser("prune", help="prune a model offline to a latency budget and print the plan")
     p.add_argument("--model", default="small_resnet", help="factory model name")
-    p.add_argument("--input", type=_shape, default=(1, 1, 28, 28), help="N,C,H,W input shape")
+    p.add_argument("--input", type=input_shape_arg, default=(1, 1, 28, 28), help="N,C,H,W input shape")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--predictor", help="saved LatencyPredictor (.skops)")
     src.add_argument("--table", help="measurement table CSV to fit a predictor on")

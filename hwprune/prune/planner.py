@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from hwprune.measure.space import conv_layer_configs
+from hwprune.measure.table import CONFIG_COLUMNS
 from hwprune.prune.graph import ChannelGroup, GroupedModel
 from hwprune.prune.importance import ImportanceKind, group_scores, make_importance
 from hwprune.staircase import Predictor, SnapMode, friendly_from_curve, snap
@@ -42,17 +43,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["GroupDecision", "LatencyModel", "Plan", "plan_pruning"]
 
-_CONFIG_KEYS: tuple[str, ...] = (
-    "batch",
-    "in_channels",
-    "out_channels",
-    "height",
-    "width",
-    "kernel_size",
-    "stride",
-    "padding",
-    "groups",
-)
+_CONFIG_KEYS: tuple[str, ...] = CONFIG_COLUMNS
 
 
 @dataclass(frozen=True)
