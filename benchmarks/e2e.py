@@ -22,7 +22,6 @@ import copy
 import functools
 import json
 import logging
-import platform
 import subprocess
 import sys
 import time
@@ -54,13 +53,9 @@ def commit() -> str:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    from hwprune.measure.device_info import cpu_model
+
+    return cpu_model()
 
 
 def load_note() -> str:

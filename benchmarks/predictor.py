@@ -39,7 +39,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hwprune.measure import EvaluatorConfig, measure, model_space, read_table  # noqa: E402
+from hwprune.measure import CONFIG_COLUMNS, EvaluatorConfig, measure, model_space, read_table  # noqa: E402
 from hwprune.predict import LatencyPredictor, within_share  # noqa: E402
 from hwprune.predict.adaptive import adaptive_measure, replay_adaptive  # noqa: E402
 from hwprune.predict.report import (  # noqa: E402
@@ -137,17 +137,7 @@ def repeatability(table: str, n: int, seed: int = 0) -> dict[str, float]:
     sample = df.iloc[rng.choice(len(df), size=min(n, len(df)), replace=False)]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "again.csv"
-        cols = [
-            "batch",
-            "in_channels",
-            "out_channels",
-            "height",
-            "width",
-            "kernel_size",
-            "stride",
-            "padding",
-            "groups",
-        ]
+        cols = list(CONFIG_COLUMNS)
         measure(str(df["target"].iloc[0]), sample[cols].to_dict("records"), out, progress=False)
         again = read_table(out)
     merged = sample.merge(again, on=cols, suffixes=("", "_again"))
@@ -189,17 +179,7 @@ def adaptive_vs_dense(goal: float, budget_frac: float) -> dict[str, object]:
             )
             ad = read_table(ad_path)
             fitted = LatencyPredictor(estimator="extra_trees", target_transform="log", cv_folds=0).fit(ad)
-            cols = [
-                "batch",
-                "in_channels",
-                "out_channels",
-                "height",
-                "width",
-                "kernel_size",
-                "stride",
-                "padding",
-                "groups",
-            ]
+            cols = list(CONFIG_COLUMNS)
             unmeasured = dense.merge(ad[cols], on=cols, how="left", indicator=True)
             unmeasured = unmeasured[unmeasured["_merge"] == "left_only"]
             runs.append(
@@ -231,17 +211,7 @@ def replay_table(
 ) -> list[dict[str, float]]:
     """Adaptive vs random sampling replayed on a dense table: accuracy on the configs not picked."""
     df = read_table(path)
-    cols = [
-        "batch",
-        "in_channels",
-        "out_channels",
-        "height",
-        "width",
-        "kernel_size",
-        "stride",
-        "padding",
-        "groups",
-    ]
+    cols = list(CONFIG_COLUMNS)
     dense = df.groupby(cols, as_index=False, sort=False).agg(
         latency_ms=("latency_ms", "mean"),
         target=("target", "first"),

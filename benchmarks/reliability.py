@@ -32,13 +32,9 @@ CALLBACK_TESTS = [
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    from hwprune.measure.device_info import cpu_model
+
+    return cpu_model()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,20 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from e2e import stamp  # noqa: E402
 
+from hwprune.measure.table import CONFIG_COLUMNS  # noqa: E402
 from hwprune.predict import LatencyPredictor  # noqa: E402
 from hwprune.staircase import friendly_counts  # noqa: E402
 
-CONFIG = [
-    "batch",
-    "in_channels",
-    "out_channels",
-    "height",
-    "width",
-    "kernel_size",
-    "stride",
-    "padding",
-    "groups",
-]
+CONFIG = list(CONFIG_COLUMNS)
 SLOW = 1.05
 
 
