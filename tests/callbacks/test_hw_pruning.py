@@ -231,6 +231,12 @@ def test_ddp_ranks_hold_identical_architectures(tmp_path: Path, predictor: objec
     r1 = json.loads((out / "result_rank1.json").read_text())
     assert r0["world"] == r1["world"] == 2
     assert r0["widths"] == r1["widths"] and r0["history_len"] == r1["history_len"] == 2
+    # Identical after every step, not only at the end: one architecture per epoch, the same on both ranks.
+    assert len(r0["widths_per_epoch"]) == len(r1["widths_per_epoch"]) == 3
+    assert r0["widths_per_epoch"] == r1["widths_per_epoch"]
+    assert r0["widths_per_epoch"][0] == conv_widths(build_model("small_resnet"))  # epoch 0: dense baseline
+    distinct = {json.dumps(w, sort_keys=True) for w in r0["widths_per_epoch"]}
+    assert len(distinct) == 3  # dense, then one new architecture after each of the 2 prune steps
     assert r0["widths"] != conv_widths(build_model("small_resnet"))
     assert r0["weights_sum"] == pytest.approx(r1["weights_sum"], rel=1e-6)
 

@@ -38,6 +38,18 @@ class StartWidths(Callback):
         }
 
 
+class EpochWidths(Callback):
+    """Record the conv widths at the end of every training epoch, i.e. after that epoch's prune step."""
+
+    def __init__(self) -> None:
+        self.per_epoch: list[dict[str, int]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.per_epoch.append(
+            {n: m.out_channels for n, m in pl_module.model.named_modules() if isinstance(m, nn.Conv2d)}
+        )
+
+
 class Hang(Callback):
     """Write a marker at the start of ``epoch`` and wait to be killed."""
 
@@ -83,7 +95,8 @@ def main() -> None:
         report_dir=out,
     )
     start = StartWidths()
-    callbacks: list[Callback] = [start]
+    per_epoch = EpochWidths()
+    callbacks: list[Callback] = [start, per_epoch]
     if args.hang_at_epoch >= 0:
         callbacks.append(Hang(args.hang_at_epoch, out / "hung"))
     callbacks += [prune, ModelCheckpoint(dirpath=out / "ckpt", save_last=True, save_top_k=-1)]
@@ -106,6 +119,7 @@ def main() -> None:
             {
                 "widths": widths,
                 "start_widths": start.widths,
+                "widths_per_epoch": per_epoch.per_epoch,
                 "steps_attempted": prune.steps_attempted,
                 "history_len": len(prune.history),
                 "weights_sum": float(sum(p.double().sum() for p in module.model.parameters())),
