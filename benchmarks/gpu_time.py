@@ -73,11 +73,18 @@ def time_forwards(m: nn.Module, x: torch.Tensor, number: int) -> list[float]:
 
 
 def run_setting(
-    models: dict[str, nn.Module], dtype: str, batch: int, bench: bool, rounds: int, number: int
+    models: dict[str, nn.Module],
+    dtype: str,
+    batch: int,
+    bench: bool,
+    rounds: int,
+    number: int,
+    tf32: bool = False,
 ) -> dict[str, Any]:
     torch.backends.cudnn.benchmark = bench
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    # PyTorch's own default lets cuDNN convolutions use TF32; the cuda_cudnn_fp32 target turns it off.
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     x = torch.randn(batch, 3, 224, 224, device=DEV, dtype=DT[dtype])
     res: dict[str, Any] = {k: {"round_medians": [], "all": []} for k in models}
     with torch.inference_mode():
@@ -235,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=".bench")
     ap.add_argument("--quick", action="store_true", help="one setting, 2 rounds")
     ap.add_argument("--budget-s", type=float, default=480.0, help="stop starting new settings after this")
+    ap.add_argument(
+        "--tf32-only",
+        action="store_true",
+        help="only fp32 inputs with TF32 allowed (PyTorch's default for cuDNN convs), batch 32 and 256, "
+        "benchmark off and on; no graphs, no layer level",
+    )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     zoo = json.loads(Path(args.zoo).read_text())["models"]
@@ -276,8 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     plan = (
         [("fp32", 2, False)]
         if args.quick
+        else [("fp32", b, bench) for b in (32, 256) for bench in (False, True)]
+        if args.tf32_only
         else [(dt, b, bench) for dt in ("fp32", "fp16") for b in (32, 256) for bench in (False, True)]
     )
+    if args.tf32_only:
+        out["notes"] = "fp32 tensors with TF32 ALLOWED (cudnn.allow_tf32 = True); fresh random weights"
+        dest = Path(args.out) / "cudnn_raw_tf32.json"
     for dt, b, bench in plan:
         for base in bases:
             if time.perf_counter() - t0 > args.budget_s:
@@ -292,8 +310,11 @@ def main(argv: list[str] | None = None) -> int:
                 bench,
                 rounds=2 if args.quick else 5,
                 number=3 if args.quick else 10 if b >= 256 else 20,
+                tf32=args.tf32_only,
             )
-            out["settings"].append({"base": base, "dtype": dt, "batch": b, "benchmark": bench, "results": r})
+            label = "tf32" if args.tf32_only else dt
+            setting = {"base": base, "dtype": label, "batch": b, "benchmark": bench, "results": r}
+            out["settings"].append(setting)
             d = r[f"{base}/dense"]["median_ms"]
             print(
                 f"{base} {dt} b{b} bench={bench}: dense {d:.3f} ms, {len(ms)} models, "
@@ -304,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
             if DEV == "cuda":
                 torch.cuda.empty_cache()
             save()
+    if args.tf32_only:
+        save()
+        print(f"wrote {dest} in {time.perf_counter() - t0:.0f} s", flush=True)
+        return 0
     if DEV == "cuda" and not args.quick and time.perf_counter() - t0 < args.budget_s:
         for base in bases:
             ms = {e["name"]: rebuild(base, e["spec"]).to(DEV) for e in zoo if e["base"] == base}
