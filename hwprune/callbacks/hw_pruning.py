@@ -31,6 +31,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 from typing_extensions import override
 
+from hwprune.measure.space import check_input_shape
 from hwprune.prune import (
     IMPORTANCE_KINDS,
     ImportanceKind,
@@ -317,14 +318,7 @@ class HardwareAwarePruning(Callback):
                 "`predictor` must be a fitted predictor (with .predict), the path of a saved one, or a "
                 f"callable (model, input_shape) -> predictor, got {type(predictor).__name__}"
             )
-        try:
-            shape = tuple(int(s) for s in input_shape)
-        except (TypeError, ValueError):
-            shape = ()
-        if len(shape) != 4 or any(s <= 0 for s in shape):
-            raise ValueError(
-                f"`input_shape` must be 4 positive ints (batch, channels, height, width), got {input_shape!r}"
-            )
+        shape = check_input_shape(input_shape)
         if (latency_ratio is None) == (latency_ms is None):
             raise ValueError(
                 "exactly one of `latency_ratio` and `latency_ms` must be given, "

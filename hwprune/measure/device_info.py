@@ -162,19 +162,7 @@ def collect(*, armnn: bool = True) -> dict[str, Any]:
 
 
 def _collect(*, armnn: bool = True) -> dict[str, Any]:
-    """Gather the inventory.
-
-    Args:
-        armnn: Also ask the system python3 for the PyArmNN version (a subprocess, ~1 s).
-
-    Returns:
-        A JSON-serialisable dict: host, cpu (model, logical cores, torch threads, flags), cuda, opencl,
-        versions.
-
-    Example:
-        >>> "cpu" in collect(armnn=False)
-        True
-    """
+    """Gather the inventory uncached (see :func:`collect`)."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in _LIBS:
         try:

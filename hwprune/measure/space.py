@@ -40,6 +40,23 @@ class ConvLayer:
     config: dict[str, int]
 
 
+def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int, int]:
+    """Validate an (N, C, H, W) input shape and return it as a tuple of ints.
+
+    Raises:
+        ValueError: If it is not 4 positive ints.
+    """
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 4 or any(s <= 0 for s in shape):
+        raise ValueError(
+            f"`input_shape` must be 4 positive ints (batch, channels, height, width), got {input_shape!r}"
+        )
+    return shape  # type: ignore[return-value]
+
+
 def conv_layer_configs(model: nn.Module, input_shape: tuple[int, ...]) -> list[ConvLayer]:
     """Describe every ``nn.Conv2d`` of ``model`` at a given input shape.
 
@@ -64,15 +81,7 @@ def conv_layer_configs(model: nn.Module, input_shape: tuple[int, ...]) -> list[C
         >>> [c.name for c in conv_layer_configs(nn.Sequential(nn.Conv2d(1, 4, 3)), (1, 1, 8, 8))]
         ['0']
     """
-    try:
-        shape = tuple(int(s) for s in input_shape)
-    except (TypeError, ValueError):
-        shape = ()
-    if len(shape) != 4 or any(s <= 0 for s in shape):
-        raise ValueError(
-            f"`input_shape` must be 4 positive ints (batch, channels, height, width), got {input_shape!r}"
-        )
-    input_shape = shape
+    input_shape = check_input_shape(input_shape)
     found: list[ConvLayer] = []
     skipped: list[str] = []
     names = {m: n for n, m in model.named_modules()}
