@@ -65,11 +65,12 @@ def arch_spec(model: nn.Module) -> dict[str, dict[str, Any]]:
     return out
 
 
-def rebuild(base: str, spec: dict[str, dict[str, Any]]) -> nn.Module:
+def rebuild(base: str | Callable[[], nn.Module], spec: dict[str, dict[str, Any]]) -> nn.Module:
     """Build ``BASES[base]`` and replace every module named in ``spec`` by a fresh one of that shape.
 
     Args:
-        base: A key of :data:`BASES`.
+        base: A key of :data:`BASES`, or a callable that builds the dense model (e.g. a
+            ``functools.partial`` of ``hwprune.models.build_model`` for the Fashion-MNIST models).
         spec: Output of :func:`arch_spec` on a pruned model of that base.
 
     Returns:
@@ -78,9 +79,12 @@ def rebuild(base: str, spec: dict[str, dict[str, Any]]) -> nn.Module:
     Raises:
         ValueError: If ``base`` is unknown or ``spec`` names a module the base lacks.
     """
-    if base not in BASES:
-        raise ValueError(f"`base` must be any of {tuple(BASES)}, got {base!r}")
-    model = BASES[base]()
+    if callable(base):
+        model = base()
+    elif base in BASES:
+        model = BASES[base]()
+    else:
+        raise ValueError(f"`base` must be any of {tuple(BASES)} or a builder, got {base!r}")
     names = dict(model.named_modules())
     for name, s in spec.items():
         if name not in names:

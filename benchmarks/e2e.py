@@ -41,6 +41,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def commit() -> str:
+    import os
+
+    if os.environ.get("HWPRUNE_COMMIT"):  # a copy of the tree without .git (the lent GPU machine)
+        return os.environ["HWPRUNE_COMMIT"]
     try:
         return (
             subprocess.run(
@@ -126,14 +130,61 @@ def _nonzero(m: nn.Module) -> int:
     return sum(int((p != 0).sum()) for p in m.parameters())
 
 
-def _macs(m: nn.Module) -> int:
-    ops, _ = tp.utils.count_ops_and_params(m, torch.zeros(1, 1, 28, 28))
+# Fashion-MNIST settings per (model, accelerator). On the CPU: a 12k-image subset and the cpu_torch table
+# (batch 1, 1 thread). On a GPU (the lent H100/H200): the full training set and the cuDNN heuristics table
+# of that model at batch 256 (the throughput setting HALP reports), measured by scripts/device_paper_cudnn.sh.
+FMNIST_TABLES = {
+    ("small_resnet", "cpu"): ("tables/cpu_torch/small_resnet_28.csv", 1),
+    ("resnet18", "gpu"): ("tables/cuda_cudnn_fp32_heuristics/resnet18_28_b256.csv", 256),
+    ("mobilenet_v2", "gpu"): ("tables/cuda_cudnn_fp32_heuristics/mobilenet_v2_28_b256.csv", 256),
+}
+
+
+def fmnist_raw_name(model: str, accelerator: str) -> str:
+    """Raw JSON of one Fashion-MNIST run (the CPU default keeps its historical name)."""
+    if (model, accelerator) == ("small_resnet", "cpu"):
+        return "bench_raw_fmnist.json"
+    return f"bench_raw_fmnist_{model}_{accelerator}.json"
+
+
+def _macs_of(m: nn.Module) -> int:
+    p = next(m.parameters())
+    ops, _ = tp.utils.count_ops_and_params(m, torch.zeros(1, 1, 28, 28, device=p.device))
     return int(ops)
 
 
-def stage_fmnist(raw: Path, quick: bool) -> None:
+def _time_gpu(finals: dict[str, nn.Module], quick: bool) -> dict[str, Any]:
+    """cuDNN timings of every final model: batch 256 (heuristics and benchmark) and batch 1 CUDA graphs."""
+    models = {k: m.cuda().eval() for k, m in finals.items()}
+    rounds, number = (2, 5) if quick else (7, 20)
+    out: dict[str, Any] = {"device_name": torch.cuda.get_device_name(), "cudnn": torch.backends.cudnn.version()}
+    for bench in (False, True):
+        out[f"b256_fp32_bench{int(bench)}"] = gpu_time.run_setting(
+            models, "fp32", 256, bench, rounds, number, input_shape=(1, 28, 28)
+        )
+    out["b1_graph_fp32"] = gpu_time.graph_b1(models, rounds, number * 5, input_shape=(1, 28, 28))
+    return out
+
+
+def stage_fmnist(
+    raw: Path,
+    quick: bool,
+    model_name: str = "small_resnet",
+    accelerator: str = "cpu",
+    source_dir: str | None = None,
+) -> None:
+    """Fine-tune ``model_name`` on Fashion-MNIST with every method from one dense checkpoint; time them.
+
+    Args:
+        raw: Folder for the raw JSON (``fmnist_raw_name``).
+        quick: Smoke run: 1k images, dense + hwprune + uninstructed only.
+        model_name: ``small_resnet`` (CPU), ``resnet18`` or ``mobilenet_v2`` (GPU).
+        accelerator: ``cpu`` or ``gpu``.
+        source_dir: Folder of the four Fashion-MNIST ``.gz`` files (default: Debian's).
+    """
     import pytorch_lightning as pl
     import zoo as zoo_mod
+    from _arch import arch_spec
     from pytorch_lightning.callbacks import ModelPruning
 
     from hwprune.callbacks import HardwareAwarePruning, UninstructedPruning
@@ -142,19 +193,36 @@ def stage_fmnist(raw: Path, quick: bool) -> None:
     from hwprune.module import ClassificationModule
     from hwprune.predict import LatencyPredictor
 
+    if (model_name, accelerator) not in FMNIST_TABLES:
+        raise ValueError(f"no Fashion-MNIST setting for {(model_name, accelerator)}; see FMNIST_TABLES")
+    gpu = accelerator == "gpu"
+    if gpu and not torch.cuda.is_available():
+        raise RuntimeError("--accelerator gpu needs CUDA; run it on the lent GPU (benchmarks/README)")
+    table, plan_batch = FMNIST_TABLES[(model_name, accelerator)]
+    plan_shape = (plan_batch, 1, 28, 28)
     torch.set_num_threads(2)
-    subset = 1024 if quick else 12000
+    subset = 1024 if quick else (None if gpu else 12000)
     dense_epochs, ft_epochs = (1, 2) if quick else (3, 3)
     limit = 2 if quick else 1.0
+    if gpu:  # the cuda_cudnn_fp32 targets time with TF32 off; train the same way
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
 
     def dm() -> FashionMNISTDataModule:
+        kw: dict[str, Any] = {"source_dir": source_dir} if source_dir else {}
         return FashionMNISTDataModule(
-            subset=subset, batch_size=128, augment=False, seed=0, val_size=1000 if not quick else 256
+            subset=subset,
+            batch_size=128,
+            augment=False,
+            seed=0,
+            val_size=256 if quick else (5000 if gpu else 1000),
+            num_workers=4 if gpu else 0,
+            **kw,
         )
 
     def trainer(epochs: int, callbacks: list, root: Path) -> pl.Trainer:
         return pl.Trainer(
-            accelerator="cpu",
+            accelerator=accelerator,
             devices=1,
             max_epochs=epochs,
             callbacks=callbacks,
@@ -174,24 +242,27 @@ def stage_fmnist(raw: Path, quick: bool) -> None:
             net, functools.partial(torch.optim.AdamW, lr=2e-3, weight_decay=1e-4), None, num_classes=10
         )
 
+    def build() -> nn.Module:
+        return build_model(model_name, num_classes=10, in_channels=1, input_size=28)
+
     import tempfile
 
     work = Path(tempfile.mkdtemp(prefix="hwprune_e2e_"))
     pl.seed_everything(0, workers=True)
-    dense_net = build_model("small_resnet", num_classes=10, in_channels=1, input_size=28)
+    dense_net = build()
     t0 = time.perf_counter()
     trainer(dense_epochs, [], work).fit(module(dense_net), datamodule=dm())
     dense_fit_s = time.perf_counter() - t0
-    dense_state = copy.deepcopy(dense_net.state_dict())
+    dense_state = {k: v.detach().cpu().clone() for k, v in dense_net.state_dict().items()}
     predictor = LatencyPredictor(
         estimator="extra_trees", target_transform="log_per_flop", cv_folds=0, n_estimators=100
-    ).fit(ROOT / "tables/cpu_torch/small_resnet_28.csv")
+    ).fit(ROOT / table)
 
     results: dict[str, Any] = {}
 
     def run(name: str, callbacks: list) -> nn.Module:
         pl.seed_everything(1, workers=True)
-        net = build_model("small_resnet", num_classes=10, in_channels=1, input_size=28)
+        net = build()
         net.load_state_dict(dense_state)
         mod = module(net)
         tr = trainer(ft_epochs, callbacks, work)
@@ -217,9 +288,10 @@ def stage_fmnist(raw: Path, quick: bool) -> None:
             "test_acc": float(test["test/acc"]),
             "params": _n_params(final),
             "nonzero_params": _nonzero(final),
-            "macs": _macs(final),
+            "macs": _macs_of(final),
             "fit_s": fit_s,
             "epoch_s": timer.times,
+            "arch": arch_spec(final),
         }
         log.info("fmnist %s: acc %.4f params %d", name, results[name]["test_acc"], results[name]["params"])
         return final
@@ -227,7 +299,7 @@ def stage_fmnist(raw: Path, quick: bool) -> None:
     finals: dict[str, nn.Module] = {"dense": run("dense", [])}
     hw = HardwareAwarePruning(
         predictor,
-        (1, 1, 28, 28),
+        plan_shape,
         latency_ratio=0.5,
         start_epoch=1,
         num_steps=1,
@@ -241,7 +313,7 @@ def stage_fmnist(raw: Path, quick: bool) -> None:
     results["hwprune"]["report_steps"] = report["steps"]
     results["hwprune"]["predicted_ms"] = report["predicted_ms"]
     # Uninstructed at hwprune's parameter count: find the uniform ratio on the dense checkpoint.
-    dense_model = build_model("small_resnet", num_classes=10, in_channels=1, input_size=28)
+    dense_model = build()
     dense_model.load_state_dict(dense_state)
     target_params = results["hwprune"]["params"]
     # --quick (the smoke test) keeps dense, hwprune and uninstructed only.
@@ -269,16 +341,27 @@ def stage_fmnist(raw: Path, quick: bool) -> None:
     )
     if mp is not None:
         finals["modelpruning"] = run("modelpruning", [mp])
-    # Latency of every final model on this CPU, 1 thread, interleaved rounds.
-    torch.set_num_threads(1)
-    lat = time_cpu_rounds(
-        finals, torch.randn(1, 1, 28, 28), rounds=3 if quick else 9, number=5 if quick else 30
-    )
-    for k, v in lat.items():
-        results[k]["latency_samples_ms"] = v
+    extra: dict[str, Any] = {}
+    if gpu:
+        extra["gpu"] = _time_gpu(finals, quick)
+    else:
+        # Latency of every final model on this CPU, 1 thread, interleaved rounds.
+        torch.set_num_threads(1)
+        lat = time_cpu_rounds(
+            {k: m.cpu() for k, m in finals.items()},
+            torch.randn(1, 1, 28, 28),
+            rounds=3 if quick else 9,
+            number=5 if quick else 30,
+        )
+        for k, v in lat.items():
+            results[k]["latency_samples_ms"] = v
     out = {
         **stamp(),
-        "subset_train_images": subset,
+        "model": model_name,
+        "accelerator": accelerator,
+        "plan_table": table,
+        "plan_input": list(plan_shape),
+        "subset_train_images": subset if subset is not None else 55000,
         "dense_epochs": dense_epochs,
         "ft_epochs": ft_epochs,
         "limit_batches": limit,
@@ -286,9 +369,12 @@ def stage_fmnist(raw: Path, quick: bool) -> None:
         "results": results,
         "threads_latency": 1,
         "load_after": load_note(),
-        "test_images": "a quarter of the subset (FashionMNISTDataModule)",
+        "test_images": "a quarter of the subset (FashionMNISTDataModule)"
+        if subset is not None
+        else "the full 10,000-image test set; validation 5,000 held out of the 60,000",
+        **extra,
     }
-    (raw / "bench_raw_fmnist.json").write_text(json.dumps(out, indent=1))
+    (raw / fmnist_raw_name(model_name, accelerator)).write_text(json.dumps(out, indent=1))
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -300,6 +386,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", default=str(ROOT / "docs"), help="folder for raw JSON, BENCHMARKS.md, plots")
     ap.add_argument("--quick", action="store_true", help="smoke run: builds a tiny zoo, trains on 1k images")
+    ap.add_argument(
+        "--fmnist-model",
+        default="small_resnet",
+        choices=sorted({m for m, _ in FMNIST_TABLES}),
+        help="model of the fmnist stage",
+    )
+    ap.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"), help="where the fmnist stage runs")
+    ap.add_argument("--fmnist-source", default=None, help="folder of the Fashion-MNIST .gz files")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("pytorch_lightning", "lightning", "hwprune", "zoo"):
@@ -315,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("all", "cpu224"):
         stage_cpu224(zoo_path, out, args.quick)
     if args.stage in ("all", "fmnist"):
-        stage_fmnist(out, args.quick)
+        stage_fmnist(out, args.quick, args.fmnist_model, args.accelerator, args.fmnist_source)
     if args.stage in ("all", "report"):
         import e2e_report
 

@@ -80,12 +80,13 @@ def run_setting(
     rounds: int,
     number: int,
     tf32: bool = False,
+    input_shape: tuple[int, int, int] = (3, 224, 224),
 ) -> dict[str, Any]:
     torch.backends.cudnn.benchmark = bench
     # PyTorch's own default lets cuDNN convolutions use TF32; the cuda_cudnn_fp32 target turns it off.
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32
-    x = torch.randn(batch, 3, 224, 224, device=DEV, dtype=DT[dtype])
+    x = torch.randn(batch, *input_shape, device=DEV, dtype=DT[dtype])
     res: dict[str, Any] = {k: {"round_medians": [], "all": []} for k in models}
     with torch.inference_mode():
         for m in models.values():
@@ -104,13 +105,15 @@ def run_setting(
     return out
 
 
-def graph_b1(models: dict[str, nn.Module], rounds: int, number: int) -> dict[str, Any]:
+def graph_b1(
+    models: dict[str, nn.Module], rounds: int, number: int, input_shape: tuple[int, int, int] = (3, 224, 224)
+) -> dict[str, Any]:
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = False
     graphs = {}
     with torch.inference_mode():
         for k, m in models.items():
-            x = torch.randn(1, 3, 224, 224, device=DEV)
+            x = torch.randn(1, *input_shape, device=DEV)
             s = torch.cuda.Stream()
             s.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(s):

@@ -112,8 +112,14 @@ def _resnet(fn: Callable[..., nn.Module]) -> Callable[[int, int, bool], nn.Modul
     return build
 
 
-def _vgg11_bn(in_channels: int, num_classes: int, small: bool) -> nn.Module:
-    m = torchvision.models.vgg11_bn(weights=None, num_classes=num_classes)
+def _vgg(fn: Callable[..., nn.Module]) -> Callable[[int, int, bool], nn.Module]:
+    def build(in_channels: int, num_classes: int, small: bool) -> nn.Module:
+        return _vgg_adapt(fn(weights=None, num_classes=num_classes), in_channels, num_classes, small)
+
+    return build
+
+
+def _vgg_adapt(m: nn.Module, in_channels: int, num_classes: int, small: bool) -> nn.Module:
     m.features[0] = _conv_like(m.features[0], in_channels, small=False)
     if small:
         # Four 2x2 pools instead of five keep a 28x28 input at 1x1+; a small head replaces the 4096-wide one.
@@ -170,7 +176,8 @@ _FACTORIES: dict[str, Callable[[int, int, bool], nn.Module]] = {
     "small_resnet": _small_resnet,
     "resnet18": _resnet(torchvision.models.resnet18),
     "resnet50": _resnet(torchvision.models.resnet50),
-    "vgg11_bn": _vgg11_bn,
+    "vgg11_bn": _vgg(torchvision.models.vgg11_bn),
+    "vgg16": _vgg(torchvision.models.vgg16),  # the seed paper's VGG-16 (no batch norm)
     "mobilenet_v2": _mobilenet_v2,
     "mobilenet_v3_small": _mobilenet_v3_small,
     "efficientnet_b0": _efficientnet_b0,
