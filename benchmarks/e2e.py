@@ -18,7 +18,6 @@ Stages (default: all that run on this machine, then the report):
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import json
 import logging
@@ -157,7 +156,10 @@ def _time_gpu(finals: dict[str, nn.Module], quick: bool) -> dict[str, Any]:
     """cuDNN timings of every final model: batch 256 (heuristics and benchmark) and batch 1 CUDA graphs."""
     models = {k: m.cuda().eval() for k, m in finals.items()}
     rounds, number = (2, 5) if quick else (7, 20)
-    out: dict[str, Any] = {"device_name": torch.cuda.get_device_name(), "cudnn": torch.backends.cudnn.version()}
+    out: dict[str, Any] = {
+        "device_name": torch.cuda.get_device_name(),
+        "cudnn": torch.backends.cudnn.version(),
+    }
     for bench in (False, True):
         out[f"b256_fp32_bench{int(bench)}"] = gpu_time.run_setting(
             models, "fp32", 256, bench, rounds, number, input_shape=(1, 28, 28)
@@ -172,6 +174,9 @@ def stage_fmnist(
     model_name: str = "small_resnet",
     accelerator: str = "cpu",
     source_dir: str | None = None,
+    extra_ratios: tuple[float, ...] = (),
+    extra_plans: dict[str, tuple[str, tuple[int, ...]]] | None = None,
+    tvm: bool = False,
 ) -> None:
     """Fine-tune ``model_name`` on Fashion-MNIST with every method from one dense checkpoint; time them.
 
@@ -181,7 +186,13 @@ def stage_fmnist(
         model_name: ``small_resnet`` (CPU), ``resnet18`` or ``mobilenet_v2`` (GPU).
         accelerator: ``cpu`` or ``gpu``.
         source_dir: Folder of the four Fashion-MNIST ``.gz`` files (default: Debian's).
+        extra_ratios: More latency budgets for hwprune (and uninstructed L1 at each one's parameter
+            count), for the Pareto plot; named ``hwprune@<ratio>``.
+        extra_plans: ``{tag: (table, plan_input_shape)}``: hwprune planned from another target's table
+            at the 50% budget (e.g. ``_tvm`` for the untuned TVM table), with its matched uninstructed run.
+        tvm: Also time every final model through TVM (``benchmarks/tvm_time.py``, CPU only).
     """
+    extra_plans = extra_plans or {}
     import pytorch_lightning as pl
     import zoo as zoo_mod
     from _arch import arch_spec
@@ -297,37 +308,57 @@ def stage_fmnist(
         return final
 
     finals: dict[str, nn.Module] = {"dense": run("dense", [])}
-    hw = HardwareAwarePruning(
-        predictor,
-        plan_shape,
-        latency_ratio=0.5,
-        start_epoch=1,
-        num_steps=1,
-        verify=False,
-        export=None,
-        report_dir=str(work / "hw"),
-        min_channel_ratio=0.25,
-    )
-    finals["hwprune"] = run("hwprune", [hw])
-    report = json.loads((work / "hw" / "pruning_report.json").read_text())
-    results["hwprune"]["report_steps"] = report["steps"]
-    results["hwprune"]["predicted_ms"] = report["predicted_ms"]
-    # Uninstructed at hwprune's parameter count: find the uniform ratio on the dense checkpoint.
     dense_model = build()
     dense_model.load_state_dict(dense_state)
-    target_params = results["hwprune"]["params"]
-    # --quick (the smoke test) keeps dense, hwprune and uninstructed only.
-    for tag, rt in (("uninstructed", None),) if quick else (("uninstructed", None), ("uninstructed_r8", 8)):
-        saved = zoo_mod.TRACE
-        zoo_mod.TRACE = (1, 1, 28, 28)
-        try:
-            _, ratio = zoo_mod.tp_matched(dense_model.eval(), target_params, rt, iters=2 if quick else 6)
-        finally:
-            zoo_mod.TRACE = saved
-        finals[tag] = run(
-            tag, [UninstructedPruning((1, 1, 28, 28), pruning_ratio=ratio, epoch=1, round_to=rt)]
+
+    def hwprune_and_matched(
+        tag: str, pred: LatencyPredictor, shape: tuple[int, ...], ratio: float, r8: bool
+    ) -> None:
+        """hwprune at ``ratio`` of the predicted dense latency, then uninstructed L1 at its param count."""
+        hw = HardwareAwarePruning(
+            pred,
+            shape,
+            latency_ratio=ratio,
+            start_epoch=1,
+            num_steps=1,
+            verify=False,
+            export=None,
+            report_dir=str(work / f"hw{tag}"),
+            min_channel_ratio=0.25 if ratio >= 0.3 else 0.1,
         )
-        results[tag]["pruning_ratio"] = ratio
+        name = f"hwprune{tag}"
+        finals[name] = run(name, [hw])
+        report = json.loads((work / f"hw{tag}" / "pruning_report.json").read_text())
+        results[name]["report_steps"] = report["steps"]
+        results[name]["predicted_ms"] = report["predicted_ms"]
+        results[name]["latency_ratio"] = ratio
+        # Uninstructed at hwprune's parameter count: find the uniform ratio on the dense checkpoint.
+        for utag, rt in (("uninstructed", None), ("uninstructed_r8", 8)) if r8 else (("uninstructed", None),):
+            saved = zoo_mod.TRACE
+            zoo_mod.TRACE = (1, 1, 28, 28)
+            try:
+                _, pr = zoo_mod.tp_matched(
+                    dense_model.eval(), results[name]["params"], rt, iters=2 if quick else 6
+                )
+            finally:
+                zoo_mod.TRACE = saved
+            uname = f"{utag}{tag}"
+            finals[uname] = run(
+                uname, [UninstructedPruning((1, 1, 28, 28), pruning_ratio=pr, epoch=1, round_to=rt)]
+            )
+            results[uname]["pruning_ratio"] = pr
+            results[uname]["matched_to"] = name
+
+    # The headline pair at 50% (names without a suffix), with round_to=8 beside it (not in --quick).
+    hwprune_and_matched("", predictor, plan_shape, 0.5, r8=not quick)
+    for ratio in () if quick else extra_ratios:
+        hwprune_and_matched(f"@{ratio}", predictor, plan_shape, ratio, r8=False)
+    for tag, (tbl, shape) in ({} if quick else extra_plans).items():
+        pred = LatencyPredictor(
+            estimator="extra_trees", target_transform="log_per_flop", cv_folds=0, n_estimators=100
+        ).fit(ROOT / tbl)
+        hwprune_and_matched(tag, pred, shape, 0.5, r8=False)
+        results[f"hwprune{tag}"]["plan_table"] = tbl
     mp = (
         None
         if quick
@@ -355,6 +386,12 @@ def stage_fmnist(
         )
         for k, v in lat.items():
             results[k]["latency_samples_ms"] = v
+        if tvm:
+            import tvm_time
+
+            extra["tvm"] = tvm_time.time_tvm_rounds(
+                finals, (1, 1, 28, 28), rounds=2 if quick else 7, number=3 if quick else 20, progress=False
+            )
     out = {
         **stamp(),
         "model": model_name,
@@ -392,8 +429,18 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted({m for m, _ in FMNIST_TABLES}),
         help="model of the fmnist stage",
     )
-    ap.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"), help="where the fmnist stage runs")
+    ap.add_argument(
+        "--accelerator", default="cpu", choices=("cpu", "gpu"), help="where the fmnist stage runs"
+    )
     ap.add_argument("--fmnist-source", default=None, help="folder of the Fashion-MNIST .gz files")
+    ap.add_argument(
+        "--ratios", default="", help="more hwprune latency budgets for the Pareto plot, e.g. 0.3,0.7"
+    )
+    ap.add_argument(
+        "--tvm",
+        action="store_true",
+        help="CPU fmnist: also plan hwprune from the untuned TVM table and time every model through TVM",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("pytorch_lightning", "lightning", "hwprune", "zoo"):
@@ -409,7 +456,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("all", "cpu224"):
         stage_cpu224(zoo_path, out, args.quick)
     if args.stage in ("all", "fmnist"):
-        stage_fmnist(out, args.quick, args.fmnist_model, args.accelerator, args.fmnist_source)
+        ratios = tuple(float(r) for r in args.ratios.split(",") if r.strip())
+        plans = (
+            {"_tvm": ("tables/cpu_tvm_llvm_untuned/small_resnet_28.csv", (1, 1, 28, 28))}
+            if args.tvm and args.fmnist_model == "small_resnet"
+            else {}
+        )
+        stage_fmnist(
+            out, args.quick, args.fmnist_model, args.accelerator, args.fmnist_source, ratios, plans, args.tvm
+        )
     if args.stage in ("all", "report"):
         import e2e_report
 

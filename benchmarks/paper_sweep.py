@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         ap.error(f"--models must be among {MODELS}, got {bad}")
     target = load_target(args.target)
-    ev = EvaluatorConfig(
-        warmup=args.warmup, number=1, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms
-    )
+    ev = EvaluatorConfig(warmup=args.warmup, number=1, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms)
     t0 = time.perf_counter()
     for model in models:
         left = None if args.budget_s is None else args.budget_s - (time.perf_counter() - t0)

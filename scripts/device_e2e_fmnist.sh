@@ -4,7 +4,8 @@
 # pytorch-lightning, scikit-learn and pandas but no network: carry torch-pruning, skops and prettytable
 # wheels in .whl/ and the four Fashion-MNIST .gz files in .bench/fmnist/ (run's `carry`), e.g.
 #   run(carry=[".whl", ".bench/fmnist"], command="HWPRUNE_COMMIT=<sha> bash scripts/device_e2e_fmnist.sh")
-# Raw JSON lands in $OUT/bench_raw_fmnist_<model>_gpu.json.
+# RATIOS (default 0.3,0.7) adds hwprune latency budgets beside 0.5 for the Pareto plot; SMOKE=0 skips the
+# --quick run. Raw JSON lands in $OUT/bench_raw_fmnist_<model>_gpu.json.
 set -euo pipefail
 OUT=${OUT:-/tmp/hwprune_out}
 PY=${PYTHON:-python3}
@@ -16,11 +17,13 @@ for pkg in torch_pruning:torch_pruning skops:skops prettytable:prettytable; do
   "$PY" -c "import $mod" 2>/dev/null || "$PY" -m pip install -q --no-deps --no-index .whl/${whl}-*.whl
 done
 "$PY" -c "import torch, torchvision, pytorch_lightning, sklearn, torch_pruning, skops; print('torch', torch.__version__, 'tv', torchvision.__version__, 'pl', pytorch_lightning.__version__, 'sklearn', sklearn.__version__, 'tp', torch_pruning.__version__, torch.cuda.get_device_name())"
-"$PY" benchmarks/e2e.py --stage fmnist --accelerator gpu --fmnist-model resnet18 --fmnist-source .bench/fmnist \
-  --quick --out /tmp/quick 2>&1 | grep -E "fmnist|Error|error" | tail -8
+if [ "${SMOKE:-1}" = 1 ]; then  # a --quick run first: a broken setup fails in seconds, not minutes
+  "$PY" benchmarks/e2e.py --stage fmnist --accelerator gpu --fmnist-model resnet18 --fmnist-source .bench/fmnist \
+    --quick --out /tmp/quick 2>&1 | grep -E "fmnist|Error|error" | tail -8
+fi
 for m in $MODELS; do
   t=$(date +%s)
   "$PY" benchmarks/e2e.py --stage fmnist --accelerator gpu --fmnist-model "$m" --fmnist-source .bench/fmnist \
-    --out "$OUT" 2>&1 | grep -E "e2e|Error|error|Traceback" | tail -12
+    --ratios "${RATIOS:-0.3,0.7}" --out "$OUT" 2>&1 | grep -E "e2e|Error|error|Traceback" | tail -12
   echo "$m done in $(( $(date +%s) - t )) s"
 done
