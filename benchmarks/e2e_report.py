@@ -339,6 +339,8 @@ def fmnist_timings(raw: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
                 out[label] = {k: v["round_medians"] for k, v in g[key].items()}
     elif all("latency_samples_ms" in v for v in r.values()):
         out["torch CPU b1, 1 thread"] = {k: v["latency_samples_ms"] for k, v in r.items()}
+    if "cpu_latency" in raw:  # models trained elsewhere, timed here afterwards (tvm_time.py --cpu)
+        out["torch CPU b1, 1 thread"] = raw["cpu_latency"]["samples_ms"]
     if "tvm" in raw:
         out["TVM llvm untuned b1"] = {k: v["samples_ms"] for k, v in raw["tvm"]["models"].items()}
     return out
@@ -395,6 +397,13 @@ def fmnist_section(
         "accuracy points for MobileNetV2 (0.1-0.3 for ResNet-18).",
         "",
     ]
+    if "gpu" in raw and ("cpu_latency" in raw or "tvm" in raw):
+        L += [
+            "The torch-CPU and TVM columns time the same models (planned for cuDNN at batch 256) on "
+            f"{raw.get('tvm', {}).get('machine', 'this 2-core CPU')} afterwards (`benchmarks/tvm_time.py "
+            "--cpu`, batch 1): what a plan made for one target does on others.",
+            "",
+        ]
     head = "| method | test acc | vs dense (pts) | params | MMACs (b1) |"
     sep = "|---|---|---|---|---|"
     for label in tim:

@@ -115,10 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--number", type=int, default=20)
     ap.add_argument("--only", default="", help="comma-separated model names (default: all)")
+    ap.add_argument(
+        "--cpu",
+        action="store_true",
+        help="also time the models with torch on this CPU (1 thread, interleaved rounds), as `cpu_latency`",
+    )
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "benchmarks"))
     sys.path.insert(0, str(ROOT))
-    from _arch import rebuild
+    from _arch import rebuild, time_cpu_rounds
 
     from hwprune.models import build_model
 
@@ -130,11 +135,22 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         ap.error(f"{raw_path} holds no `arch` for {missing}; re-run benchmarks/e2e.py --stage fmnist")
     models = {k: rebuild(base, raw["results"][k]["arch"]) for k in keep}
+    if args.cpu:
+        torch.set_num_threads(1)
+        samples = time_cpu_rounds(models, torch.randn(1, 1, 28, 28), rounds=args.rounds, number=args.number)
+        raw["cpu_latency"] = {
+            "threads": 1,
+            "rounds": args.rounds,
+            "number": args.number,
+            "samples_ms": samples,
+        }
+        for k, v in samples.items():
+            print(f"torch CPU {k:24s} {statistics.median(v):.3f} ms")
     raw["tvm"] = time_tvm_rounds(models, (1, 1, 28, 28), rounds=args.rounds, number=args.number)
     raw_path.write_text(json.dumps(raw, indent=1))
     for k, v in raw["tvm"]["models"].items():
         print(
-            f"{k:24s} {v['median_ms']:.3f} ms [{v['q1_ms']:.3f}, {v['q3_ms']:.3f}], "
+            f"TVM {k:24s} {v['median_ms']:.3f} ms [{v['q1_ms']:.3f}, {v['q3_ms']:.3f}], "
             f"compile {v['compile_s']:.0f} s"
         )
     return 0
