@@ -316,6 +316,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     L += [
         "",
+        "Reading it: cuDNN fp16 is where the paper's finding holds most strongly (channel counts off "
+        "multiples of 8 leave the tensor-core kernels), fp32 has fewer but taller stairs, and the "
+        "oneDNN CPU has low ones. Untuned TVM (`cpu_tvm_llvm_untuned`: default schedules, plain loops) is "
+        "nearly linear in the channel count, with no stairs: the paper's TVM stairs come from tuned "
+        "schedules, and tuning a single config took 482 s on this CPU (`tables/cpu_tvm_llvm`), so the "
+        "tuned sweeps were not run. ACL: not measured (no Arm board here).",
+        "",
         "Other tables (below) hold finer sweeps of a few layers at batch 1 and 32 (cuDNN with "
         "cudnn.benchmark on), the default model's layers (28x28) and the Fashion-MNIST-size GPU tables.",
         "",
