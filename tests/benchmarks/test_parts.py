@@ -38,7 +38,11 @@ def test_paper_space_sweeps_half_of_every_conv_with_the_12_percent_count() -> No
         step = max(1, C // 64)
         assert len([n for n in counts if C / 2 <= n <= C]) >= (C // 2) // step
     # identical shapes are timed once, with every conv's name on the row
-    merged = [cfg for cfg in space if cfg["out_channels"] == 64 and cfg["height"] == 56]
+    merged = [
+        cfg
+        for cfg in space
+        if (cfg["in_channels"], cfg["out_channels"], cfg["height"], cfg["stride"]) == (64, 64, 56, 1)
+    ]
     assert len(merged) == 1 and merged[0]["layer"].count(";") == 3
     with pytest.raises(ValueError, match="divisor"):
         paper_sweep.paper_space("vgg16", divisor=0)
