@@ -19,24 +19,29 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=c
 t0=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - t0) )); }
 NOTE="lent GPU through the device tool; nothing else ran on it; cudnn.benchmark off; CUDA events"
-"$PY" benchmarks/paper_sweep.py --target cuda_cudnn_fp32_heuristics --divisor 512 --warmup 3 --repeat 7 \
-  --min-repeat-ms 1 --out "$OUT/tables" --budget-s "$(( $(left) * 45 / 100 ))" --no-progress --load-note "$NOTE"
-"$PY" - "$OUT/tables" "$(( $(left) * 30 / 100 ))" "$NOTE" <<'PY'
+[ "${ONLY_FMNIST:-0}" = 1 ] || "$PY" benchmarks/paper_sweep.py --target cuda_cudnn_fp32_heuristics --divisor 512 \
+  --warmup 3 --repeat 7 --min-repeat-ms 1 --out "$OUT/tables" --budget-s "$(( $(left) * 45 / 100 ))" --no-progress \
+  --load-note "$NOTE"
+# STEP (default 4) is the channel step of part 2; ONLY_FMNIST=1 runs part 2 alone, with the whole budget.
+STEP=${STEP:-4}
+ONLY=${ONLY_FMNIST:-0}
+SHARE=30; [ "$ONLY" = 1 ] && SHARE=100
+"$PY" - "$OUT/tables" "$(( $(left) * SHARE / 100 ))" "$NOTE" "$STEP" <<'PY'
 import dataclasses, sys, time
 from hwprune.measure import EvaluatorConfig, load_target, measure, model_space
-out, budget, note = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+out, budget, note, step = sys.argv[1], float(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 t0 = time.perf_counter()
 ev = EvaluatorConfig(warmup=3, number=1, repeat=7, min_repeat_ms=1.0)
 target = dataclasses.replace(load_target("cuda_cudnn_fp32_heuristics"), batch=256)
 for model in ("resnet18", "mobilenet_v2"):
-    space = model_space(model, (256, 1, 28, 28), floor=0.25, step=4)
+    space = model_space(model, (256, 1, 28, 28), floor=0.25, step=step)
     left = budget - (time.perf_counter() - t0)
     s = measure(target, space, f"{out}/{target.name}/{model}_28_b256.csv", evaluator=ev, progress=False,
                 time_budget_s=left, sidecar={"load_note": note})
     print(f"fmnist b256 {model}: {len(space)} configs, measured {s.measured}, failed {s.failed}, "
           f"{s.wall_s:.0f} s", flush=True)
 PY
-"$PY" benchmarks/paper_sweep.py --target cuda_cudnn_fp16_heuristics --divisor 512 --warmup 3 --repeat 7 \
-  --min-repeat-ms 1 --out "$OUT/tables" --budget-s "$(left)" --no-progress --load-note "$NOTE"
+[ "$ONLY" = 1 ] || "$PY" benchmarks/paper_sweep.py --target cuda_cudnn_fp16_heuristics --divisor 512 \
+  --warmup 3 --repeat 7 --min-repeat-ms 1 --out "$OUT/tables" --budget-s "$(left)" --no-progress --load-note "$NOTE"
 tar -C "$OUT" -czf "$OUT/tables.tgz" tables && rm -rf "$OUT/tables"
 echo "done in $(( $(date +%s) - t0 )) s"
