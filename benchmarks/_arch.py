@@ -20,7 +20,7 @@ import torch
 import torchvision
 from torch import nn
 
-__all__ = ["BASES", "arch_spec", "rebuild", "time_cpu_rounds"]
+__all__ = ["BASES", "arch_spec", "conv_from_spec", "fmnist_base", "rebuild", "time_cpu_rounds"]
 
 # Dense ImageNet models at 224x224, as hwprune.models.build_model(name, 1000, 3, 224) builds them (at
 # input_size >= 64 that factory keeps torchvision's stems and module names).
@@ -65,6 +65,21 @@ def arch_spec(model: nn.Module) -> dict[str, dict[str, Any]]:
     return out
 
 
+def conv_from_spec(s: dict[str, Any]) -> nn.Conv2d:
+    """A fresh ``nn.Conv2d`` of the shape an :func:`arch_spec` conv entry records."""
+    return nn.Conv2d(
+        s["in"], s["out"], tuple(s["k"]), tuple(s["s"]), tuple(s["p"]), tuple(s["d"]), s["g"], bias=s["bias"]
+    )
+
+
+def fmnist_base(raw: dict[str, Any]) -> Callable[[], nn.Module]:
+    """Builder of the dense model of a ``bench_raw_fmnist*.json`` (hwprune's factory, 10 classes, 1x28x28)."""
+    from hwprune.models import build_model
+
+    name = raw.get("model", "small_resnet")
+    return lambda: build_model(name, 10, 1, 28)
+
+
 def rebuild(base: str | Callable[[], nn.Module], spec: dict[str, dict[str, Any]]) -> nn.Module:
     """Build ``BASES[base]`` and replace every module named in ``spec`` by a fresh one of that shape.
 
@@ -90,16 +105,7 @@ def rebuild(base: str | Callable[[], nn.Module], spec: dict[str, dict[str, Any]]
         if name not in names:
             raise ValueError(f"`spec` names {name!r}, which is not a module of {base}")
         if s["type"] == "conv":
-            new: nn.Module = nn.Conv2d(
-                s["in"],
-                s["out"],
-                tuple(s["k"]),
-                tuple(s["s"]),
-                tuple(s["p"]),
-                tuple(s["d"]),
-                s["g"],
-                bias=s["bias"],
-            )
+            new: nn.Module = conv_from_spec(s)
         elif s["type"] == "bn":
             new = nn.BatchNorm2d(s["n"])
         else:

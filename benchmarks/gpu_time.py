@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _arch import rebuild  # noqa: E402
+from _arch import conv_from_spec, rebuild  # noqa: E402
 
 DT = {"fp32": torch.float32, "fp16": torch.float16}
 # CUDA when there is one; the CPU path exists only so the smoke test can run this script without a GPU.
@@ -72,6 +72,15 @@ def time_forwards(m: nn.Module, x: torch.Tensor, number: int) -> list[float]:
     return [a.elapsed_time(b) for a, b in evs]
 
 
+def _summarise(res: dict[str, Any]) -> dict[str, Any]:
+    """Per model: its round medians plus median and quartiles over every forward (``all``)."""
+    out = {}
+    for k, r in res.items():
+        a = r.pop("all")
+        out[k] = {**r, "median_ms": q(a, 0.5), "q1_ms": q(a, 0.25), "q3_ms": q(a, 0.75), "n": len(a)}
+    return out
+
+
 def run_setting(
     models: dict[str, nn.Module],
     dtype: str,
@@ -98,11 +107,7 @@ def run_setting(
                 ts = time_forwards(m, x, number)
                 res[k]["round_medians"].append(q(ts, 0.5))
                 res[k]["all"].extend(ts)
-    out = {}
-    for k, r in res.items():
-        a = r.pop("all")
-        out[k] = {**r, "median_ms": q(a, 0.5), "q1_ms": q(a, 0.25), "q3_ms": q(a, 0.75), "n": len(a)}
-    return out
+    return _summarise(res)
 
 
 def graph_b1(
@@ -136,11 +141,7 @@ def graph_b1(
                 ts = [a.elapsed_time(b) for a, b in evs]
                 res[k]["round_medians"].append(q(ts, 0.5))
                 res[k]["all"].extend(ts)
-    out = {}
-    for k, r in res.items():
-        a = r.pop("all")
-        out[k] = {**r, "median_ms": q(a, 0.5), "q1_ms": q(a, 0.25), "q3_ms": q(a, 0.75), "n": len(a)}
-    return out
+    return _summarise(res)
 
 
 def conv_inputs(m: nn.Module, batch: int) -> dict[str, tuple[int, ...]]:
@@ -158,21 +159,7 @@ def conv_inputs(m: nn.Module, batch: int) -> dict[str, tuple[int, ...]]:
 
 
 def time_conv(spec: dict[str, Any], in_shape: tuple[int, ...], dtype: str, number: int) -> float:
-    conv = (
-        nn.Conv2d(
-            spec["in"],
-            spec["out"],
-            tuple(spec["k"]),
-            tuple(spec["s"]),
-            tuple(spec["p"]),
-            tuple(spec["d"]),
-            spec["g"],
-            bias=spec["bias"],
-        )
-        .to(DEV)
-        .to(DT[dtype])
-        .eval()
-    )
+    conv = conv_from_spec(spec).to(DEV).to(DT[dtype]).eval()
     x = torch.randn(*in_shape, device=DEV, dtype=DT[dtype])
     with torch.inference_mode():
         for _ in range(3):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import sys
 import tempfile
@@ -30,19 +29,18 @@ for p in (ROOT, ROOT / "benchmarks"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from _arch import rebuild  # noqa: E402
+from _arch import fmnist_base, rebuild  # noqa: E402
 
 from hwprune.measure import EvaluatorConfig, load_target, measure  # noqa: E402
 from hwprune.measure.space import conv_layer_configs  # noqa: E402
 from hwprune.measure.table import CONFIG_COLUMNS, read_table  # noqa: E402
-from hwprune.models import build_model  # noqa: E402
 
 SLOW = 1.05
 
 
 def decisions(raw: dict[str, Any], methods: list[str], batch: int) -> list[dict[str, Any]]:
     """Every conv of the named final models whose config differs from the dense model's."""
-    base = functools.partial(build_model, raw.get("model", "small_resnet"), 10, 1, 28)
+    base = fmnist_base(raw)
     shape = (batch, 1, 28, 28)
     dense = {c.name: c.config for c in conv_layer_configs(base().eval(), shape)}
     out = []

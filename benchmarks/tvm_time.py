@@ -14,7 +14,6 @@ Used by ``benchmarks/e2e.py --stage fmnist --tvm``.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import statistics
 import sys
@@ -123,13 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "benchmarks"))
     sys.path.insert(0, str(ROOT))
-    from _arch import rebuild, time_cpu_rounds
-
-    from hwprune.models import build_model
+    from _arch import fmnist_base, rebuild, time_cpu_rounds
 
     raw_path = Path(args.raw)
     raw = json.loads(raw_path.read_text())
-    base = functools.partial(build_model, raw.get("model", "small_resnet"), 10, 1, 28)
+    base = fmnist_base(raw)
     keep = [s.strip() for s in args.only.split(",") if s.strip()] or list(raw["results"])
     missing = [k for k in keep if "arch" not in raw["results"].get(k, {})]
     if missing:
