@@ -18,7 +18,19 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Predictor", "SnapMode", "friendly_counts", "friendly_from_curve", "snap", "vary_channels"]
+__all__ = [
+    "SLOWDOWN_TOLERANCE",
+    "Predictor",
+    "SnapMode",
+    "friendly_counts",
+    "friendly_from_curve",
+    "snap",
+    "vary_channels",
+]
+
+SLOWDOWN_TOLERANCE: float = 0.05
+"""A pruned layer or model counts as *slower* when it runs more than this share slower than the reference
+(timing noise on a quiet machine stays well inside it)."""
 
 SnapMode = Literal["up", "down", "nearest"]
 _SNAP_MODES: tuple[str, ...] = ("up", "down", "nearest")

@@ -16,7 +16,37 @@ from hwprune.measure import EvaluatorConfig, Target, load_target, measure, model
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PredictorFactory", "ensure_predictor"]
+__all__ = ["FAST_PREDICTOR", "PredictorFactory", "cache_table_path", "ensure_predictor"]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", text).strip("_")[:60] or "unknown"
+
+
+def cache_table_path(
+    target: Target, model: nn.Module, input_shape: tuple[int, ...], cache_dir: str | os.PathLike[str]
+) -> Path:
+    """Where a model's freshly measured table is cached: keyed by target, device, library, model, size, batch.
+
+    ``<cache_dir>/<target>/<device>__<torch version>/<model>_<h>_b<batch>.csv``: a table measured on
+    another card, batch or library version is never reused as if it were this one's.
+
+    Example:
+        >>> cache_table_path(load_target("cpu_torch"), build_model("small_resnet"), (1, 1, 28, 28), "t")  # doctest: +SKIP
+        PosixPath('t/cpu_torch/Intel_R_Xeon_R_..._2.14.1/smallresnet_28_b1.csv')
+    """
+    import torch
+
+    from hwprune.measure import Backend
+
+    backend = Backend.create(target.backend, target)
+    if target.backend == "cudnn" and torch.cuda.is_available():
+        device = target.device or torch.cuda.get_device_name(int(target.options.get("device_index", 0)))
+    else:
+        device = backend.device_name() if target.backend == "torch_cpu" else (target.device or target.backend)
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", type(model).__name__.lower())
+    folder = Path(os.path.expanduser(str(cache_dir))) / target.name / f"{_slug(device)}__{_slug(torch.__version__)}"
+    return folder / f"{name}_{int(input_shape[-1])}_b{int(input_shape[0])}.csv"
 
 
 def ensure_predictor(
@@ -25,49 +55,70 @@ def ensure_predictor(
     input_shape: tuple[int, ...],
     cache_dir: str | os.PathLike[str] = "tables",
     *,
-    step: int = 4,
+    step: int = 3,
     floor: float = 0.25,
+    pairs: int = 24,
     evaluator: EvaluatorConfig | None = None,
     predictor_kwargs: Mapping[str, Any] | None = None,
+    calibrate: bool = True,
+    use_shipped_table: bool = False,
 ) -> Any:
-    """Return a :class:`~hwprune.predict.LatencyPredictor` for ``model`` on ``target``.
+    """Return a :class:`~hwprune.predict.LatencyPredictor` for ``model`` on ``target``, at the run's batch.
 
-    The model's layer space (each conv's output channels swept from ``floor`` to 1.0 of the original, every
-    ``step``-th count) is measured into ``<cache_dir>/<target>/<model>_<h>.csv`` with
-    :func:`hwprune.measure.measure`, which skips configurations already in the table, so a second run
-    measures nothing. The target's shipped table, when it exists, is fitted on together with it.
+    1. The model's 2-D layer space (:func:`hwprune.measure.model_space` with ``sweep_in="2d"``: out and in
+       sweeps and (in, out) pairs over every residue mod 8), plus the conv configs of randomly pruned
+       variants of it (:func:`hwprune.prune.calibration.calibration_variants`: what pruned models really
+       contain), is measured on ``target`` at batch ``input_shape[0]`` into :func:`cache_table_path`.
+       Configurations already there are skipped, so a second run measures nothing.
+    2. A predictor is fitted on that table.
+    3. Where this process can time whole models on the target (this CPU, a local GPU), the dense model
+       and the variants are timed end to end and the predictor's whole-model terms are calibrated
+       (:meth:`~hwprune.predict.LatencyPredictor.calibrate`), so ``predict_model`` is the network's time,
+       not its convs' sum.
 
     Args:
         target: A :class:`~hwprune.measure.Target` or catalogue name.
         model: The dense model.
-        input_shape: Its input shape including batch.
+        input_shape: Its input shape including batch (the deployment batch: the sweep uses it).
         cache_dir: Root of the cached tables.
-        step: Channel step of the sweep.
+        step: Channel step of the 1-D sweeps (odd steps visit every residue mod 8).
         floor: Smallest fraction of each conv's channels swept.
+        pairs: (in, out) pairs per conv shape.
         evaluator: Timing settings (default :class:`~hwprune.measure.EvaluatorConfig`).
         predictor_kwargs: Arguments of :class:`~hwprune.predict.LatencyPredictor`.
+        calibrate: Calibrate the whole-model terms where the target can be timed here.
+        use_shipped_table: Also fit on the target's shipped table (``target.table``). Off by default: a
+            shipped table comes from another machine (the ``cpu_torch`` ones from an Intel Xeon), and
+            mixing it in is logged with both devices named.
 
     Returns:
-        The fitted predictor.
+        The fitted predictor; ``source_table_`` names the table it was fitted on.
 
     Raises:
-        ValueError: If ``step`` or ``floor`` is out of range (see :func:`hwprune.measure.model_space`).
+        ValueError: If ``step``, ``floor`` or ``pairs`` is out of range (see :func:`hwprune.measure.model_space`).
 
     Example:
         >>> model = build_model("small_resnet")
         >>> pred = ensure_predictor("cpu_torch", model, (1, 1, 28, 28))  # doctest: +SKIP
     """
+    import dataclasses
+
     import pandas as pd
-
-    from hwprune.predict import LatencyPredictor
-
-    target = load_target(target)
-    name = re.sub(r"[^A-Za-z0-9_]+", "_", type(model).__name__.lower())
-    table = Path(os.path.expanduser(str(cache_dir))) / target.name / f"{name}_{int(input_shape[-1])}.csv"
-    table.parent.mkdir(parents=True, exist_ok=True)
-    space = model_space(model, tuple(int(s) for s in input_shape), floor=floor, step=step)
     import torch
 
+    from hwprune.measure.model_timing import can_time_models
+    from hwprune.predict import LatencyPredictor
+    from hwprune.prune.calibration import calibrate_on_target, calibration_variants, variant_configs
+
+    shape = tuple(int(s) for s in input_shape)
+    target = load_target(target)
+    if target.batch is not None and target.batch != shape[0]:
+        log.info("target %s: measuring at the run's batch %d (the target's default is %d)", target.name, shape[0], target.batch)
+    target = dataclasses.replace(target, batch=shape[0])
+    table = cache_table_path(target, model, shape, cache_dir)
+    table.parent.mkdir(parents=True, exist_ok=True)
+    variants = calibration_variants(model, shape)
+    space = model_space(model, shape, floor=floor, step=step, pairs=pairs) + variant_configs(variants, shape)
     threads = torch.get_num_threads()
     try:
         summary = measure(target, space, table, evaluator=evaluator, progress=True)
@@ -75,26 +126,42 @@ def ensure_predictor(
         torch.set_num_threads(threads)  # the backend may pin threads for timing; training needs them back
     log.info(
         "layer space of %s on %s: %d measured now, %d cached (%s)",
-        name,
+        type(model).__name__,
         target.name,
         summary.measured,
         summary.skipped,
         table,
     )
     frames = [read_table(table)]
-    if target.table and Path(target.table).exists() and Path(target.table).resolve() != table.resolve():
-        frames.append(read_table(target.table))
+    if use_shipped_table and target.table and Path(target.table).exists():
+        shipped = read_table(target.table)
+        log.warning(
+            "fitting %s on its shipped table %s too: measured on %s, the fresh table on %s",
+            target.name,
+            target.table,
+            sorted(pd.unique(shipped["device"].astype(str))),
+            sorted(pd.unique(frames[0]["device"].astype(str))),
+        )
+        frames.append(shipped)
     df = pd.concat(frames, ignore_index=True)
-    kwargs = dict(
-        predictor_kwargs
-        or {
-            "estimator": "extra_trees",
-            "target_transform": "log_per_flop",
-            "cv_folds": 0,
-            "n_estimators": 100,
-        }
-    )
-    return LatencyPredictor(**kwargs).fit(df)
+    kwargs = dict(predictor_kwargs or FAST_PREDICTOR)
+    pred = LatencyPredictor(**kwargs).fit(df)
+    pred.source_table_ = str(table)
+    if calibrate and can_time_models(target):
+        try:
+            calibrate_on_target(pred, target, model, shape, variants=variants)
+        finally:
+            torch.set_num_threads(threads)
+    return pred
+
+
+FAST_PREDICTOR: dict[str, Any] = {
+    "estimator": "extra_trees",
+    "target_transform": "log_per_flop",
+    "cv_folds": 0,
+    "n_estimators": 100,
+}
+"""The predictor settings of the training path: no model search, 100 trees (a fit takes seconds)."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +171,10 @@ class PredictorFactory:
     Args:
         target: The device target (a :class:`~hwprune.measure.Target` or catalogue name).
         cache_dir: Root of the cached tables.
-        step: Channel step of the sweep.
+        step: Channel step of the 1-D sweeps.
         floor: Smallest fraction of each conv's channels swept.
+        pairs: (in, out) pairs per conv shape of the 2-D space.
+        calibrate: Calibrate whole-model latency on the target where it can be timed here.
         repeat: Timing samples per configuration.
         min_repeat_ms: Shortest sample, in ms.
         predictor_kwargs: Arguments of :class:`~hwprune.predict.LatencyPredictor`.
@@ -117,8 +186,10 @@ class PredictorFactory:
 
     target: Target | str
     cache_dir: str = "tables"
-    step: int = 4
+    step: int = 3
     floor: float = 0.25
+    pairs: int = 24
+    calibrate: bool = True
     repeat: int = 5
     min_repeat_ms: float = 10.0
     predictor_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -132,6 +203,8 @@ class PredictorFactory:
             self.cache_dir,
             step=self.step,
             floor=self.floor,
+            pairs=self.pairs,
+            calibrate=self.calibrate,
             evaluator=EvaluatorConfig(repeat=self.repeat, min_repeat_ms=self.min_repeat_ms),
             predictor_kwargs=dict(self.predictor_kwargs) or None,
         )

@@ -26,6 +26,7 @@ from hwprune.measure.table import (
     import_table,
     read_table,
 )
+from hwprune.measure.model_timing import ModelTiming, can_time_models, time_models
 from hwprune.measure.targets import BACKENDS, Target, load_target
 
 __all__ = [
@@ -36,11 +37,13 @@ __all__ = [
     "ConvLayer",
     "EvaluatorConfig",
     "MeasureSummary",
+    "ModelTiming",
     "RunResult",
     "TableError",
     "TableWriter",
     "Target",
     "Timing",
+    "can_time_models",
     "conv_layer_configs",
     "grid_space",
     "import_table",
@@ -48,6 +51,7 @@ __all__ = [
     "measure",
     "model_space",
     "read_table",
+    "time_models",
 ]
 
 

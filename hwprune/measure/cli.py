@@ -42,8 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--step", type=int, default=1, help="channel step of the sweep")
     p.add_argument("--layers", default=None, help="comma-separated conv names (prefixes) to sweep")
     p.add_argument(
-        "--sweep-in", default="coupled", choices=("coupled", "all", "none"), help="in-channel sweep mode"
+        "--sweep-in",
+        default="2d",
+        choices=("2d", "coupled", "all", "none"),
+        help="2d: out sweep, in sweep and (in, out) pairs over every residue mod 8 (default); "
+        "coupled: out sweep only",
     )
+    p.add_argument("--pairs", type=int, default=24, help="(in, out) pairs per conv shape in the 2d space")
     p.add_argument("--grid", default=None, help="YAML grid file instead of a model")
     p.add_argument("--out", default=None, help="table CSV (default: the target's `table`)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per config")
@@ -98,7 +103,8 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     else:
         layers = [x.strip() for x in args.layers.split(",")] if args.layers else None
         space = model_space(
-            args.model, args.input, floor=args.floor, step=args.step, layers=layers, sweep_in=args.sweep_in
+            args.model, args.input, floor=args.floor, step=args.step, layers=layers, sweep_in=args.sweep_in,
+            pairs=args.pairs,
         )
     out = args.out or target.table
     if not out:

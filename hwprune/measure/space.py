@@ -170,7 +170,11 @@ def _is_custom_layer(m: nn.Module) -> bool:
     return any(p.dim() >= 2 for p in m.parameters(recurse=False))
 
 
-SweepIn = Literal["coupled", "all", "none"]
+SweepIn = Literal["2d", "coupled", "all", "none"]
+
+RESIDUE_MOD: int = 8
+"""Every residue of a channel count modulo this is sampled in the 2-D space (tensor-core kernels tile
+channels by 4 and 8 on both sides, so a table without every residue cannot see their stairs)."""
 
 
 def _counts(orig: int, floor: float, step: int, multiple: int = 1) -> list[int]:
@@ -180,6 +184,32 @@ def _counts(orig: int, floor: float, step: int, multiple: int = 1) -> list[int]:
     return counts
 
 
+def _pair_sample(cin: int, cout: int, floor: float, pairs: int, seed: str) -> list[tuple[int, int]]:
+    """``pairs`` (in, out) channel pairs below the dense ones, stratified over residues mod 8.
+
+    Pair ``k`` takes in-residue ``k % 8`` and out-residue ``(k // 8 + 3 * k) % 8``, so 64 pairs visit every
+    residue combination and any 8 consecutive pairs visit every residue on each side. Within its residue a
+    count is drawn log-uniformly between ``ceil(floor * c)`` and ``c``, so small counts (where a pruned
+    layer's in-channels land when its producer is cut hard) are sampled as often as large ones. The draw
+    is seeded by the layer's shape, so a space is reproducible and a resumed sweep skips what it has.
+    """
+    import random
+    import zlib
+
+    rng = random.Random(zlib.crc32(seed.encode()))
+
+    def draw(c: int, residue: int) -> int:
+        lo = max(1, math.ceil(c * floor))
+        cands = [v for v in range(lo, c + 1) if v % RESIDUE_MOD == residue] or list(range(lo, c + 1))
+        u = math.exp(rng.uniform(math.log(lo), math.log(c + 1)))
+        return min(cands, key=lambda v: (abs(v - u), v))
+
+    out: list[tuple[int, int]] = []
+    for k in range(pairs):
+        out.append((draw(cin, k % RESIDUE_MOD), draw(cout, (k // RESIDUE_MOD + 3 * k) % RESIDUE_MOD)))
+    return out
+
+
 def model_space(
     model_or_name: nn.Module | str,
     input_shape: tuple[int, ...],
@@ -187,31 +217,44 @@ def model_space(
     floor: float = 0.25,
     step: int = 1,
     layers: Sequence[str] | None = None,
-    sweep_in: SweepIn = "coupled",
+    sweep_in: SweepIn = "2d",
+    pairs: int = 24,
 ) -> list[dict[str, Any]]:
-    """Configurations of a model's convs with channel counts swept from ``floor * orig`` to ``orig``.
+    """Configurations of a model's convs with their channel counts swept below the original.
 
-    For each conv, the out-channels take every ``step``-th count going down from the original to
-    ``ceil(floor * orig)`` (the original is always included); in-channels stay at the original, except
-    where they are coupled to the out-channels (depthwise convs: in = out = groups = count). With
-    ``sweep_in="all"`` the in-channels of every non-depthwise conv are also swept, out-channels fixed.
-    Identical configurations of several layers are merged; their ``layer`` labels are joined by ``;``.
+    A pruned conv has both its out-channels (its own group) and its in-channels (its producer's group)
+    cut, and a backend's latency is a staircase in *both* (DESIGN.md, "What the latency model must
+    capture"). So by default (``sweep_in="2d"``) each conv gets three samples:
+
+    * the out sweep at dense in-channels: every ``step``-th count from the original down to
+      ``ceil(floor * orig)`` (the original always included);
+    * the in sweep at dense out-channels, the same way (not for a model-input conv, whose in-channels are
+      the image's and are never pruned);
+    * ``pairs`` (in, out) pairs with both cut, stratified so that every residue mod 8 of each side is
+      sampled and small counts are as likely as large ones (see :func:`_pair_sample`).
+
+    Depthwise convs are swept along their one coupled count (in = out = groups). ``sweep_in="coupled"``
+    keeps only the out sweep (plus depthwise coupling), ``"all"`` adds the in sweep without pairs, and
+    ``"none"`` sweeps out-channels only. Identical configurations of several layers are merged; their
+    ``layer`` labels are joined by ``;``.
 
     Args:
         model_or_name: A module, or a :func:`hwprune.models.factory.build_model` name (built with
             ``input_size = input_shape[-1]``, ``in_channels = input_shape[1]``, 10 classes).
         input_shape: Full input shape, e.g. ``(1, 3, 224, 224)``.
         floor: Smallest fraction of the original channel count, in (0, 1].
-        step: Channel step (1 = every count: stairs need fine sweeps).
+        step: Channel step of the 1-D sweeps (1 = every count). An odd step (3, 5) still visits every
+            residue mod 8; a step of 4 or 8 visits one residue only.
         layers: Qualified conv names to keep (default: all convs); names may be given as prefixes.
-        sweep_in: ``coupled`` (default), ``all`` or ``none`` (no coupling either).
+        sweep_in: ``2d`` (default), ``coupled``, ``all`` or ``none`` (no coupling either).
+        pairs: (in, out) pairs per conv shape in the ``2d`` space (>= 0).
 
     Returns:
         Config dicts keyed by :data:`~hwprune.measure.table.CONFIG_COLUMNS` plus ``layer``.
 
     Raises:
-        ValueError: If ``floor`` is not in (0, 1], ``step`` < 1, ``sweep_in`` unknown, or a name in
-            ``layers`` matches no conv.
+        ValueError: If ``floor`` is not in (0, 1], ``step`` < 1, ``pairs`` < 0, ``sweep_in`` unknown, or a
+            name in ``layers`` matches no conv.
 
     Example:
         >>> len(model_space("small_resnet", (1, 1, 28, 28), step=8)) > 10
@@ -221,6 +264,8 @@ def model_space(
         raise ValueError(f"`floor` must be in (0, 1], got {floor}")
     if isinstance(step, bool) or int(step) != step or step < 1:
         raise ValueError(f"`step` must be an integer >= 1, got {step!r}")
+    if isinstance(pairs, bool) or int(pairs) != pairs or pairs < 0:
+        raise ValueError(f"`pairs` must be an integer >= 0, got {pairs!r}")
     if sweep_in not in get_args(SweepIn):
         raise ValueError(f"`sweep_in` must be one of {get_args(SweepIn)}, got {sweep_in!r}")
     if isinstance(model_or_name, str):
@@ -231,7 +276,8 @@ def model_space(
         )
     else:
         model = model_or_name
-    convs = conv_layer_configs(model, tuple(int(s) for s in input_shape))
+    shape = tuple(int(s) for s in input_shape)
+    convs = conv_layer_configs(model, shape)
     if layers:
         keep = [c for c in convs if any(c.name == n or c.name.startswith(n + ".") for n in layers)]
         unknown = [n for n in layers if not any(c.name == n or c.name.startswith(n + ".") for c in convs)]
@@ -253,6 +299,7 @@ def model_space(
         seen[key] = cfg
         out.append(cfg)
 
+    image_channels = shape[1]
     for layer in convs:
         base = dict(layer.config)
         g, cin, cout = base["groups"], base["in_channels"], base["out_channels"]
@@ -263,9 +310,15 @@ def model_space(
             continue
         for c in _counts(cout, floor, step, multiple=g):
             add({**base, "out_channels": c, "layer": layer.name})
-        if sweep_in == "all" and cin > 1:
+        # A conv that reads the image (in-channels = the input's) never has its in-channels pruned.
+        prunable_in = cin > 1 and not (cin == image_channels and base["height"] == shape[2])
+        if sweep_in in ("all", "2d") and prunable_in:
             for c in _counts(cin, floor, step, multiple=g):
                 add({**base, "in_channels": c, "layer": layer.name})
+        if sweep_in == "2d" and prunable_in and g == 1 and pairs:
+            key = "x".join(str(base[k]) for k in CONFIG_COLUMNS)
+            for ci, co in _pair_sample(cin, cout, floor, int(pairs), key):
+                add({**base, "in_channels": ci, "out_channels": co, "layer": layer.name})
     return out
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "feature_names",
     "layer_family",
     "layer_key",
+    "output_melems",
 ]
 
 FEATURE_SCHEMA_VERSION: int = 1
@@ -144,6 +145,32 @@ def config_frame(
     else:
         raise ValueError("`configs` must have a `dtype` column when no default dtype is known")
     return out
+
+
+def output_melems(df: pd.DataFrame) -> np.ndarray:
+    """Millions of elements each conv writes: ``batch * out_channels * out_h * out_w / 1e6``.
+
+    The BatchNorm, activation and residual add after a conv read and write this many elements, so their
+    cost (memory-bound on every backend) scales with it; see
+    :meth:`hwprune.predict.LatencyPredictor.layer_costs`.
+
+    Args:
+        df: A frame from :func:`config_frame` (or any frame with the config columns).
+
+    Returns:
+        A float64 array, one value per row.
+
+    Example:
+        >>> f = config_frame([dict(batch=2, in_channels=3, out_channels=8, height=8, width=8,
+        ...                        kernel_size=3, stride=1, padding=1, groups=1)], default_dtype="float32")
+        >>> float(output_melems(f)[0] * 1e6)
+        1024.0
+    """
+    k, s, p = (df[c].to_numpy(dtype=np.int64) for c in ("kernel_size", "stride", "padding"))
+    oh = (df["height"].to_numpy(dtype=np.int64) + 2 * p - k) // s + 1
+    ow = (df["width"].to_numpy(dtype=np.int64) + 2 * p - k) // s + 1
+    n = df["batch"].to_numpy(dtype=np.int64) * df["out_channels"].to_numpy(dtype=np.int64)
+    return (n * np.maximum(oh, 1) * np.maximum(ow, 1)).astype(np.float64) / 1e6
 
 
 def layer_key(df: pd.DataFrame) -> pd.Series:

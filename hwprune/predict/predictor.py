@@ -38,12 +38,14 @@ from torch import nn
 
 from hwprune.predict import io as pio
 from hwprune.predict.features import (
+    CONFIG_COLUMNS,
     FEATURE_SCHEMA_VERSION,
     DevicePeaks,
     build_features,
     config_frame,
     feature_names,
     layer_key,
+    output_melems,
 )
 
 log = logging.getLogger(__name__)
@@ -188,8 +190,13 @@ class LatencyPredictor(BaseEstimator):
         validation_: Cross-validated metrics of the chosen model (``layer_*``: unseen layer shapes,
             ``count_*``: unseen rows of known layers): ``within5``, ``within10``, ``mape``.
         cv_results_: One dict per candidate with its grouped-CV metrics.
-        remainder_fraction_: Non-conv time as a fraction of the conv sum, set by :meth:`calibrate`
-            (0.0 until then).
+        elem_ms_per_m_: Whole-model calibration (:meth:`calibrate`): ms per million output elements of
+            a conv, the cost of the BatchNorm, activation and add that follow it (0.0 until calibrated).
+        overhead_ms_: Whole-model calibration: ms that do not scale with the channels (launches,
+            pooling, the classifier; 0.0 until calibrated; may be negative when isolated conv timings
+            run slower than the same convs inside the network).
+        calibration_: The end-to-end measurements the calibration was fitted on, as plain records
+            (conv configs and measured ms), so a refit on a grown table can re-fit the calibration.
 
     Example:
         >>> pred = LatencyPredictor().fit("tables/cpu_torch/small_resnet_28.csv")  # doctest: +SKIP
@@ -363,7 +370,9 @@ class LatencyPredictor(BaseEstimator):
         self.n_train_rows_ = len(df)
         self.validation_ = validation
         self.cv_results_ = cv_results
-        self.remainder_fraction_ = 0.0
+        self.elem_ms_per_m_ = 0.0
+        self.overhead_ms_ = 0.0
+        self.calibration_: list[dict[str, Any]] = []
         self.n_features_in_ = X.shape[1]
         log.info("fitted %s/%s on %d rows of target %s", best[0], best[1], len(df), target)
         return self
@@ -430,8 +439,30 @@ class LatencyPredictor(BaseEstimator):
             )
         return np.stack([self._decode(t.predict(X), X, self.transform_) for t in self.estimator_.estimators_])
 
+    def layer_costs(self, configs: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Predicted cost (ms) of each conv *with the elementwise layers that follow it*.
+
+        ``predict(configs) + elem_ms_per_m_ * output elements / 1e6``: the conv itself, plus the BatchNorm,
+        activation and residual add that read and write its output, whose cost scales with the output's
+        size (calibrated by :meth:`calibrate`; 0 before). Summed over a network's convs and added to
+        :attr:`overhead_ms_`, this is :meth:`predict_model`; the planner prices channel groups with it.
+
+        Args:
+            configs: As for :meth:`predict`.
+
+        Returns:
+            A float64 array of ms, one per row.
+
+        Example:
+            >>> pred.layer_costs(pd.DataFrame([layer.config for layer in layers]))  # doctest: +SKIP
+        """
+        ms = self.predict(configs)
+        if self.elem_ms_per_m_ == 0.0 or len(ms) == 0:
+            return ms
+        return ms + self.elem_ms_per_m_ * output_melems(config_frame(configs, default_dtype="float32"))
+
     def conv_latencies(self, model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float]:
-        """Predicted latency (ms) of each conv layer of ``model``.
+        """Predicted latency (ms) of each conv layer of ``model`` (the conv alone).
 
         Args:
             model: Any module with ``nn.Conv2d`` layers.
@@ -453,11 +484,13 @@ class LatencyPredictor(BaseEstimator):
         return {layer.name: float(v) for layer, v in zip(layers, ms, strict=True)}
 
     def predict_model(self, model: nn.Module, input_shape: tuple[int, ...]) -> float:
-        """Predicted latency (ms) of a whole network.
+        """Predicted latency (ms) of a whole network on this target.
 
-        The sum over its conv layers times ``1 + remainder_fraction_``: the non-conv layers (BatchNorm,
-        activations, pooling, the classifier) as a share of conv time, calibrated by :meth:`calibrate` on
-        end-to-end measurements. Before calibration the remainder is 0 (conv time only).
+        The one definition of model latency in hwprune (the planner, the callback and the CLI all use it):
+        the sum of :meth:`layer_costs` over the network's convs (each conv with the elementwise layers on
+        its output) plus :attr:`overhead_ms_`. Uncalibrated, it is the sum of the convs alone, which
+        misses BatchNorm, activations, adds and launches: 22-42% of a ResNet's time on a GPU
+        (DESIGN.md). :func:`hwprune.prune.calibration.calibrate_on_target` calibrates it end to end.
 
         Args:
             model: Any module with ``nn.Conv2d`` layers.
@@ -473,47 +506,115 @@ class LatencyPredictor(BaseEstimator):
         Example:
             >>> pred.predict_model(build_model("small_resnet"), (1, 1, 28, 28))  # doctest: +SKIP
         """
+        from hwprune.measure.space import conv_layer_configs
+
         check_is_fitted(self, "estimator_")
-        return float(sum(self.conv_latencies(model, input_shape).values()) * (1.0 + self.remainder_fraction_))
+        cfgs = pd.DataFrame([layer.config for layer in conv_layer_configs(model, tuple(input_shape))])
+        return float(self.layer_costs(cfgs).sum() + self.overhead_ms_)
 
-    def calibrate(self, measurements: Sequence[tuple[nn.Module, tuple[int, ...], float]]) -> LatencyPredictor:
-        """Fit the non-conv remainder from end-to-end measurements of whole networks.
+    def refit(self, table: TableLike) -> LatencyPredictor:
+        """Fit again on a grown table, keeping the whole-model measurements and re-fitting on them.
 
-        Sets ``remainder_fraction_`` to the median over the measurements of
-        ``(measured - conv_sum) / conv_sum``. A fraction (not a constant) keeps the remainder proportional
-        when pruning shrinks the network, since BatchNorm and activation costs scale with the channels.
+        The closed loop calls this after it has measured the configs a plan mispredicted: the new rows
+        correct the conv predictions, and the calibration is re-fitted against the corrected convs.
+
+        Args:
+            table: As for :meth:`fit`.
+
+        Returns:
+            ``self``.
+
+        Example:
+            >>> pred.refit(pred.source_table_)  # doctest: +SKIP
+        """
+        records = list(getattr(self, "calibration_", []))
+        self.fit(table)
+        if records:
+            self.calibration_ = records
+            self._fit_calibration()
+        return self
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether :meth:`calibrate` has fitted the whole-model terms."""
+        return bool(getattr(self, "calibration_", []))
+
+    def calibrate(
+        self,
+        measurements: Sequence[tuple[nn.Module, tuple[int, ...], float]],
+        *,
+        append: bool = False,
+    ) -> LatencyPredictor:
+        """Fit the whole-model terms from end-to-end measurements of networks on this target.
+
+        For each measured network ``i``, ``C_i`` is the sum of its convs' predictions, ``E_i`` the millions
+        of elements its convs output and ``T_i`` the measured ms. The calibration fits
+        ``T_i - C_i = a * E_i + b`` with ``a >= 0`` (``elem_ms_per_m_``: the BatchNorm, activation and add
+        work that grows with every channel kept) and ``b`` (``overhead_ms_``: launches, pooling, the
+        classifier), by least squares on the relative error. Measure the dense network and several
+        pruned variants (:func:`hwprune.prune.calibration.calibrate_on_target` does): with one network,
+        or networks of near-equal size, ``a`` is not identifiable and only ``b`` is fitted.
 
         Args:
             measurements: ``(model, input_shape, measured_ms)`` triples, measured on this target.
+            append: Add to the measurements already fitted on (the closed loop does) instead of
+                replacing them.
 
         Returns:
             ``self``.
 
         Raises:
             sklearn.exceptions.NotFittedError: If not fitted.
-            ValueError: If ``measurements`` is empty or a latency is not > 0.
+            ValueError: If ``measurements`` is empty or a latency is not finite and > 0.
 
         Example:
-            >>> pred.calibrate([(model, (1, 1, 28, 28), 0.91)])  # doctest: +SKIP
+            >>> pred.calibrate([(dense, (1, 1, 28, 28), 0.64), (pruned, (1, 1, 28, 28), 0.41)])  # doctest: +SKIP
         """
+        from hwprune.measure.space import conv_layer_configs
+
         check_is_fitted(self, "estimator_")
         if len(measurements) == 0:
             raise ValueError(
                 "`measurements` must hold at least one (model, input_shape, ms) triple, got none"
             )
-        fractions = []
+        records = list(self.calibration_) if append else []
         for model, shape, ms in measurements:
             if not (isinstance(ms, int | float) and math.isfinite(ms) and ms > 0):
                 raise ValueError(f"`measurements` latencies must be finite ms > 0, got {ms!r}")
-            conv = sum(self.conv_latencies(model, shape).values())
-            fractions.append((float(ms) - conv) / conv)
-        self.remainder_fraction_ = float(max(np.median(fractions), -0.9))
-        log.info(
-            "calibrated remainder: %.1f%% of conv time over %d model(s)",
-            100 * self.remainder_fraction_,
-            len(fractions),
-        )
+            cfgs = [[int(layer.config[k]) for k in CONFIG_COLUMNS] for layer in conv_layer_configs(model, shape)]
+            records.append({"configs": cfgs, "measured_ms": float(ms)})
+        self.calibration_ = records
+        self._fit_calibration()
         return self
+
+    def _fit_calibration(self) -> None:
+        """(Re)fit ``elem_ms_per_m_`` and ``overhead_ms_`` on :attr:`calibration_` with the current regressor."""
+        conv, elems, meas = [], [], []
+        for rec in self.calibration_:
+            cfg = pd.DataFrame(rec["configs"], columns=list(CONFIG_COLUMNS))
+            conv.append(float(self.predict(cfg).sum()))
+            elems.append(float(output_melems(config_frame(cfg, default_dtype="float32")).sum()))
+            meas.append(float(rec["measured_ms"]))
+        c, e, t = np.array(conv), np.array(elems), np.array(meas)
+        r, w = t - c, 1.0 / t  # relative error: a 10% miss on a small model counts like one on a big one
+        a, b = 0.0, float(np.average(r, weights=w**2))
+        if len(t) >= 2 and np.ptp(e) > 0.05 * np.max(e):
+            A = np.stack([e * w, w], axis=1)
+            (a_ls, b_ls), *_ = np.linalg.lstsq(A, r * w, rcond=None)
+            if a_ls > 0:
+                a, b = float(a_ls), float(b_ls)
+        # The whole model must stay above its convs' floor: overhead may be negative, never below -0.9 C.
+        b = max(b, -0.9 * float(np.min(c + a * e)))
+        self.elem_ms_per_m_, self.overhead_ms_ = a, b
+        pred = c + a * e + b
+        log.info(
+            "calibrated whole-model latency on %d network(s): %.4g ms per M output elements, overhead "
+            "%.4g ms; fit error max %.1f%%",
+            len(t),
+            a,
+            b,
+            100 * float(np.max(np.abs(pred / t - 1.0))),
+        )
 
     # ------------------------------------------------------------------ files
     def metadata(self) -> dict[str, Any]:
@@ -551,7 +652,9 @@ class LatencyPredictor(BaseEstimator):
             "validation": {k: float(v) for k, v in self.validation_.items()},
             "estimator_kind": self.estimator_kind_,
             "transform": self.transform_,
-            "remainder_fraction": float(self.remainder_fraction_),
+            "elem_ms_per_m": float(self.elem_ms_per_m_),
+            "overhead_ms": float(self.overhead_ms_),
+            "calibration": list(self.calibration_),
             "peaks": {k: (None if v is None else float(v)) for k, v in asdict(self.peaks_).items()},
             "params": {k: v for k, v in self.get_params().items()},
         }
@@ -643,7 +746,9 @@ class LatencyPredictor(BaseEstimator):
             obj.n_train_rows_ = int(meta["n_train_rows"])
             obj.validation_ = dict(meta["validation"])
             obj.cv_results_ = []
-            obj.remainder_fraction_ = float(meta["remainder_fraction"])
+            obj.elem_ms_per_m_ = float(meta.get("elem_ms_per_m", 0.0))
+            obj.overhead_ms_ = float(meta.get("overhead_ms", 0.0))
+            obj.calibration_ = list(meta.get("calibration", []))
             obj.n_features_in_ = len(meta["feature_names"])
         except (KeyError, TypeError, AttributeError) as err:
             raise pio.PredictorFileError(f"{path} has incomplete metadata: {err!r}") from err

@@ -37,6 +37,7 @@ from hwprune.measure.space import conv_layer_configs
 from hwprune.measure.table import CONFIG_COLUMNS
 from hwprune.prune.graph import ChannelGroup, GroupedModel
 from hwprune.prune.importance import ImportanceKind, group_scores, make_importance
+from hwprune.prune.model_latency import layer_cost_fn, overhead_ms
 from hwprune.staircase import Predictor, SnapMode, friendly_from_curve, snap
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ class LatencyModel:
         self, predictor: Predictor, layers: Mapping[str, Mapping[str, int]], groups: Sequence[ChannelGroup]
     ) -> None:
         self.predictor = predictor
+        self._cost = layer_cost_fn(predictor)  # each conv with the elementwise layers on its output
+        self.overhead = overhead_ms(predictor)
         self.base = {n: dict(c) for n, c in layers.items()}
         self.groups = list(groups)
         self.width = {g.index: g.width for g in groups}
@@ -147,7 +150,7 @@ class LatencyModel:
         missing = sorted({c for c in configs if c not in self._cache})
         if missing:
             pred = np.asarray(
-                self.predictor.predict(pd.DataFrame(missing, columns=list(_CONFIG_KEYS))), dtype=float
+                self._cost(pd.DataFrame(missing, columns=list(_CONFIG_KEYS))), dtype=float
             ).reshape(-1)
             if pred.shape[0] != len(missing):
                 raise ValueError(f"predictor returned {pred.shape[0]} latencies for {len(missing)} configs")
@@ -157,8 +160,8 @@ class LatencyModel:
         return np.array([self._cache[c] for c in configs], dtype=float)
 
     def total(self, plan: Mapping[int, int]) -> float:
-        """Predicted model latency (ms) under ``plan``."""
-        return float(self.latencies([self.config(n, plan) for n in self.base]).sum())
+        """Predicted model latency (ms) under ``plan``: :func:`~hwprune.prune.model_latency.predicted_latency`."""
+        return float(self.latencies([self.config(n, plan) for n in self.base]).sum()) + self.overhead
 
     def curves(
         self, gis: Sequence[int], domains: Mapping[int, Sequence[int]], plan: Mapping[int, int]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -14,7 +14,7 @@ from hwprune.measure.targets import Target
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Backend", "RunResult"]
+__all__ = ["Backend", "ModelRunner", "RunResult"]
 
 # kind -> "module:Class"; modules import lazily so torch/tvm/pyarmnn load only when used.
 _REGISTRY: dict[str, str] = {
@@ -43,6 +43,21 @@ class RunResult:
     repeats: int
     error: str | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelRunner:
+    """A prepared whole network: ``fn()`` runs one forward pass on the target.
+
+    Attributes:
+        fn: One inference on a fixed random input (the result is ignored).
+        sync: Called before reading a host clock (``torch.cuda.synchronize`` on a GPU), or None.
+        timer: ``timer(fn, n) -> ms`` replacing the wall clock (CUDA events), or None.
+    """
+
+    fn: Callable[[], object]
+    sync: Callable[[], None] | None = None
+    timer: Callable[[Callable[[], object], int], float] | None = None
 
 
 class Backend(ABC):
@@ -106,6 +121,20 @@ class Backend(ABC):
     @abstractmethod
     def run(self, config: Mapping[str, int]) -> RunResult:
         """Time one configuration (keys: :data:`~hwprune.measure.table.CONFIG_COLUMNS`); may raise."""
+
+    def model_runner(self, model: Any, input_shape: tuple[int, ...]) -> ModelRunner:
+        """Prepare a whole network for timing on this target, with the target's own settings.
+
+        Backends that can run a whole model in this process (torch CPU, cuDNN) override this; the others
+        time single layers only, and the closed loop and ``verify`` fall back to the predictor.
+
+        Raises:
+            NotImplementedError: If this backend cannot time a whole model here.
+        """
+        raise NotImplementedError(
+            f"backend {self.kind!r} times single conv layers only; it cannot time a whole model in this "
+            "process (use `hwprune.measure.time_models` with a torch_cpu or cudnn target)"
+        )
 
     def measure_one(self, config: Mapping[str, int]) -> RunResult:
         """:meth:`run`, with any exception turned into an error result."""

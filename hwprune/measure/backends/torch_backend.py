@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hwprune.measure.backends.base import Backend, RunResult
+from hwprune.measure.backends.base import Backend, ModelRunner, RunResult
 from hwprune.measure.evaluator import time_callable
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,26 @@ def build_conv(
     return conv, x
 
 
+def _prepared(
+    model: nn.Module, input_shape: tuple[int, ...], dtype: str, device: torch.device, channels_last: bool
+) -> ModelRunner:
+    """A private eval-mode copy of ``model`` on ``device`` with a random input, as one forward callable."""
+    import copy
+
+    tdt = _TORCH_DTYPES[dtype]
+    m = copy.deepcopy(model).to(device=device, dtype=tdt).eval()
+    x = torch.randn(*[int(s) for s in input_shape]).to(device=device, dtype=tdt)
+    if channels_last:
+        m = m.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def fn() -> object:
+        with torch.inference_mode():
+            return m(x)
+
+    return ModelRunner(fn)
+
+
 class TorchCPUBackend(Backend):
     """torch on the CPU (oneDNN/mkldnn conv), timed with the wall clock.
 
@@ -98,6 +118,11 @@ class TorchCPUBackend(Backend):
             "number": t.number,
         }
         return RunResult(t.median_ms, t.iqr_ms, t.repeats, None, settings)
+
+    def model_runner(self, model: nn.Module, input_shape: tuple[int, ...]) -> ModelRunner:
+        """The whole network on the CPU, with the target's threads and memory format."""
+        cl = bool(self.target.options.get("channels_last", False))
+        return _prepared(model, input_shape, "float32", torch.device("cpu"), cl)
 
 
 class CudnnBackend(Backend):
@@ -153,7 +178,14 @@ class CudnnBackend(Backend):
             )
         settings = {
             "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "tf32": torch.backends.cudnn.allow_tf32,
             "channels_last": cl,
             "number": t.number,
         }
         return RunResult(t.median_ms, t.iqr_ms, t.repeats, None, settings)
+
+    def model_runner(self, model: nn.Module, input_shape: tuple[int, ...]) -> ModelRunner:
+        """The whole network on the GPU in the target's dtype, TF32 and benchmark settings."""
+        cl = bool(self.target.options.get("channels_last", False))
+        r = _prepared(model, input_shape, self.target.dtype, self.dev, cl)
+        return ModelRunner(r.fn, torch.cuda.synchronize, self._events)

@@ -1,0 +1,327 @@
+"""Model-true latency (issue 11): measured speedups of hwprune plans against Torch-Pruning baselines.
+
+For each setting (model, batch, image size) on one target, in the setting users deploy with:
+
+1. ``runs`` times, each with a fresh cache (a freshly measured table): the training path's predictor
+   (:func:`hwprune.callbacks.predictor_factory.ensure_predictor`: 2-D layer space + pruned variants' configs,
+   fitted, then whole-model calibrated on the target), then for each budget ratio a plan made through the
+   closed loop (:func:`hwprune.prune.closed_loop.plan_and_verify`) and applied.
+2. Torch-Pruning baselines at the same parameter count as run 0's plan: uniform L1, ``round_to=8``,
+   ``round_to=32``, and global pruning with ``round_to=8`` (the pruning ratio is bisected to match).
+3. Every model, the dense one included, timed end to end on the target in interleaved rounds
+   (:func:`hwprune.measure.time_models`), and every conv decision of hwprune and uniform L1 timed against
+   its dense layer.
+4. The predictor's held-out accuracy: on (in, out) pairs left out of the fit, and on the configs of pruned
+   models (the calibration variants' convs) left out of the fit.
+
+Weights are random (no pretrained weights are downloaded): this benchmark measures latency only; accuracy
+is the Fashion-MNIST benchmarks' job (benchmarks/e2e.py).
+
+Usage (the lent GPU: scripts/device_model_true.sh; this CPU: see docs/BENCHMARKS.md)::
+
+    python benchmarks/model_true.py --target cuda_cudnn_tf32 --setting resnet18:32:224 --out OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import platform
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from hwprune.callbacks.predictor_factory import ensure_predictor
+from hwprune.measure import Backend, EvaluatorConfig, load_target, read_table, time_models
+from hwprune.measure.space import conv_layer_configs
+from hwprune.models import build_model
+from hwprune.predict import LatencyPredictor
+from hwprune.predict.predictor import within_share
+from hwprune.prune import apply_removals, build_groups, plan_pruning
+from hwprune.prune.closed_loop import plan_and_verify
+from hwprune.staircase import SLOWDOWN_TOLERANCE
+
+log = logging.getLogger("model_true")
+
+BASELINES: dict[str, dict[str, Any]] = {
+    "uniform_l1": {"round_to": None, "global_pruning": False},
+    "round_to_8": {"round_to": 8, "global_pruning": False},
+    "round_to_32": {"round_to": 32, "global_pruning": False},
+    "global_round_to_8": {"round_to": 8, "global_pruning": True},
+}
+"""Torch-Pruning's uninstructed options, all with L1 (group magnitude) importance."""
+
+
+def n_params(m: nn.Module) -> int:
+    return int(sum(p.numel() for p in m.parameters()))
+
+
+def tp_prune(dense: nn.Module, shape: tuple[int, ...], ratio: float, round_to: int | None, glob: bool) -> nn.Module:
+    """Torch-Pruning MetaPruner with L1 importance at one pruning ratio (a pruned copy)."""
+    import torch_pruning as tp
+
+    m = copy.deepcopy(dense).cpu().eval()
+    linear = [mod for mod in m.modules() if isinstance(mod, nn.Linear)]
+    pruner = tp.pruner.MetaPruner(
+        m,
+        torch.zeros(*shape[:1], *shape[1:]),
+        importance=tp.importance.GroupMagnitudeImportance(p=1),
+        pruning_ratio=ratio,
+        round_to=round_to,
+        global_pruning=glob,
+        ignored_layers=linear,
+    )
+    pruner.step()
+    return m
+
+
+def matched_baseline(
+    dense: nn.Module, shape: tuple[int, ...], params: int, round_to: int | None, glob: bool, iters: int = 9
+) -> tuple[nn.Module, float]:
+    """The Torch-Pruning model whose parameter count is closest to ``params`` (ratio by bisection)."""
+    lo, hi = 0.0, 0.95
+    best: tuple[int, nn.Module, float] | None = None
+    small = (1, *shape[1:])
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        m = tp_prune(dense, small, mid, round_to, glob)
+        p = n_params(m)
+        if best is None or abs(p - params) < best[0]:
+            best = (abs(p - params), m, mid)
+        if p > params:
+            lo = mid
+        else:
+            hi = mid
+    assert best is not None
+    return best[1], best[2]
+
+
+def hwprune_plan(
+    dense: nn.Module, pred: Any, shape: tuple[int, ...], ratio: float, target: Any, min_ratio: float
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Plan to ``ratio`` of the dense model's predicted latency through the closed loop; apply it."""
+    model = copy.deepcopy(dense)
+    dense_pred = float(pred.predict_model(dense, shape))
+    budget = ratio * dense_pred
+    planner = partial(
+        _plan, predictor=pred, shape=shape, min_ratio=min_ratio
+    )
+    t0 = time.perf_counter()
+    vp = plan_and_verify(model, pred, shape, budget, planner, target=target)
+    seconds = time.perf_counter() - t0
+    apply_removals(build_groups(model, shape), dict(vp.plan.removals))
+    return model, {
+        "budget_ms": budget,
+        "predicted_dense_ms_at_plan": vp.plan.latency_before_ms,
+        "predicted_ms_at_plan": vp.plan.latency_after_ms,
+        "predicted_speedup": vp.plan.latency_before_ms / max(vp.plan.latency_after_ms, 1e-12),
+        "closed_loop": [r.__dict__ for r in vp.rounds],
+        "accepted": vp.accepted,
+        "reason": vp.reason,
+        "plan_and_verify_s": seconds,
+        "widths": dict(vp.plan.widths),
+    }
+
+
+def _plan(gm: Any, budget: float, *, predictor: Any, shape: tuple[int, ...], min_ratio: float) -> Any:
+    return plan_pruning(gm, predictor, shape, budget, importance="l1", snap_mode="up", min_ratio=min_ratio)
+
+
+def layer_check(
+    target: Any, dense: nn.Module, pruned: nn.Module, shape: tuple[int, ...], ev: EvaluatorConfig
+) -> dict[str, Any]:
+    """Time every conv whose config changed against the same conv at its dense config."""
+    d = {c.name: c.config for c in conv_layer_configs(dense, shape)}
+    p = {c.name: c.config for c in conv_layer_configs(pruned, shape)}
+    changed = [n for n in p if n in d and p[n] != d[n]]
+    backend = Backend.create(target.backend, target, ev)
+    backend.setup()
+    rows = []
+    try:
+        cache: dict[tuple[int, ...], float | None] = {}
+
+        def t(cfg: dict[str, int]) -> float | None:
+            key = tuple(sorted(cfg.items()))
+            if key not in cache:
+                cache[key] = backend.measure_one(cfg).latency_ms
+            return cache[key]
+
+        for n in changed:
+            a, b = t(d[n]), t(p[n])
+            if a and b:
+                rows.append({"layer": n, "dense": d[n], "pruned": p[n], "dense_ms": a, "pruned_ms": b})
+    finally:
+        backend.close()
+    slow = [r for r in rows if r["pruned_ms"] > r["dense_ms"] * (1 + SLOWDOWN_TOLERANCE)]
+    return {
+        "changed": len(rows),
+        "slower": len(slow),
+        "worst": max((r["pruned_ms"] / r["dense_ms"] for r in rows), default=None),
+        "slow_layers": slow,
+    }
+
+
+def heldout_accuracy(table: str | Path, shape: tuple[int, ...]) -> dict[str, Any]:
+    """Predictor accuracy on held-out (in, out) pairs and on held-out pruned-model configs."""
+    from hwprune.callbacks.predictor_factory import FAST_PREDICTOR
+
+    df = read_table(table)
+    df = df[df["latency_ms"].notna()].reset_index(drop=True)
+    layer = df["layer"].astype(str)
+    variant = layer.str.startswith("variant") | layer.str.startswith("closed_loop")
+    key = df[["batch", "height", "width", "kernel_size", "stride", "padding", "groups"]].astype(str).agg("_".join, axis=1)
+    max_in = df.groupby(key)["in_channels"].transform("max")
+    max_out = df.groupby(key)["out_channels"].transform("max")
+    pair = (~variant) & (df["in_channels"] < max_in) & (df["out_channels"] < max_out)
+    rng = np.random.default_rng(0)
+    held_pair = pair & (rng.random(len(df)) < 0.3)
+    out: dict[str, Any] = {}
+    for name, held in (("pairs", held_pair), ("pruned_model_configs", variant)):
+        train, test = df[~held], df[held]
+        if len(test) == 0 or len(train) < 10:
+            continue
+        p = LatencyPredictor(**FAST_PREDICTOR).fit(train).predict(test)
+        y = test["latency_ms"].to_numpy(dtype=float)
+        out[name] = {
+            "n": int(len(test)),
+            "within10": within_share(p, y, 0.10),
+            "within5": within_share(p, y, 0.05),
+            "mape": float(np.mean(np.abs(p / y - 1)) * 100),
+        }
+    out["rows"] = int(len(df))
+    return out
+
+
+def run_setting(args: argparse.Namespace, spec: str) -> dict[str, Any]:
+    name, batch, size = spec.split(":")
+    shape = (int(batch), 1 if name == "small_resnet" else 3, int(size), int(size))
+    target = load_target(args.target)
+    dense = build_model(name, num_classes=10 if int(size) <= 32 else 1000, in_channels=shape[1], input_size=shape[2])
+    dense.eval()
+    ev = EvaluatorConfig(warmup=2, number=1, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms)
+    res: dict[str, Any] = {"setting": spec, "input_shape": list(shape), "target": target.name, "runs": []}
+    models: dict[str, nn.Module] = {"dense": dense}
+    for r in range(args.runs):
+        t0 = time.perf_counter()
+        pred = ensure_predictor(
+            target,
+            dense,
+            shape,
+            Path(args.out) / f"cache_run{r}",
+            step=args.step,
+            pairs=args.pairs,
+            evaluator=ev,
+        )
+        run: dict[str, Any] = {
+            "run": r,
+            "profile_s": time.perf_counter() - t0,
+            "table": pred.source_table_,
+            "table_rows": int(pred.n_train_rows_),
+            "elem_ms_per_m": pred.elem_ms_per_m_,
+            "overhead_ms": pred.overhead_ms_,
+            "plans": {},
+        }
+        if r == 0:
+            run["heldout"] = heldout_accuracy(pred.source_table_, shape)
+        for ratio in args.ratios:
+            m, info = hwprune_plan(dense, pred, shape, ratio, target, args.min_ratio)
+            info["params"] = n_params(m)
+            models[f"hwprune_{ratio:g}_run{r}"] = m
+            run["plans"][f"{ratio:g}"] = info
+            log.info("%s run %d ratio %g: %s", spec, r, ratio, info["reason"])
+        run["predictor"] = pred
+        res["runs"].append(run)
+    base_info: dict[str, Any] = {}
+    for ratio in args.ratios:
+        params = n_params(models[f"hwprune_{ratio:g}_run0"])
+        for bname, kw in BASELINES.items():
+            m, pr = matched_baseline(dense, shape, params, kw["round_to"], kw["global_pruning"])
+            models[f"{bname}_{ratio:g}"] = m
+            base_info[f"{bname}_{ratio:g}"] = {"pruning_ratio": pr, "params": n_params(m)}
+    res["baselines"] = base_info
+    names = list(models)
+    timings = time_models(target, [models[n] for n in names], shape, rounds=args.rounds, evaluator=ev)
+    final_pred = res["runs"][-1]["predictor"]
+    res["timings"] = {
+        n: {
+            "median_ms": t.median_ms,
+            "iqr_ms": t.iqr_ms,
+            "rounds_ms": list(t.rounds_ms),
+            "params": n_params(models[n]),
+            "predicted_ms": {
+                f"run{run['run']}": float(run["predictor"].predict_model(models[n], shape)) for run in res["runs"]
+            },
+        }
+        for n, t in zip(names, timings, strict=True)
+    }
+    del final_pred
+    checks = {}
+    for n in names:
+        if n.startswith("hwprune_") and n.endswith("run0") or n.startswith("uniform_l1_"):
+            checks[n] = layer_check(target, dense, models[n], shape, ev)
+    res["layer_checks"] = checks
+    for run in res["runs"]:
+        run.pop("predictor")
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target", default="cpu_torch")
+    ap.add_argument("--setting", action="append", required=True, help="model:batch:size, repeatable")
+    ap.add_argument("--runs", type=int, default=2, help="fresh-table runs (stability)")
+    ap.add_argument("--ratios", type=lambda s: [float(x) for x in s.split(",")], default=[0.5, 0.7])
+    ap.add_argument("--step", type=int, default=5)
+    ap.add_argument("--pairs", type=int, default=16)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--min-repeat-ms", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds of the final check")
+    ap.add_argument("--min-ratio", type=float, default=0.25, help="no group below this share of its width")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--json", default=None, help="results file (default OUT/model_true_<target>.json)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("hwprune.prune.planner").setLevel(logging.WARNING)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    path = Path(args.json or Path(args.out) / f"model_true_{args.target}.json")
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results["machine"] = {
+        "host": platform.node(),
+        "cpu": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }
+    for spec in args.setting:
+        t0 = time.perf_counter()
+        res = run_setting(args, spec)
+        res["wall_s"] = time.perf_counter() - t0
+        results.setdefault("settings", {})[spec] = res
+        path.write_text(json.dumps(results, indent=1, default=float))
+        print(summary_line(res), flush=True)
+    return 0
+
+
+def summary_line(res: dict[str, Any]) -> str:
+    t = res["timings"]
+    d = t["dense"]["median_ms"]
+    parts = [f"{res['setting']} dense {d:.4g} ms"]
+    for key, v in t.items():
+        if key != "dense":
+            parts.append(f"{key} {d / v['median_ms']:.2f}x")
+    return " | ".join(parts)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

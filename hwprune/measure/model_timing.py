@@ -1,0 +1,127 @@
+"""Whole-network timing on a target: what the closed loop, ``verify`` and the calibration measure.
+
+Single layers are timed by the backends' :meth:`~hwprune.measure.Backend.run`; a pruned model's real
+latency also holds BatchNorm, activations, adds, pooling, the classifier and every launch between them, so
+the plan is checked by timing the whole network with the target's own settings (threads on a CPU; dtype,
+TF32 and ``cudnn.benchmark`` on a GPU). Several models are timed in *interleaved rounds*: each round takes
+one sample of every model, so a burst of load on a shared machine slows all of them alike and their ratio
+stays true.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from hwprune.measure.backends.base import Backend
+from hwprune.measure.evaluator import EvaluatorConfig, summarize, time_callable
+from hwprune.measure.targets import Target, load_target
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ModelTiming", "can_time_models", "time_models"]
+
+_WHOLE_MODEL_BACKENDS: tuple[str, ...] = ("torch_cpu", "cudnn")
+
+
+@dataclass(frozen=True)
+class ModelTiming:
+    """One model's whole-network latency on a target, over interleaved rounds.
+
+    Attributes:
+        median_ms: Median over rounds of each round's median forward time.
+        iqr_ms: Inter-quartile range over the rounds.
+        rounds_ms: Each round's sample.
+    """
+
+    median_ms: float
+    iqr_ms: float
+    rounds_ms: tuple[float, ...]
+
+    @property
+    def spread(self) -> float:
+        """Relative spread, IQR / median."""
+        return self.iqr_ms / self.median_ms if self.median_ms > 0 else float("inf")
+
+
+def can_time_models(target: Target | str) -> bool:
+    """Whether this process can time a whole network on ``target`` (torch CPU; cuDNN with a GPU).
+
+    Example:
+        >>> can_time_models("cpu_torch")
+        True
+    """
+    target = load_target(target)
+    if target.backend == "torch_cpu":
+        return True
+    if target.backend == "cudnn":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
+
+
+def time_models(
+    target: Target | str,
+    models: Sequence[nn.Module],
+    input_shape: Sequence[int],
+    *,
+    rounds: int = 5,
+    evaluator: EvaluatorConfig | None = None,
+) -> list[ModelTiming]:
+    """Time whole networks on ``target`` in interleaved rounds.
+
+    Each round takes one :func:`~hwprune.measure.evaluator.time_callable` sample per model (warm-up,
+    then ``evaluator.repeat`` samples of at least ``min_repeat_ms``; the round keeps their median). The
+    models are copied, so the caller's modules are not moved, cast or switched to eval mode.
+
+    Args:
+        target: A :class:`Target` or catalogue name; its backend must time whole models here
+            (:func:`can_time_models`).
+        models: The networks.
+        input_shape: ``(batch, channels, height, width)``; the batch is the deployment batch.
+        rounds: Interleaved rounds (>= 1).
+        evaluator: Settings of each round's sample (default: 1 warm-up, 3 samples of >= 20 ms).
+
+    Returns:
+        One :class:`ModelTiming` per model, in order.
+
+    Raises:
+        ValueError: If ``rounds`` < 1 or ``models`` is empty.
+        NotImplementedError: If the backend cannot time a whole model in this process.
+        RuntimeError: If the backend cannot start (no GPU for a cuDNN target).
+
+    Example:
+        >>> from hwprune.models import build_model
+        >>> t = time_models("cpu_torch", [build_model("small_resnet")], (1, 1, 28, 28), rounds=1)
+        >>> t[0].median_ms > 0
+        True
+    """
+    if isinstance(rounds, bool) or int(rounds) < 1:
+        raise ValueError(f"`rounds` must be an int >= 1, got {rounds!r}")
+    if not models:
+        raise ValueError("`models` must hold at least one network, got none")
+    target = load_target(target)
+    cfg = evaluator or EvaluatorConfig(warmup=1, number=1, repeat=3, min_repeat_ms=20.0)
+    backend = Backend.create(target.backend, target, cfg)
+    shape = tuple(int(s) for s in input_shape)
+    backend.setup()
+    try:
+        runners = [backend.model_runner(m, shape) for m in models]
+        for r in runners:  # first calls build kernels / pick algorithms: keep them out of every round
+            time_callable(r.fn, EvaluatorConfig(warmup=2, number=1, repeat=3, min_repeat_ms=0.0), sync=r.sync)
+        samples: list[list[float]] = [[] for _ in models]
+        for _ in range(int(rounds)):
+            for i, r in enumerate(runners):
+                samples[i].append(time_callable(r.fn, cfg, sync=r.sync, timer=r.timer).median_ms)
+    finally:
+        backend.close()
+    out = []
+    for s in samples:
+        t = summarize(s, 1)
+        out.append(ModelTiming(float(statistics.median(s)), t.iqr_ms, tuple(s)))
+    return out

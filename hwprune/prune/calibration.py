@@ -1,0 +1,149 @@
+"""Whole-model calibration on the target: time the dense network and pruned variants end to end.
+
+A conv table knows the convs. The rest of a network's time (BatchNorm, activations, adds, pooling, the
+classifier, launches) is 22-42% of a ResNet on a GPU and a third of the main job's model on a CPU
+(DESIGN.md). :func:`calibrate_on_target` times the dense network and a few randomly pruned variants of it
+on the target itself and fits the predictor's whole-model terms
+(:meth:`hwprune.predict.LatencyPredictor.calibrate`). The variants' widths are random, odd counts
+included, so they also yield the conv configs that pruned models really contain (:func:`variant_configs`),
+which the layer-space sweep measures with the rest.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from hwprune.measure.space import conv_layer_configs
+from hwprune.prune.graph import apply_removals, build_groups
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_RATIOS", "calibrate_on_target", "calibration_variants", "variant_configs"]
+
+DEFAULT_RATIOS: tuple[float, ...] = (0.85, 0.7, 0.55, 0.4, 0.3)
+"""Mean kept share of channels of each calibration variant (the dense model is always measured too)."""
+
+
+def calibration_variants(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    ratios: Sequence[float] = DEFAULT_RATIOS,
+    seed: int = 0,
+    ignored_layers: Sequence[str | nn.Module] = (),
+    jitter: float = 0.2,
+) -> list[nn.Module]:
+    """Pruned copies of ``model``: each prunable group keeps a random share of its channels near a ratio.
+
+    Every group of variant ``i`` keeps ``round(width * ratios[i] * u)`` channels, ``u`` uniform in
+    ``[1 - jitter, 1 + jitter]``, at least one, at most its width; which channels go is random too. The
+    counts are deliberately not rounded to any multiple: the calibration must see what odd widths cost.
+
+    Args:
+        model: The dense model (not modified).
+        input_shape: Input shape including batch.
+        ratios: One kept share in (0, 1] per variant.
+        seed: Seed of the widths and channel choice.
+        ignored_layers: As for :func:`hwprune.prune.graph.build_groups`.
+        jitter: Relative spread of each group's share around its variant's ratio, in [0, 1).
+
+    Returns:
+        One pruned copy per ratio.
+
+    Raises:
+        ValueError: If a ratio is not in (0, 1] or ``jitter`` not in [0, 1).
+
+    Example:
+        >>> from hwprune.models import build_model
+        >>> vs = calibration_variants(build_model("small_resnet"), (1, 1, 28, 28), ratios=(0.5,))
+        >>> sum(p.numel() for p in vs[0].parameters()) < 309_162
+        True
+    """
+    if not 0 <= jitter < 1:
+        raise ValueError(f"`jitter` must be in [0, 1), got {jitter!r}")
+    bad = [r for r in ratios if not (isinstance(r, int | float) and 0 < r <= 1)]
+    if bad:
+        raise ValueError(f"`ratios` must be fractions in (0, 1], got {bad}")
+    rng = random.Random(seed)
+    out = []
+    for ratio in ratios:
+        m = copy.deepcopy(model).cpu()
+        gm = build_groups(m, input_shape, ignored_layers)
+        removals: dict[str, list[int]] = {}
+        for g in gm.groups:
+            if not g.prunable or g.width < 2:
+                continue
+            keep = round(g.width * ratio * rng.uniform(1 - jitter, 1 + jitter))
+            keep = min(g.width, max(1, keep))
+            if keep < g.width:
+                removals[g.root] = sorted(rng.sample(range(g.width), g.width - keep))
+        apply_removals(gm, removals)
+        out.append(m)
+    return out
+
+
+def variant_configs(variants: Sequence[nn.Module], input_shape: Sequence[int]) -> list[dict[str, Any]]:
+    """The conv configs of the variants, as layer-space rows (``layer`` = ``variant<i>:<conv>``).
+
+    Example:
+        >>> rows = variant_configs(vs, (1, 1, 28, 28))  # doctest: +SKIP
+    """
+    rows: list[dict[str, Any]] = []
+    for i, m in enumerate(variants):
+        for layer in conv_layer_configs(m, tuple(int(s) for s in input_shape)):
+            rows.append({**layer.config, "layer": f"variant{i}:{layer.name}"})
+    return rows
+
+
+def calibrate_on_target(
+    predictor: Any,
+    target: Any,
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    variants: Sequence[nn.Module] | None = None,
+    rounds: int = 3,
+    seed: int = 0,
+) -> list[tuple[nn.Module, float]]:
+    """Time the dense model and pruned variants on ``target``; fit ``predictor``'s whole-model terms.
+
+    Args:
+        predictor: A fitted :class:`~hwprune.predict.LatencyPredictor` (calibrated in place).
+        target: A :class:`~hwprune.measure.Target` or catalogue name that can time whole models here
+            (:func:`hwprune.measure.model_timing.can_time_models`).
+        model: The dense model.
+        input_shape: Input shape including batch (the deployment batch).
+        variants: Pruned copies to time (default: :func:`calibration_variants` of ``model``).
+        rounds: Interleaved timing rounds.
+        seed: Seed of the default variants.
+
+    Returns:
+        ``(network, measured ms)`` for the dense model and each variant.
+
+    Raises:
+        NotImplementedError: If the target cannot time a whole model in this process.
+
+    Example:
+        >>> calibrate_on_target(pred, "cpu_torch", build_model("small_resnet"), (1, 1, 28, 28))  # doctest: +SKIP
+    """
+    from hwprune.measure.model_timing import time_models
+
+    shape = tuple(int(s) for s in input_shape)
+    nets = [model, *(variants if variants is not None else calibration_variants(model, shape, seed=seed))]
+    timings = time_models(target, nets, shape, rounds=rounds)
+    pairs = [(n, t.median_ms) for n, t in zip(nets, timings, strict=True)]
+    predictor.calibrate([(n, shape, ms) for n, ms in pairs])
+    for (n, ms), t in zip(pairs, timings, strict=True):
+        log.info(
+            "calibration: measured %.4g ms (spread %.1f%%), predicted %.4g ms",
+            ms,
+            100 * t.spread,
+            predictor.predict_model(n, shape),
+        )
+    return pairs

@@ -1,0 +1,218 @@
+"""The closed loop: a plan is timed on the target before it is applied.
+
+A plan is only as fast as the latency model is true. Where this process can time the target (this CPU, a
+local GPU), :func:`plan_and_verify` builds the planned model aside, times it end to end against the
+current model in interleaved rounds, and
+
+* adds both measurements to the predictor's whole-model calibration (so the next plan knows what this one
+  really cost);
+* if the candidate misses the step's budget by more than ``tolerance``, measures the conv configs of the
+  candidate that the table lacks, refits the predictor on the grown table and plans again, for at most
+  ``max_rounds`` rounds;
+* never returns a plan whose candidate measured slower than the current model.
+
+Where the target cannot be timed here (a board behind TVM RPC, an ACL worker), the plan goes through on the
+predictor's word and the record says so.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from hwprune.measure.space import conv_layer_configs
+from hwprune.prune.graph import apply_removals, build_groups
+from hwprune.prune.planner import Plan
+from hwprune.staircase import SLOWDOWN_TOLERANCE
+
+log = logging.getLogger(__name__)
+
+__all__ = ["NOISY_SPREAD", "LoopRound", "VerifiedPlan", "plan_and_verify"]
+
+NOISY_SPREAD: float = 0.2
+"""A whole-model timing whose IQR over the rounds exceeds this share of its median is too noisy to
+calibrate on (a shared machine under load); the accept/refuse decision still uses its median."""
+
+
+@dataclass(frozen=True)
+class LoopRound:
+    """One plan-and-time round.
+
+    Attributes:
+        predicted_ms: The plan's predicted latency (before this round's measurements were learnt).
+        measured_ms: The candidate's measured latency.
+        current_ms: The current (unpruned-by-this-step) model's measured latency in the same rounds.
+        new_configs: Conv configs measured and added to the table after this round.
+    """
+
+    predicted_ms: float
+    measured_ms: float
+    current_ms: float
+    new_configs: int
+
+
+@dataclass(frozen=True)
+class VerifiedPlan:
+    """The outcome of :func:`plan_and_verify`.
+
+    Attributes:
+        plan: The plan to apply (its ``removals`` are empty when the step was refused).
+        rounds: The timed rounds (empty when the target cannot be timed here).
+        accepted: Whether the plan may be applied.
+        reason: Why it was accepted or refused.
+    """
+
+    plan: Plan
+    rounds: tuple[LoopRound, ...] = field(default_factory=tuple)
+    accepted: bool = True
+    reason: str = ""
+
+    @property
+    def measured_ms(self) -> float | None:
+        """The accepted candidate's measured latency (None when nothing was timed)."""
+        return self.rounds[-1].measured_ms if self.rounds else None
+
+    @property
+    def current_ms(self) -> float | None:
+        """The current model's measured latency in the last round (None when nothing was timed)."""
+        return self.rounds[-1].current_ms if self.rounds else None
+
+
+def _candidate(model: nn.Module, input_shape: Sequence[int], plan: Plan, ignored: Sequence[Any]) -> nn.Module:
+    cand = copy.deepcopy(model)
+    apply_removals(build_groups(cand, input_shape, ignored), plan.removals)
+    return cand
+
+
+def _grow_table(predictor: Any, target: Any, cand: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Measure the candidate's conv configs the predictor's table lacks; refit. Returns rows added."""
+    from hwprune.measure import measure
+
+    table = getattr(predictor, "source_table_", None)
+    if not table or not hasattr(predictor, "refit"):
+        return 0
+    rows = [{**c.config, "layer": f"closed_loop:{c.name}"} for c in conv_layer_configs(cand, input_shape)]
+    summary = measure(dataclasses.replace(target, batch=input_shape[0]), rows, table, progress=False)
+    if summary.measured:
+        predictor.refit(table)
+    return int(summary.measured)
+
+
+def plan_and_verify(
+    model: nn.Module,
+    predictor: Any,
+    input_shape: Sequence[int],
+    budget_ms: float,
+    planner: Callable[[Any, float], Plan],
+    *,
+    target: Any = None,
+    max_rounds: int = 2,
+    tolerance: float = SLOWDOWN_TOLERANCE,
+    timing_rounds: int = 5,
+    ignored_layers: Sequence[str | nn.Module] = (),
+) -> VerifiedPlan:
+    """Plan one step, and where ``target`` can be timed here, time the plan before it is applied.
+
+    Args:
+        model: The current model (not modified).
+        predictor: The step's predictor (a :class:`~hwprune.predict.LatencyPredictor` learns from each
+            round: :meth:`~hwprune.predict.LatencyPredictor.calibrate` with ``append=True``, and
+            :meth:`~hwprune.predict.LatencyPredictor.refit` when ``source_table_`` names its table).
+        input_shape: Input shape including batch.
+        budget_ms: The step's latency budget.
+        planner: ``planner(grouped_model, budget_ms) -> Plan`` (e.g. a partial of
+            :func:`hwprune.prune.planner.plan_pruning`).
+        target: A :class:`~hwprune.measure.Target` (or name) to time on; None plans open loop.
+        max_rounds: Re-plans after a missed budget (>= 0).
+        tolerance: Relative miss of the budget that triggers a re-plan.
+        timing_rounds: Interleaved timing rounds per check.
+        ignored_layers: As for :func:`hwprune.prune.graph.build_groups`.
+
+    Returns:
+        A :class:`VerifiedPlan`.
+
+    Raises:
+        ValueError: If ``max_rounds`` < 0 or ``tolerance`` < 0.
+
+    Example:
+        >>> planner = functools.partial(plan_pruning, predictor=pred, input_shape=shape)  # doctest: +SKIP
+        >>> vp = plan_and_verify(model, pred, shape, 0.5, lambda gm, b: plan_pruning(gm, pred, shape, b),
+        ...                      target="cpu_torch")  # doctest: +SKIP
+    """
+    from hwprune.measure import load_target
+    from hwprune.measure.model_timing import can_time_models, time_models
+
+    if isinstance(max_rounds, bool) or int(max_rounds) < 0:
+        raise ValueError(f"`max_rounds` must be an int >= 0, got {max_rounds!r}")
+    if not tolerance >= 0:
+        raise ValueError(f"`tolerance` must be >= 0, got {tolerance!r}")
+    shape = tuple(int(s) for s in input_shape)
+    plan = planner(build_groups(model, shape, ignored_layers), budget_ms)
+    if target is None or not plan.removals:
+        return VerifiedPlan(plan, (), True, "open loop" if target is None else "nothing to prune")
+    target = load_target(target)
+    if not can_time_models(target):
+        return VerifiedPlan(plan, (), True, f"target {target.name!r} cannot be timed here: open loop")
+    rounds: list[LoopRound] = []
+    best: tuple[Plan, LoopRound] | None = None
+    for i in range(int(max_rounds) + 1):
+        cand = _candidate(model, shape, plan, ignored_layers)
+        cur_t, cand_t = time_models(target, [model, cand], shape, rounds=timing_rounds)
+        learn = getattr(predictor, "calibrate", None)
+        noisy = max(cur_t.spread, cand_t.spread) > NOISY_SPREAD
+        if noisy:
+            log.warning(
+                "closed loop round %d: timings are noisy (spread %.0f%% / %.0f%%): not learnt from",
+                i,
+                100 * cur_t.spread,
+                100 * cand_t.spread,
+            )
+        if learn is not None and not noisy:
+            learn([(model, shape, cur_t.median_ms), (cand, shape, cand_t.median_ms)], append=True)
+        miss = cand_t.median_ms > budget_ms * (1 + tolerance)
+        grown = _grow_table(predictor, target, cand, shape) if miss and i < max_rounds else 0
+        rnd = LoopRound(plan.latency_after_ms, cand_t.median_ms, cur_t.median_ms, grown)
+        rounds.append(rnd)
+        log.info(
+            "closed loop round %d: predicted %.4g ms, measured %.4g ms (current %.4g ms, budget %.4g ms)%s",
+            i,
+            rnd.predicted_ms,
+            rnd.measured_ms,
+            rnd.current_ms,
+            budget_ms,
+            f"; measured {grown} new configs and refitted" if grown else "",
+        )
+        faster = cand_t.median_ms < cur_t.median_ms
+        if faster and (not miss or best is None or cand_t.median_ms < best[1].measured_ms):
+            best = (plan, rnd)  # the first candidate that meets the budget, else the fastest one
+        if not miss or i == max_rounds:
+            break
+        plan = planner(build_groups(model, shape, ignored_layers), budget_ms)
+        if not plan.removals:
+            break
+    if best is None:
+        empty = dataclasses.replace(plan, removals={}, latency_after_ms=plan.latency_before_ms)
+        last = rounds[-1]
+        return VerifiedPlan(
+            empty,
+            tuple(rounds),
+            False,
+            f"refused: every candidate measured no faster than the current model "
+            f"({last.measured_ms:.4g} vs {last.current_ms:.4g} ms)",
+        )
+    chosen, rnd = best
+    met = rnd.measured_ms <= budget_ms * (1 + tolerance)
+    ordered = tuple(r for r in rounds if r is not rnd) + (rnd,)  # the accepted round last
+    return VerifiedPlan(
+        chosen,
+        ordered,
+        True,
+        f"measured {rnd.measured_ms:.4g} ms against a budget of {budget_ms:.4g} ms: "
+        + ("met" if met else "NOT met (best of the rounds kept)"),
+    )
