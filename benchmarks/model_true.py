@@ -85,7 +85,7 @@ def tp_prune(dense: nn.Module, shape: tuple[int, ...], ratio: float, round_to: i
 
 
 def matched_baseline(
-    dense: nn.Module, shape: tuple[int, ...], params: int, round_to: int | None, glob: bool, iters: int = 9
+    dense: nn.Module, shape: tuple[int, ...], params: int, round_to: int | None, glob: bool, iters: int = 8
 ) -> tuple[nn.Module, float]:
     """The Torch-Pruning model whose parameter count is closest to ``params`` (ratio by bisection)."""
     lo, hi = 0.0, 0.95
@@ -228,6 +228,7 @@ def run_setting(args: argparse.Namespace, spec: str) -> dict[str, Any]:
             "table_rows": int(pred.n_train_rows_),
             "elem_ms_per_m": pred.elem_ms_per_m_,
             "overhead_ms": pred.overhead_ms_,
+            "floor_ms": pred.floor_ms_,
             "plans": {},
         }
         if r == 0:
@@ -249,11 +250,15 @@ def run_setting(args: argparse.Namespace, spec: str) -> dict[str, Any]:
             base_info[f"{bname}_{ratio:g}"] = {"pruning_ratio": pr, "params": n_params(m)}
     res["baselines"] = base_info
     names = list(models)
-    timings = time_models(target, [models[n] for n in names], shape, rounds=args.rounds, evaluator=ev)
+    whole = EvaluatorConfig(warmup=1, number=1, repeat=3, min_repeat_ms=args.model_sample_ms)
+    timings = time_models(target, [models[n] for n in names], shape, rounds=args.rounds, evaluator=whole)
+    dense_t = timings[0]
     final_pred = res["runs"][-1]["predictor"]
     res["timings"] = {
         n: {
             "median_ms": t.median_ms,
+            "speedup": t.speedup_over(dense_t)[0],
+            "speedup_iqr": t.speedup_over(dense_t)[1],
             "iqr_ms": t.iqr_ms,
             "rounds_ms": list(t.rounds_ms),
             "params": n_params(models[n]),
@@ -285,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--min-repeat-ms", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds of the final check")
+    ap.add_argument("--model-sample-ms", type=float, default=50.0, help="whole-model timing sample length")
     ap.add_argument("--min-ratio", type=float, default=0.25, help="no group below this share of its width")
     ap.add_argument("--out", required=True)
     ap.add_argument("--json", default=None, help="results file (default OUT/model_true_<target>.json)")
@@ -319,7 +325,7 @@ def summary_line(res: dict[str, Any]) -> str:
     parts = [f"{res['setting']} dense {d:.4g} ms"]
     for key, v in t.items():
         if key != "dense":
-            parts.append(f"{key} {d / v['median_ms']:.2f}x")
+            parts.append(f"{key} {v['speedup']:.2f}x")
     return " | ".join(parts)
 
 

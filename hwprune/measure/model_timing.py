@@ -42,6 +42,16 @@ class ModelTiming:
     iqr_ms: float
     rounds_ms: tuple[float, ...]
 
+    def speedup_over(self, reference: ModelTiming) -> tuple[float, float]:
+        """Median and IQR of the per-round ratio ``reference / self`` (rounds are paired in time).
+
+        Load on a shared machine comes in bursts that slow one round of every model alike, so the ratio
+        within a round is steadier than the ratio of the medians.
+        """
+        ratios = [r / s for r, s in zip(reference.rounds_ms, self.rounds_ms, strict=True)]
+        t = summarize(ratios, 1)
+        return float(statistics.median(ratios)), t.iqr_ms
+
     @property
     def spread(self) -> float:
         """Relative spread, IQR / median."""
@@ -85,7 +95,8 @@ def time_models(
         models: The networks.
         input_shape: ``(batch, channels, height, width)``; the batch is the deployment batch.
         rounds: Interleaved rounds (>= 1).
-        evaluator: Settings of each round's sample (default: 1 warm-up, 3 samples of >= 20 ms).
+        evaluator: Settings of each round's sample (default: 1 warm-up, 3 samples of >= 50 ms; short
+            samples of a launch-bound GPU network spread by 20-60% on the lent H200).
 
     Returns:
         One :class:`ModelTiming` per model, in order.
@@ -106,7 +117,7 @@ def time_models(
     if not models:
         raise ValueError("`models` must hold at least one network, got none")
     target = load_target(target)
-    cfg = evaluator or EvaluatorConfig(warmup=1, number=1, repeat=3, min_repeat_ms=20.0)
+    cfg = evaluator or EvaluatorConfig(warmup=1, number=1, repeat=3, min_repeat_ms=50.0)
     backend = Backend.create(target.backend, target, cfg)
     shape = tuple(int(s) for s in input_shape)
     backend.setup()

@@ -81,6 +81,18 @@ def within_share(pred: np.ndarray, true: np.ndarray, tol: float) -> float:
     return float(np.mean(np.abs(pred / true - 1.0) <= tol + 1e-12))
 
 
+def _fit_work(c: np.ndarray, e: np.ndarray, t: np.ndarray) -> tuple[float, float]:
+    """Least squares on relative error of ``t - c = a * e + b`` with ``a >= 0``; ``a`` only if ``e`` varies."""
+    r, w = t - c, 1.0 / t
+    b = float(np.average(r, weights=w**2))
+    if len(t) >= 2 and np.ptp(e) > 0.05 * np.max(e):
+        A = np.stack([e * w, w], axis=1)
+        (a_ls, b_ls), *_ = np.linalg.lstsq(A, r * w, rcond=None)
+        if a_ls > 0:
+            return float(a_ls), float(b_ls)
+    return 0.0, b
+
+
 def _mape(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(np.abs(pred / true - 1.0)) * 100.0) if len(true) else math.nan
 
@@ -195,6 +207,8 @@ class LatencyPredictor(BaseEstimator):
         overhead_ms_: Whole-model calibration: ms that do not scale with the channels (launches,
             pooling, the classifier; 0.0 until calibrated; may be negative when isolated conv timings
             run slower than the same convs inside the network).
+        floor_ms_: Whole-model calibration: the dispatch floor, below which the network cannot run
+            however few channels it keeps (the host launching kernels one by one; 0.0 = none found).
         calibration_: The end-to-end measurements the calibration was fitted on, as plain records
             (conv configs and measured ms), so a refit on a grown table can re-fit the calibration.
 
@@ -372,6 +386,7 @@ class LatencyPredictor(BaseEstimator):
         self.cv_results_ = cv_results
         self.elem_ms_per_m_ = 0.0
         self.overhead_ms_ = 0.0
+        self.floor_ms_ = 0.0
         self.calibration_: list[dict[str, Any]] = []
         self.n_features_in_ = X.shape[1]
         log.info("fitted %s/%s on %d rows of target %s", best[0], best[1], len(df), target)
@@ -488,7 +503,7 @@ class LatencyPredictor(BaseEstimator):
 
         The one definition of model latency in hwprune (the planner, the callback and the CLI all use it):
         the sum of :meth:`layer_costs` over the network's convs (each conv with the elementwise layers on
-        its output) plus :attr:`overhead_ms_`. Uncalibrated, it is the sum of the convs alone, which
+        its output) plus :attr:`overhead_ms_`, and never less than the dispatch floor :attr:`floor_ms_`. Uncalibrated, it is the sum of the convs alone, which
         misses BatchNorm, activations, adds and launches: 22-42% of a ResNet's time on a GPU
         (DESIGN.md). :func:`hwprune.prune.calibration.calibrate_on_target` calibrates it end to end.
 
@@ -510,7 +525,7 @@ class LatencyPredictor(BaseEstimator):
 
         check_is_fitted(self, "estimator_")
         cfgs = pd.DataFrame([layer.config for layer in conv_layer_configs(model, tuple(input_shape))])
-        return float(self.layer_costs(cfgs).sum() + self.overhead_ms_)
+        return float(max(self.layer_costs(cfgs).sum() + self.overhead_ms_, self.floor_ms_))
 
     def refit(self, table: TableLike) -> LatencyPredictor:
         """Fit again on a grown table, keeping the whole-model measurements and re-fitting on them.
@@ -588,7 +603,16 @@ class LatencyPredictor(BaseEstimator):
         return self
 
     def _fit_calibration(self) -> None:
-        """(Re)fit ``elem_ms_per_m_`` and ``overhead_ms_`` on :attr:`calibration_` with the current regressor."""
+        """(Re)fit the whole-model terms on :attr:`calibration_` with the current regressor.
+
+        The model is ``T = max(C + a * E + b, D)``: the device's work (convs, the elementwise layers on
+        their outputs, a constant) or the *dispatch floor* ``D``, whichever is longer. ``D`` is the time
+        the host needs to launch the network's kernels one by one (eager PyTorch: ~10 us per op). A GPU
+        that finishes its work sooner waits for the host, so below ``D`` removing channels buys nothing;
+        on an H200 at batch 32 ResNet-18 and MobileNetV2 sit near it (docs/BENCHMARKS.md). ``D`` is
+        chosen among the measured latencies (or 0, no floor) to minimise the relative squared error;
+        ``a >= 0`` and ``b`` are fitted by least squares on the networks above the floor.
+        """
         conv, elems, meas = [], [], []
         for rec in self.calibration_:
             cfg = pd.DataFrame(rec["configs"], columns=list(CONFIG_COLUMNS))
@@ -596,23 +620,27 @@ class LatencyPredictor(BaseEstimator):
             elems.append(float(output_melems(config_frame(cfg, default_dtype="float32")).sum()))
             meas.append(float(rec["measured_ms"]))
         c, e, t = np.array(conv), np.array(elems), np.array(meas)
-        r, w = t - c, 1.0 / t  # relative error: a 10% miss on a small model counts like one on a big one
-        a, b = 0.0, float(np.average(r, weights=w**2))
-        if len(t) >= 2 and np.ptp(e) > 0.05 * np.max(e):
-            A = np.stack([e * w, w], axis=1)
-            (a_ls, b_ls), *_ = np.linalg.lstsq(A, r * w, rcond=None)
-            if a_ls > 0:
-                a, b = float(a_ls), float(b_ls)
-        # The whole model must stay above its convs' floor: overhead may be negative, never below -0.9 C.
-        b = max(b, -0.9 * float(np.min(c + a * e)))
-        self.elem_ms_per_m_, self.overhead_ms_ = a, b
-        pred = c + a * e + b
+        best: tuple[float, float, float, float] | None = None
+        for d in [0.0, *sorted(set(t.tolist()))]:
+            above = t > d * (1 + 1e-9)
+            if d > 0 and above.sum() < 2:
+                continue  # a floor must leave networks above it to fit the work on
+            a, b = _fit_work(c[above] if d > 0 else c, e[above] if d > 0 else e, t[above] if d > 0 else t)
+            b = max(b, -0.9 * float(np.min(c + a * e)))  # never predict less than a tenth of the convs
+            pred = np.maximum(c + a * e + b, d)
+            err = float(np.mean((pred / t - 1.0) ** 2))
+            if best is None or err < best[0] - 1e-12:
+                best = (err, a, b, d)
+        assert best is not None
+        _, self.elem_ms_per_m_, self.overhead_ms_, self.floor_ms_ = best
+        pred = np.maximum(c + self.elem_ms_per_m_ * e + self.overhead_ms_, self.floor_ms_)
         log.info(
             "calibrated whole-model latency on %d network(s): %.4g ms per M output elements, overhead "
-            "%.4g ms; fit error max %.1f%%",
+            "%.4g ms, dispatch floor %.4g ms; fit error max %.1f%%",
             len(t),
-            a,
-            b,
+            self.elem_ms_per_m_,
+            self.overhead_ms_,
+            self.floor_ms_,
             100 * float(np.max(np.abs(pred / t - 1.0))),
         )
 
@@ -654,6 +682,7 @@ class LatencyPredictor(BaseEstimator):
             "transform": self.transform_,
             "elem_ms_per_m": float(self.elem_ms_per_m_),
             "overhead_ms": float(self.overhead_ms_),
+            "floor_ms": float(self.floor_ms_),
             "calibration": list(self.calibration_),
             "peaks": {k: (None if v is None else float(v)) for k, v in asdict(self.peaks_).items()},
             "params": {k: v for k, v in self.get_params().items()},
@@ -748,6 +777,7 @@ class LatencyPredictor(BaseEstimator):
             obj.cv_results_ = []
             obj.elem_ms_per_m_ = float(meta.get("elem_ms_per_m", 0.0))
             obj.overhead_ms_ = float(meta.get("overhead_ms", 0.0))
+            obj.floor_ms_ = float(meta.get("floor_ms", 0.0))
             obj.calibration_ = list(meta.get("calibration", []))
             obj.n_features_in_ = len(meta["feature_names"])
         except (KeyError, TypeError, AttributeError) as err:

@@ -28,6 +28,7 @@ from torch import nn
 
 from hwprune.measure.space import conv_layer_configs
 from hwprune.prune.graph import apply_removals, build_groups
+from hwprune.prune.model_latency import floor_ms
 from hwprune.prune.planner import Plan
 from hwprune.staircase import SLOWDOWN_TOLERANCE
 
@@ -176,7 +177,10 @@ def plan_and_verify(
         if learn is not None and not noisy:
             learn([(model, shape, cur_t.median_ms), (cand, shape, cand_t.median_ms)], append=True)
         miss = cand_t.median_ms > budget_ms * (1 + tolerance)
-        grown = _grow_table(predictor, target, cand, shape) if miss and i < max_rounds else 0
+        # A budget under the dispatch floor is missed for a reason no table row can fix: do not re-plan.
+        structural = floor_ms(predictor) >= budget_ms
+        retry = miss and i < max_rounds and not structural
+        grown = _grow_table(predictor, target, cand, shape) if retry else 0
         rnd = LoopRound(plan.latency_after_ms, cand_t.median_ms, cur_t.median_ms, grown)
         rounds.append(rnd)
         log.info(
@@ -191,7 +195,7 @@ def plan_and_verify(
         faster = cand_t.median_ms < cur_t.median_ms
         if faster and (not miss or best is None or cand_t.median_ms < best[1].measured_ms):
             best = (plan, rnd)  # the first candidate that meets the budget, else the fastest one
-        if not miss or i == max_rounds:
+        if not retry:
             break
         plan = planner(build_groups(model, shape, ignored_layers), budget_ms)
         if not plan.removals:

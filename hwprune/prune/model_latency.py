@@ -17,7 +17,7 @@ from torch import nn
 from hwprune.measure.space import conv_layer_configs
 from hwprune.staircase import Predictor
 
-__all__ = ["layer_cost_fn", "layer_latencies", "overhead_ms", "predicted_latency"]
+__all__ = ["floor_ms", "layer_cost_fn", "layer_latencies", "overhead_ms", "predicted_latency"]
 
 
 def layer_cost_fn(predictor: Predictor):  # type: ignore[no-untyped-def]
@@ -28,6 +28,11 @@ def layer_cost_fn(predictor: Predictor):  # type: ignore[no-untyped-def]
 def overhead_ms(predictor: Predictor) -> float:
     """The predictor's calibrated per-model overhead in ms (0 for a plain predictor)."""
     return float(getattr(predictor, "overhead_ms_", 0.0) or 0.0)
+
+
+def floor_ms(predictor: Predictor) -> float:
+    """The predictor's dispatch floor in ms: no network runs faster on the target (0 for a plain predictor)."""
+    return float(getattr(predictor, "floor_ms_", 0.0) or 0.0)
 
 
 def layer_latencies(predictor: Predictor, model: nn.Module, input_shape: Sequence[int]) -> dict[str, float]:
@@ -69,4 +74,5 @@ def predicted_latency(predictor: Predictor, model: nn.Module, input_shape: Seque
     shape = tuple(int(s) for s in input_shape)
     if hasattr(predictor, "predict_model"):
         return float(predictor.predict_model(model, shape))
-    return float(sum(layer_latencies(predictor, model, shape).values()) + overhead_ms(predictor))
+    work = sum(layer_latencies(predictor, model, shape).values()) + overhead_ms(predictor)
+    return float(max(work, floor_ms(predictor)))

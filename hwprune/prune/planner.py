@@ -37,7 +37,7 @@ from hwprune.measure.space import conv_layer_configs
 from hwprune.measure.table import CONFIG_COLUMNS
 from hwprune.prune.graph import ChannelGroup, GroupedModel
 from hwprune.prune.importance import ImportanceKind, group_scores, make_importance
-from hwprune.prune.model_latency import layer_cost_fn, overhead_ms
+from hwprune.prune.model_latency import floor_ms, layer_cost_fn, overhead_ms
 from hwprune.staircase import Predictor, SnapMode, friendly_from_curve, snap
 
 log = logging.getLogger(__name__)
@@ -258,6 +258,17 @@ def plan_pruning(
     domain = {gi: list(range(lo[gi], dense[gi] + 1)) for gi in prunable}
     plan: dict[int, int] = dict(cap)
     before = lm.total(plan)
+    # Below the dispatch floor no cut buys latency: plan down to the floor, never past it (the rest of
+    # the channels would be thrown away for nothing), and report the budget as not met.
+    floor = floor_ms(predictor)
+    requested = float(budget_ms)
+    if floor > requested:
+        log.warning(
+            "budget %.4g ms is below the target's dispatch floor %.4g ms: planning to the floor",
+            requested,
+            floor,
+        )
+    budget_ms = max(requested, floor)
 
     curve_cache: dict[int, np.ndarray] = {}
 
@@ -424,15 +435,16 @@ def plan_pruning(
                 100 * decisions[-1].importance_kept,
             )
     seconds = time.perf_counter() - t0
-    feasible = after <= budget_ms + 1e-12
+    before, after = max(before, floor), max(after, floor)
+    feasible = after <= requested + 1e-12
     log.info(
         "plan: predicted %.4f -> %.4f ms (budget %.4f ms, %s) in %.2f s, %d predictor calls / %d rows",
         before,
         after,
-        budget_ms,
+        requested,
         "met" if feasible else "NOT met",
         seconds,
         lm.calls,
         lm.rows,
     )
-    return Plan(widths, removals, before, after, float(budget_ms), feasible, tuple(decisions), seconds)
+    return Plan(widths, removals, before, after, requested, feasible, tuple(decisions), seconds)
