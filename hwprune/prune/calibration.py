@@ -108,7 +108,7 @@ def calibrate_on_target(
     input_shape: Sequence[int],
     *,
     variants: Sequence[nn.Module] | None = None,
-    rounds: int = 3,
+    rounds: int = 5,
     seed: int = 0,
 ) -> list[tuple[nn.Module, float]]:
     """Time the dense model and pruned variants on ``target``; fit ``predictor``'s whole-model terms.
