@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -65,7 +64,9 @@ def n_params(m: nn.Module) -> int:
     return int(sum(p.numel() for p in m.parameters()))
 
 
-def tp_prune(dense: nn.Module, shape: tuple[int, ...], ratio: float, round_to: int | None, glob: bool) -> nn.Module:
+def tp_prune(
+    dense: nn.Module, shape: tuple[int, ...], ratio: float, round_to: int | None, glob: bool
+) -> nn.Module:
     """Torch-Pruning MetaPruner with L1 importance at one pruning ratio (a pruned copy)."""
     import torch_pruning as tp
 
@@ -112,9 +113,7 @@ def hwprune_plan(
     model = copy.deepcopy(dense)
     dense_pred = float(pred.predict_model(dense, shape))
     budget = ratio * dense_pred
-    planner = partial(
-        _plan, predictor=pred, shape=shape, min_ratio=min_ratio
-    )
+    planner = partial(_plan, predictor=pred, shape=shape, min_ratio=min_ratio)
     t0 = time.perf_counter()
     vp = plan_and_verify(model, pred, shape, budget, planner, target=target)
     seconds = time.perf_counter() - t0
@@ -178,7 +177,11 @@ def heldout_accuracy(table: str | Path, shape: tuple[int, ...]) -> dict[str, Any
     df = df[df["latency_ms"].notna()].reset_index(drop=True)
     layer = df["layer"].astype(str)
     variant = layer.str.startswith("variant") | layer.str.startswith("closed_loop")
-    key = df[["batch", "height", "width", "kernel_size", "stride", "padding", "groups"]].astype(str).agg("_".join, axis=1)
+    key = (
+        df[["batch", "height", "width", "kernel_size", "stride", "padding", "groups"]]
+        .astype(str)
+        .agg("_".join, axis=1)
+    )
     max_in = df.groupby(key)["in_channels"].transform("max")
     max_out = df.groupby(key)["out_channels"].transform("max")
     pair = (~variant) & (df["in_channels"] < max_in) & (df["out_channels"] < max_out)
@@ -205,7 +208,9 @@ def run_setting(args: argparse.Namespace, spec: str) -> dict[str, Any]:
     name, batch, size = spec.split(":")
     shape = (int(batch), 1 if name == "small_resnet" else 3, int(size), int(size))
     target = load_target(args.target)
-    dense = build_model(name, num_classes=10 if int(size) <= 32 else 1000, in_channels=shape[1], input_size=shape[2])
+    dense = build_model(
+        name, num_classes=10 if int(size) <= 32 else 1000, in_channels=shape[1], input_size=shape[2]
+    )
     dense.eval()
     ev = EvaluatorConfig(warmup=2, number=1, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms)
     res: dict[str, Any] = {"setting": spec, "input_shape": list(shape), "target": target.name, "runs": []}
@@ -263,7 +268,8 @@ def run_setting(args: argparse.Namespace, spec: str) -> dict[str, Any]:
             "rounds_ms": list(t.rounds_ms),
             "params": n_params(models[n]),
             "predicted_ms": {
-                f"run{run['run']}": float(run["predictor"].predict_model(models[n], shape)) for run in res["runs"]
+                f"run{run['run']}": float(run["predictor"].predict_model(models[n], shape))
+                for run in res["runs"]
             },
         }
         for n, t in zip(names, timings, strict=True)

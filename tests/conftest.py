@@ -39,9 +39,10 @@ def predictor(request: pytest.FixtureRequest):  # noqa: ANN201 - LatencyPredicto
     from hwprune.predict import LatencyPredictor
 
     shape = (1, 1, 28, 28)
-    path = Path(request.config.cache.mkdir("hwprune")) / "cpu_torch_test_space.csv"
-    space = model_space("small_resnet", shape, step=8, floor=0.25) + model_space(
-        "mobilenet_v2", shape, step=32, floor=0.5
+    path = Path(request.config.cache.mkdir("hwprune")) / "cpu_torch_test_space_2d.csv"
+    # small_resnet in the default 2-D space (out and in sweeps, (in, out) pairs), mobilenet_v2 out only.
+    space = model_space("small_resnet", shape, step=8, floor=0.25, pairs=8) + model_space(
+        "mobilenet_v2", shape, step=32, floor=0.5, sweep_in="coupled"
     )
     evaluator = EvaluatorConfig(warmup=1, repeat=3, min_repeat_ms=2.0)
     measure("cpu_torch", space, path, evaluator=evaluator, progress=False)

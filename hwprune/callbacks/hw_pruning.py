@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -72,8 +71,11 @@ class PruneStepLog:
         plan_seconds: Planning + pruning wall time.
         score_before: Monitored metric at the time of the step.
         outcome: ``"pruned"``, ``"no-op"`` or ``"rolled back"``.
-        measured_before_ms: Measured CPU latency before the step (``verify`` on a CPU target), else None.
-        measured_after_ms: Measured CPU latency after the step; above ``measured_before_ms`` is a slowdown.
+        measured_before_ms: Measured latency on the target before the step (the closed loop), else None.
+        measured_after_ms: Measured latency of the applied step's model; the closed loop never applies
+            one above ``measured_before_ms``.
+        closed_loop: The closed loop's rounds (predicted, measured, current ms, configs added).
+        closed_loop_note: Why the step was accepted or refused.
     """
 
     step: int
@@ -87,6 +89,8 @@ class PruneStepLog:
     outcome: str
     measured_before_ms: float | None = None
     measured_after_ms: float | None = None
+    closed_loop: tuple[dict[str, Any], ...] = ()
+    closed_loop_note: str = ""
 
 
 _CODE_BASE = 4096  # channel codes stay exact in float32 while dim0 * 4096 + dim1 < 2**24
@@ -172,31 +176,6 @@ def remap_optimizer_state(
     return out
 
 
-def _measure_cpu_ms(
-    model: nn.Module, input_shape: Sequence[int], repeats: int = 30, rounds: int = 3
-) -> float:
-    """Wall time of a CPU forward pass (eval, inference mode): the best of ``rounds`` medians.
-
-    The first calls of a new shape build oneDNN primitives (hundreds of ms here), and the machine is
-    shared, so a warm-up of at least 0.2 s comes first and the lowest median of several rounds is kept.
-    """
-    m = copy.deepcopy(model).cpu().eval()
-    x = torch.zeros(*[int(s) for s in input_shape])
-    best = float("inf")
-    with torch.inference_mode():
-        t_end = time.perf_counter() + 0.2
-        while time.perf_counter() < t_end:
-            m(x)
-        for _ in range(rounds):
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                m(x)
-                times.append((time.perf_counter() - t0) * 1e3)
-            best = min(best, float(statistics.median(times)))
-    return best
-
-
 def load_pruned(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Module:
     """Rebuild a pruned model written by :class:`HardwareAwarePruning`.
 
@@ -237,6 +216,11 @@ def load_pruned(path: str | os.PathLike[str], model: nn.Module | None = None) ->
     return model
 
 
+def _plan_step(gm: Any, budget_ms: float, **kwargs: Any) -> Any:
+    """One step's planner call, in the ``planner(grouped_model, budget)`` form the closed loop takes."""
+    return plan_pruning(gm, budget_ms=budget_ms, **kwargs)
+
+
 class HardwareAwarePruning(Callback):
     """Prune channels during fine-tuning until the model meets a latency budget on a target.
 
@@ -260,8 +244,12 @@ class HardwareAwarePruning(Callback):
         rollback: On a drop past ``max_accuracy_drop``: restore the last good architecture and weights,
             then ``"stop"`` pruning or ``"shrink"`` (halve the step and retry); ``None`` never rolls back.
         ignored_layers: Module names (relative to the pruned model) whose output channels stay.
-        verify: At fit end, measure the dense and pruned models on this CPU (when the predictor's
-            target is the local CPU) and report predicted against measured.
+        verify: Time the target end to end where this process can (this CPU, a local GPU): every prune
+            step's candidate model is timed against the current one before it is applied (the closed
+            loop, :func:`hwprune.prune.closed_loop.plan_and_verify`: a step that measures slower is
+            refused, a missed budget re-plans), and at fit end the dense and pruned models are timed
+            and reported beside their predictions. Timing uses the target's own settings (threads,
+            dtype, TF32, ``cudnn.benchmark``).
         min_channel_ratio: No group goes below this fraction in (0, 1] of its dense width.
         model_attr: Attribute of the LightningModule that holds the network (``""``: the module).
         report_dir: Folder of the report and export (default: the trainer's log dir or root dir).
@@ -269,6 +257,10 @@ class HardwareAwarePruning(Callback):
             ``pruned.pt`` bundle for :func:`load_pruned` is always written.
         model_spec: Optional Hydra config of the dense model, stored in the bundle so that
             :func:`load_pruned` can rebuild without code.
+        target: The :class:`~hwprune.measure.Target` (or catalogue name) to time on; default: the
+            predictor's ``target_``, at the run's batch.
+        closed_loop_rounds: Re-plans (>= 0) of a step whose candidate misses its budget by more than 5%
+            when timed; each first measures the configs the table lacks and refits the predictor.
 
     Raises:
         ValueError: If ``predictor`` is not a predictor, path or callable; ``input_shape`` is not 4
@@ -277,7 +269,8 @@ class HardwareAwarePruning(Callback):
             ``prune_every_n_epochs`` < 1; ``num_steps`` < 1; ``importance``, ``snap``, ``mode``,
             ``rollback`` or ``export`` is not a valid choice; ``max_accuracy_drop`` < 0;
             ``rollback`` is set without ``max_accuracy_drop``; ``ignored_layers`` is not a sequence of
-            names; ``min_channel_ratio`` is not in (0, 1]; ``monitor`` is empty. In :meth:`setup`: if
+            names; ``min_channel_ratio`` is not in (0, 1]; ``monitor`` is empty; ``closed_loop_rounds``
+            < 0. In :meth:`setup`: if
             ``latency_ms`` is below the predicted latency of the smallest model the schedule may build.
         FileNotFoundError: If ``predictor`` is a path that does not exist.
 
@@ -308,6 +301,8 @@ class HardwareAwarePruning(Callback):
         report_dir: str | os.PathLike[str] | None = None,
         export: ExportFormat | None = "torch_export",
         model_spec: Mapping[str, Any] | None = None,
+        target: Any = None,
+        closed_loop_rounds: int = 2,
     ) -> None:
         super().__init__()
         if isinstance(predictor, str | os.PathLike):
@@ -381,6 +376,15 @@ class HardwareAwarePruning(Callback):
         self.report_dir = report_dir
         self.export = export
         self.model_spec = None if model_spec is None else dict(model_spec)
+        if (
+            isinstance(closed_loop_rounds, bool)
+            or not isinstance(closed_loop_rounds, int)
+            or closed_loop_rounds < 0
+        ):
+            raise ValueError(f"`closed_loop_rounds` must be an int >= 0, got {closed_loop_rounds!r}")
+        self.target_arg = target
+        self.closed_loop_rounds = closed_loop_rounds
+        self._target: Any = None  # resolved in setup (rank 0): the Target timed end to end, or None
         self.predictor: Predictor | None = None
         # State (see state_dict): the schedule position and the architecture.
         self.history: list[list[PruneRecord]] = []
@@ -505,7 +509,9 @@ class HardwareAwarePruning(Callback):
 
             return LatencyPredictor.load(arg)
         if hasattr(arg, "predict"):
-            return arg  # type: ignore[return-value]
+            # The closed loop teaches the predictor (calibration, refits): work on a copy, never on the
+            # user's object.
+            return copy.deepcopy(arg)  # type: ignore[return-value]
         return arg(net, self.input_shape)  # type: ignore[operator]
 
     def _run_setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -519,6 +525,8 @@ class HardwareAwarePruning(Callback):
             return
         if self.predictor is None and trainer.is_global_zero:
             self.predictor = self._resolve_predictor(net)
+        if self.predictor is not None and trainer.is_global_zero and self._target is None:
+            self._target = self._resolve_target()
         if self.dense_latency_ms is None and self.predictor is not None:
             self.dense_latency_ms = predicted_latency(self.predictor, self._template, self.input_shape)
         if self.latency_ms is not None and not self._budget_checked:
@@ -583,19 +591,43 @@ class HardwareAwarePruning(Callback):
         self._applied = len(self.history)
         rank_zero_only(log.info)("resumed the pruned architecture: %d prune steps replayed", self._applied)
 
-    def _measurable(self) -> bool:
-        return self.verify and getattr(self.predictor, "backend_", "torch_cpu") in ("torch_cpu", None)
+    def _resolve_target(self) -> Any:
+        """The target to time end to end here, at the run's batch; None where it cannot be timed."""
+        import dataclasses
 
-    def _measure_step(self, net: nn.Module) -> float | None:
-        """A quick CPU timing of ``net`` for the step log (all cores, as the CPU tables are measured)."""
-        if not self._measurable():
+        from hwprune.measure import can_time_models, load_target
+
+        arg = self.target_arg or getattr(self.predictor, "target_", None)
+        if arg is None or not self.verify:
             return None
-        threads = torch.get_num_threads()
-        torch.set_num_threads(os.cpu_count() or threads)
         try:
-            return _measure_cpu_ms(net, self.input_shape, repeats=20, rounds=2)
+            target = load_target(arg)
+        except ValueError as err:
+            rank_zero_only(log.info)(
+                "target %r is not in the catalogue, so it is not timed here: %s", arg, err
+            )
+            return None
+        if not can_time_models(target):
+            rank_zero_only(log.info)(
+                "target %s (backend %s) cannot be timed in this process: steps are planned open loop",
+                target.name,
+                target.backend,
+            )
+            return None
+        return dataclasses.replace(target, batch=self.input_shape[0])
+
+    def _time_pair(self, first: nn.Module, second: nn.Module) -> tuple[float, float] | None:
+        """Both networks timed end to end on the target in interleaved rounds (ms), or None."""
+        if self._target is None:
+            return None
+        from hwprune.measure import time_models
+
+        threads = torch.get_num_threads()
+        try:
+            a, b = time_models(self._target, [first, second], self.input_shape, rounds=5)
         finally:
-            torch.set_num_threads(threads)
+            torch.set_num_threads(threads)  # the target's thread count is for timing, not for training
+        return a.median_ms, b.median_ms
 
     def _target_ms(self) -> float:
         if self.latency_ms is not None:
@@ -630,31 +662,57 @@ class HardwareAwarePruning(Callback):
         self._apply(trainer, pl_module, decision, fraction, epoch)
 
     def _decide(self, trainer: pl.Trainer, pl_module: pl.LightningModule, fraction: float) -> dict[str, Any]:
+        from functools import partial
+
+        from hwprune.prune.closed_loop import plan_and_verify
+
         assert self.predictor is not None
         net = self._net(pl_module)
         t0 = time.perf_counter()
-        dense = self.dense_latency_ms or predicted_latency(self.predictor, self._template, self.input_shape)
+        # The closed loop recalibrates the predictor between steps: price the dense model with the
+        # predictor as it is now, so a ratio budget stays a ratio of like with like.
+        dense = predicted_latency(self.predictor, self._template, self.input_shape)
+        self.dense_latency_ms = dense
         budget = dense - fraction * (dense - self._target_ms())
-        gm = build_groups(net, self.input_shape, self.ignored_layers)
-        plan = plan_pruning(
-            gm,
-            self.predictor,
-            self.input_shape,
-            budget,
+        planner = partial(
+            _plan_step,
+            predictor=self.predictor,
+            input_shape=self.input_shape,
             importance=self.importance,
             snap_mode=self.snap,
             dense_widths=self.dense_widths,
             min_ratio=self.min_channel_ratio,
         )
-        plan_s = time.perf_counter() - t0
+        threads = torch.get_num_threads()
+        try:
+            vp = plan_and_verify(
+                net,
+                self.predictor,
+                self.input_shape,
+                budget,
+                planner,
+                target=self._target,
+                max_rounds=self.closed_loop_rounds,
+                ignored_layers=self.ignored_layers,
+            )
+        finally:
+            torch.set_num_threads(threads)
+        if not vp.accepted:
+            rank_zero_only(log.warning)("prune step refused by the closed loop: %s", vp.reason)
+        elif vp.rounds:
+            rank_zero_only(log.info)("prune step checked on %s: %s", self._target.name, vp.reason)
+        plan = vp.plan
         return {
             "removals": plan.removals,
             "budget": budget,
             "before": plan.latency_before_ms,
             "after": plan.latency_after_ms,
             "feasible": plan.feasible,
-            "plan_s": plan_s,
-            "measured_before": self._measure_step(net) if plan.removals else None,
+            "plan_s": time.perf_counter() - t0,
+            "measured_before": vp.current_ms,
+            "measured_after": vp.measured_ms if plan.removals else vp.current_ms,
+            "closed_loop": [asdict(r) for r in vp.rounds],
+            "closed_loop_note": vp.reason,
         }
 
     def _apply(
@@ -707,14 +765,14 @@ class HardwareAwarePruning(Callback):
             score_before=self.last_score,
             outcome=outcome,
             measured_before_ms=decision.get("measured_before"),
-            measured_after_ms=(
-                self._measure_step(net) if removals and trainer.is_global_zero and self.predictor else None
-            ),
+            measured_after_ms=decision.get("measured_after"),
+            closed_loop=tuple(decision.get("closed_loop", ())),
+            closed_loop_note=str(decision.get("closed_loop_note", "")),
         )
         if entry.measured_after_ms is not None and entry.measured_before_ms is not None:
             if entry.measured_after_ms > entry.measured_before_ms:
                 rank_zero_only(log.warning)(
-                    "prune step %d measured slower on this CPU: %.4f -> %.4f ms",
+                    "prune step %d measured slower on the target: %.4f -> %.4f ms",
                     entry.step,
                     entry.measured_before_ms,
                     entry.measured_after_ms,
@@ -903,23 +961,20 @@ class HardwareAwarePruning(Callback):
             pred_after = predicted_latency(self.predictor, net, self.input_shape)
         measured: dict[str, Any] = {"before_ms": None, "after_ms": None, "note": "verify=False"}
         if self.verify:
-            backend = getattr(self.predictor, "backend_", "torch_cpu")
-            if backend in ("torch_cpu", None):
-                # Time with all cores, as the CPU target's tables are measured (threads: torch default),
-                # whatever the training loop set.
-                threads = torch.get_num_threads()
-                torch.set_num_threads(os.cpu_count() or threads)
-                try:
-                    measured = {
-                        "before_ms": _measure_cpu_ms(self._template, self.input_shape),
-                        "after_ms": _measure_cpu_ms(net, self.input_shape),
-                        "note": f"measured on this CPU, torch {torch.__version__}, "
-                        f"{torch.get_num_threads()} threads, best of 3 medians of 30",
-                    }
-                finally:
-                    torch.set_num_threads(threads)
+            pair = self._time_pair(self._template, net)
+            if pair is not None:
+                assert self._target is not None
+                opts = ", ".join(f"{k}={v}" for k, v in sorted(self._target.options.items()))
+                measured = {
+                    "before_ms": pair[0],
+                    "after_ms": pair[1],
+                    "note": f"measured on target {self._target.name} ({self._target.backend}, "
+                    f"{self._target.dtype}, batch {self.input_shape[0]}, {opts}), torch {torch.__version__}, "
+                    "median of 5 interleaved rounds",
+                }
             else:
-                measured["note"] = f"target backend {backend!r} is not measurable here"
+                name = getattr(self.predictor, "target_", "the target")
+                measured["note"] = f"target {name!r} cannot be timed in this process"
         dense = {
             n: (int(m.in_channels), int(m.out_channels))
             for n, m in self._template.named_modules()

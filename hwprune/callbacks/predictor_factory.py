@@ -32,7 +32,8 @@ def cache_table_path(
     another card, batch or library version is never reused as if it were this one's.
 
     Example:
-        >>> cache_table_path(load_target("cpu_torch"), build_model("small_resnet"), (1, 1, 28, 28), "t")  # doctest: +SKIP
+        >>> model = build_model("small_resnet")
+        >>> cache_table_path(load_target("cpu_torch"), model, (1, 1, 28, 28), "t")  # doctest: +SKIP
         PosixPath('t/cpu_torch/Intel_R_Xeon_R_..._2.14.1/smallresnet_28_b1.csv')
     """
     import torch
@@ -45,7 +46,11 @@ def cache_table_path(
     else:
         device = backend.device_name() if target.backend == "torch_cpu" else (target.device or target.backend)
     name = re.sub(r"[^A-Za-z0-9_]+", "_", type(model).__name__.lower())
-    folder = Path(os.path.expanduser(str(cache_dir))) / target.name / f"{_slug(device)}__{_slug(torch.__version__)}"
+    folder = (
+        Path(os.path.expanduser(str(cache_dir)))
+        / target.name
+        / f"{_slug(device)}__{_slug(torch.__version__)}"
+    )
     return folder / f"{name}_{int(input_shape[-1])}_b{int(input_shape[0])}.csv"
 
 
@@ -95,7 +100,8 @@ def ensure_predictor(
         The fitted predictor; ``source_table_`` names the table it was fitted on.
 
     Raises:
-        ValueError: If ``step``, ``floor`` or ``pairs`` is out of range (see :func:`hwprune.measure.model_space`).
+        ValueError: If ``step``, ``floor`` or ``pairs`` is out of range (see
+            :func:`hwprune.measure.model_space`).
 
     Example:
         >>> model = build_model("small_resnet")
@@ -113,7 +119,12 @@ def ensure_predictor(
     shape = tuple(int(s) for s in input_shape)
     target = load_target(target)
     if target.batch is not None and target.batch != shape[0]:
-        log.info("target %s: measuring at the run's batch %d (the target's default is %d)", target.name, shape[0], target.batch)
+        log.info(
+            "target %s: measuring at the run's batch %d (the target's default is %d)",
+            target.name,
+            shape[0],
+            target.batch,
+        )
     target = dataclasses.replace(target, batch=shape[0])
     table = cache_table_path(target, model, shape, cache_dir)
     table.parent.mkdir(parents=True, exist_ok=True)

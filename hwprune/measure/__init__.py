@@ -16,6 +16,7 @@ from typing import Any
 
 from hwprune.measure.backends.base import Backend, RunResult
 from hwprune.measure.evaluator import EvaluatorConfig, Timing
+from hwprune.measure.model_timing import ModelTiming, can_time_models, time_models
 from hwprune.measure.space import ConvLayer, conv_layer_configs, grid_space, model_space
 from hwprune.measure.sweep import MeasureSummary, measure
 from hwprune.measure.table import (
@@ -26,7 +27,6 @@ from hwprune.measure.table import (
     import_table,
     read_table,
 )
-from hwprune.measure.model_timing import ModelTiming, can_time_models, time_models
 from hwprune.measure.targets import BACKENDS, Target, load_target
 
 __all__ = [

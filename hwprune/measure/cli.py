@@ -103,7 +103,12 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     else:
         layers = [x.strip() for x in args.layers.split(",")] if args.layers else None
         space = model_space(
-            args.model, args.input, floor=args.floor, step=args.step, layers=layers, sweep_in=args.sweep_in,
+            args.model,
+            args.input,
+            floor=args.floor,
+            step=args.step,
+            layers=layers,
+            sweep_in=args.sweep_in,
             pairs=args.pairs,
         )
     out = args.out or target.table

@@ -82,7 +82,7 @@ def within_share(pred: np.ndarray, true: np.ndarray, tol: float) -> float:
 
 
 def _fit_work(c: np.ndarray, e: np.ndarray, t: np.ndarray) -> tuple[float, float]:
-    """Least squares on relative error of ``t - c = a * e + b`` with ``a >= 0``; ``a`` only if ``e`` varies."""
+    """Least squares (relative error) of ``t - c = a * e + b``, ``a >= 0``; ``a`` only if ``e`` varies."""
     r, w = t - c, 1.0 / t
     b = float(np.average(r, weights=w**2))
     if len(t) >= 2 and np.ptp(e) > 0.05 * np.max(e):
@@ -503,7 +503,8 @@ class LatencyPredictor(BaseEstimator):
 
         The one definition of model latency in hwprune (the planner, the callback and the CLI all use it):
         the sum of :meth:`layer_costs` over the network's convs (each conv with the elementwise layers on
-        its output) plus :attr:`overhead_ms_`, and never less than the dispatch floor :attr:`floor_ms_`. Uncalibrated, it is the sum of the convs alone, which
+        its output) plus :attr:`overhead_ms_`, and never less than the dispatch floor :attr:`floor_ms_`.
+        Uncalibrated, it is the sum of the convs alone, which
         misses BatchNorm, activations, adds and launches: 22-42% of a ResNet's time on a GPU
         (DESIGN.md). :func:`hwprune.prune.calibration.calibrate_on_target` calibrates it end to end.
 
@@ -583,7 +584,8 @@ class LatencyPredictor(BaseEstimator):
             ValueError: If ``measurements`` is empty or a latency is not finite and > 0.
 
         Example:
-            >>> pred.calibrate([(dense, (1, 1, 28, 28), 0.64), (pruned, (1, 1, 28, 28), 0.41)])  # doctest: +SKIP
+            >>> shape = (1, 1, 28, 28)
+            >>> pred.calibrate([(dense, shape, 0.64), (pruned, shape, 0.41)])  # doctest: +SKIP
         """
         from hwprune.measure.space import conv_layer_configs
 
@@ -596,7 +598,9 @@ class LatencyPredictor(BaseEstimator):
         for model, shape, ms in measurements:
             if not (isinstance(ms, int | float) and math.isfinite(ms) and ms > 0):
                 raise ValueError(f"`measurements` latencies must be finite ms > 0, got {ms!r}")
-            cfgs = [[int(layer.config[k]) for k in CONFIG_COLUMNS] for layer in conv_layer_configs(model, shape)]
+            cfgs = [
+                [int(layer.config[k]) for k in CONFIG_COLUMNS] for layer in conv_layer_configs(model, shape)
+            ]
             records.append({"configs": cfgs, "measured_ms": float(ms)})
         self.calibration_ = records
         self._fit_calibration()

@@ -130,7 +130,8 @@ def calibrate_on_target(
         NotImplementedError: If the target cannot time a whole model in this process.
 
     Example:
-        >>> calibrate_on_target(pred, "cpu_torch", build_model("small_resnet"), (1, 1, 28, 28))  # doctest: +SKIP
+        >>> model = build_model("small_resnet")
+        >>> calibrate_on_target(pred, "cpu_torch", model, (1, 1, 28, 28))  # doctest: +SKIP
     """
     from hwprune.measure.model_timing import time_models
 

@@ -1,6 +1,7 @@
 """Predicted latency of a whole model: the one definition the planner, the callback and the CLI share.
 
-A :class:`~hwprune.predict.LatencyPredictor` defines it (:meth:`~hwprune.predict.LatencyPredictor.predict_model`:
+A :class:`~hwprune.predict.LatencyPredictor` defines it
+(:meth:`~hwprune.predict.LatencyPredictor.predict_model`:
 every conv with the elementwise layers on its output, plus the calibrated overhead). Any other object with
 ``predict(DataFrame) -> ndarray`` (a stub in a test, an imported regressor) is priced as the sum of its
 conv predictions; it may add ``layer_costs`` and ``overhead_ms_`` to mean more.
@@ -31,7 +32,7 @@ def overhead_ms(predictor: Predictor) -> float:
 
 
 def floor_ms(predictor: Predictor) -> float:
-    """The predictor's dispatch floor in ms: no network runs faster on the target (0 for a plain predictor)."""
+    """The predictor's dispatch floor in ms: no network runs faster (0 for a plain predictor)."""
     return float(getattr(predictor, "floor_ms_", 0.0) or 0.0)
 
 

@@ -160,7 +160,7 @@ class LatencyModel:
         return np.array([self._cache[c] for c in configs], dtype=float)
 
     def total(self, plan: Mapping[int, int]) -> float:
-        """Predicted model latency (ms) under ``plan``: :func:`~hwprune.prune.model_latency.predicted_latency`."""
+        """Predicted work (ms) under ``plan``: the convs' costs plus the overhead, before the floor."""
         return float(self.latencies([self.config(n, plan) for n in self.base]).sum()) + self.overhead
 
     def curves(

@@ -76,12 +76,16 @@ def test_unknown_target_lists_catalogue() -> None:
 
 
 def test_model_space_sweeps_from_floor_to_original() -> None:
-    space = model_space("small_resnet", (1, 1, 28, 28), floor=0.25, step=1, layers=["layers.2.conv2"])
+    space = model_space(
+        "small_resnet", (1, 1, 28, 28), floor=0.25, step=1, layers=["layers.2.conv2"], sweep_in="coupled"
+    )
     outs = [c["out_channels"] for c in space]
     assert outs == list(range(32, 129))  # 25% .. 100% of 128, every count
     assert {c["in_channels"] for c in space} == {128}
     assert {c["layer"] for c in space} == {"layers.2.conv2"}
-    coarse = model_space("small_resnet", (1, 1, 28, 28), step=16, layers=["layers.2.conv2"])
+    coarse = model_space(
+        "small_resnet", (1, 1, 28, 28), step=16, layers=["layers.2.conv2"], sweep_in="coupled"
+    )
     assert [c["out_channels"] for c in coarse] == [32, 48, 64, 80, 96, 112, 128]
 
 
@@ -95,6 +99,26 @@ def test_model_space_couples_depthwise_and_merges_duplicates() -> None:
     assert any(";" in c["layer"] for c in full)  # identical convs of several layers share one row
 
 
+def test_model_space_2d_is_the_default_and_samples_both_dimensions() -> None:
+    space = model_space("small_resnet", (1, 1, 28, 28), step=16, layers=["layers.2.conv2"], pairs=64)
+    pairs = {(c["in_channels"], c["out_channels"]) for c in space}
+    assert {(128, 32), (32, 128), (128, 128)} <= pairs  # out sweep at dense in, in sweep at dense out
+    both_cut = [(i, o) for i, o in pairs if i < 128 and o < 128]
+    assert len(both_cut) >= 50  # 64 drawn, a few may coincide
+    # Every residue mod 8 on each side, and all 64 combinations, appear among the pairs.
+    assert {i % 8 for i, _ in both_cut} == set(range(8)) == {o % 8 for _, o in both_cut}
+    assert len({(i % 8, o % 8) for i, o in both_cut}) == 64
+    assert min(i for i, _ in both_cut) < 48  # small counts are sampled (log-uniform draw)
+    assert all(32 <= i <= 128 and 32 <= o <= 128 for i, o in both_cut)  # floor 0.25 of 128
+    again = model_space("small_resnet", (1, 1, 28, 28), step=16, layers=["layers.2.conv2"], pairs=64)
+    assert again == space  # seeded by the layer shape: a resumed sweep skips what it measured
+
+
+def test_model_space_never_sweeps_the_image_channels() -> None:
+    space = model_space("small_resnet", (1, 1, 28, 28), step=4, layers=["stem.0"])
+    assert {c["in_channels"] for c in space} == {1}
+
+
 def test_model_space_sweep_in_all() -> None:
     space = model_space("small_resnet", (1, 1, 28, 28), step=32, layers=["layers.2.conv2"], sweep_in="all")
     assert {(c["in_channels"], c["out_channels"]) for c in space} >= {(32, 128), (128, 32), (128, 128)}
@@ -106,6 +130,7 @@ def test_model_space_sweep_in_all() -> None:
         ({"floor": 0}, r"`floor` must be in \(0, 1\], got 0"),
         ({"step": 0}, r"`step` must be an integer >= 1, got 0"),
         ({"sweep_in": "x"}, r"`sweep_in` must be one of"),
+        ({"pairs": -1}, r"`pairs` must be an integer >= 0, got -1"),
         ({"layers": ["nope"]}, r"`layers` must name convs of the model"),
     ],
 )

@@ -15,7 +15,11 @@ def tiny_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 40 real conv2d timings on this CPU (torch, 1 thread), two layers of the default model."""
     path = tmp_path_factory.mktemp("table") / "tiny.csv"
     space = model_space(
-        "small_resnet", (1, 1, 28, 28), step=4, layers=["layers.1.conv2", "layers.2.shortcut"]
+        "small_resnet",
+        (1, 1, 28, 28),
+        step=4,
+        layers=["layers.1.conv2", "layers.2.shortcut"],
+        sweep_in="coupled",
     )
     measure(
         load_target("cpu_torch"),

@@ -137,11 +137,67 @@ def test_predict_model_sums_conv_layers_and_calibrates(fitted: LatencyPredictor)
     assert total == pytest.approx(sum(per_layer.values()))
     calibrated = clone(fitted)
     calibrated.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
+    # One network cannot separate per-element cost from overhead: all of the rest goes to the overhead.
     calibrated.calibrate([(model, (1, 1, 28, 28), total * 1.5)])
-    assert calibrated.remainder_fraction_ == pytest.approx(0.5)
+    assert calibrated.elem_ms_per_m_ == 0.0
+    assert calibrated.overhead_ms_ == pytest.approx(0.5 * total)
     assert calibrated.predict_model(model, (1, 1, 28, 28)) == pytest.approx(total * 1.5)
     with pytest.raises(ValueError, match="`measurements` must hold at least one"):
         calibrated.calibrate([])
+    with pytest.raises(ValueError, match="`measurements` latencies must be finite ms > 0, got -1"):
+        calibrated.calibrate([(model, (1, 1, 28, 28), -1)])
+
+
+def _law(pred: LatencyPredictor, nets: list, shape: tuple, a: float, b: float, floor: float) -> list:
+    """Whole-model times that follow the calibration's law exactly, from the predictor's own conv sums."""
+    from hwprune.predict.features import config_frame, output_melems
+
+    out = []
+    for n in nets:
+        cfg = pd.DataFrame([c.config for c in conv_layer_configs(n, shape)])
+        c = float(pred.predict(cfg).sum())
+        e = float(output_melems(config_frame(cfg, default_dtype="float32")).sum())
+        out.append((n, shape, max(c + a * e + b, floor)))
+    return out
+
+
+def test_calibration_recovers_elementwise_cost_overhead_and_floor(fitted: LatencyPredictor) -> None:
+    from hwprune.prune.calibration import calibration_variants
+
+    shape = (1, 1, 28, 28)
+    dense = build_model("small_resnet")
+    nets = [dense, *calibration_variants(dense, shape, ratios=(0.9, 0.7, 0.5, 0.35, 0.25), seed=1)]
+    pred = clone(fitted)
+    pred.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
+    conv = [fitted.predict_model(n, shape) for n in nets]
+    # No floor: a and b come back exactly.
+    pred.calibrate(_law(pred, nets, shape, a=2.0, b=0.1, floor=0.0))
+    assert pred.elem_ms_per_m_ == pytest.approx(2.0, rel=1e-6)
+    assert pred.overhead_ms_ == pytest.approx(0.1, rel=1e-6)
+    assert pred.floor_ms_ == 0.0
+    # A floor between the smallest and the largest network is found, and predict_model respects it.
+    floor = sorted(ms for _, _, ms in _law(fitted, nets, shape, 2.0, 0.1, 0.0))[2]
+    pred.calibrate(_law(fitted, nets, shape, a=2.0, b=0.1, floor=floor))
+    assert pred.floor_ms_ == pytest.approx(floor)
+    assert pred.elem_ms_per_m_ == pytest.approx(2.0, rel=1e-6)
+    smallest = nets[int(np.argmin(conv))]
+    assert pred.predict_model(smallest, shape) == pytest.approx(floor)
+    # append=True keeps the earlier measurements.
+    n_before = len(pred.calibration_)
+    pred.calibrate(_law(fitted, nets[:1], shape, 2.0, 0.1, floor), append=True)
+    assert len(pred.calibration_) == n_before + 1
+
+
+def test_calibration_survives_save_and_load(fitted: LatencyPredictor, tmp_path: Path) -> None:
+    shape = (1, 1, 28, 28)
+    dense = build_model("small_resnet")
+    pred = clone(fitted)
+    pred.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
+    pred.calibrate([(dense, shape, 2 * fitted.predict_model(dense, shape))])
+    back = LatencyPredictor.load(pred.save(tmp_path / "cal.skops"))
+    assert back.predict_model(dense, shape) == pytest.approx(pred.predict_model(dense, shape))
+    assert back.overhead_ms_ == pytest.approx(pred.overhead_ms_)
+    assert len(back.calibration_) == 1
 
 
 def test_features_expose_tiles() -> None:
