@@ -626,10 +626,11 @@ class LatencyPredictor(BaseEstimator):
         c, e, t = np.array(conv), np.array(elems), np.array(meas)
         best: tuple[float, float, float, float] | None = None
         no_floor_err = math.inf
+        largest = float(t[int(np.argmax(c))])  # the network with the most conv work (the dense one)
         for d in [0.0, *sorted(set(t.tolist()))]:
             above = t > d * (1 + 1e-9)
-            if d > 0 and above.sum() < 2:
-                continue  # a floor must leave networks above it to fit the work on
+            if d > 0 and (above.sum() < 2 or d > largest):
+                continue  # a floor must leave networks above it, and lie under the largest network
             a, b = _fit_work(c[above] if d > 0 else c, e[above] if d > 0 else e, t[above] if d > 0 else t)
             b = max(b, -0.9 * float(np.min(c + a * e)))  # never predict less than a tenth of the convs
             pred = np.maximum(c + a * e + b, d)
