@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +83,11 @@ def goals_table(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
             errs = " / ".join(f"{100 * e:+.0f}%" for e in g["whole_model_errors"])
             err_ok = all(abs(e) <= 0.10 for e in g["whole_model_errors"]) if g["whole_model_errors"] else None
             mop = g["measured_over_predicted"]
+            if g["params"] == g["dense_params"]:
+                lines.append(
+                    f"| {label} {s['setting']}, {ratio} | no cut: {g['reason']} | | | | | | | |"
+                )
+                continue
             lines.append(
                 f"| {label} {s['setting']}, {ratio} | {runs} | {g['predicted']:.2f}x | {_f(mop)} "
                 f"({_mark(mop is not None and mop >= 0.9)}) | {errs} ({_mark(err_ok)}) | "
@@ -153,8 +157,12 @@ def plot(results: list[tuple[str, dict[str, Any]]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     n = len(results)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.0), squeeze=False)
-    for ax, (label, s) in zip(axes[0], results, strict=True):
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, (label, s) in zip(axes.flat, results, strict=False):
         t = s["timings"]
         ratios = sorted({k.split("_")[1] for k in t if k.startswith("hwprune_")})
         names = ["hwprune_{r}_run0", "hwprune_{r}_run1", *(f"{b}_{{r}}" for b in BASELINE_NAMES)]
@@ -171,7 +179,7 @@ def plot(results: list[tuple[str, dict[str, Any]]], path: Path) -> None:
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xticks(range(len(ratios)), [f"budget {r}" for r in ratios])
         ax.set_title(f"{label}\n{s['setting']}", fontsize=9)
-        ax.set_ylabel("measured speedup vs dense (paired rounds)")
+        ax.set_ylabel("speedup vs dense (measured)")
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -189,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         raw = json.loads(f.read_text())
         m = raw.get("machine", {})
         where = m.get("gpu") or m.get("cpu_name") or m.get("cpu") or "cpu"
-        machines.append(f"`{f.name}`: {where}, torch {m.get('torch')}, cuDNN {m.get('cudnn')}")
+        lib = f"cuDNN {m['cudnn']}" if m.get("cudnn") else "timed with the target's thread count"
+        machines.append(f"`{f.name}`: {where}, torch {m.get('torch')}, {lib}")
+        where = where.split(" (")[0]
         for s in raw.get("settings", {}).values():
             results.append((f"{s['target']} ({where})", s))
     lines = [
@@ -218,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     bound = [f for f in floors if f[2]]
     if bound:
         lines += [
-            "## Why the GPU figures are small: the dispatch floor",
+            "## The dispatch floor: why the H200 figures are small",
             "",
             "The calibration found a dispatch floor (the time the host needs to launch the network's kernels "
             "one by one in eager PyTorch) in these runs: "
@@ -236,7 +246,6 @@ def main(argv: list[str] | None = None) -> int:
     if results:
         plot(results, docs / "model_true_speedups.png")
     print(f"wrote {docs / 'MODEL_TRUE.md'} ({len(results)} settings)")
-    _ = statistics
     return 0
 
 
