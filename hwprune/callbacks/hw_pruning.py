@@ -527,6 +527,7 @@ class HardwareAwarePruning(Callback):
             self.predictor = self._resolve_predictor(net)
         if self.predictor is not None and trainer.is_global_zero and self._target is None:
             self._target = self._resolve_target()
+            self._warn_on_mismatch()
         if self.dense_latency_ms is None and self.predictor is not None:
             self.dense_latency_ms = predicted_latency(self.predictor, self._template, self.input_shape)
         if self.latency_ms is not None and not self._budget_checked:
@@ -615,6 +616,38 @@ class HardwareAwarePruning(Callback):
             )
             return None
         return dataclasses.replace(target, batch=self.input_shape[0])
+
+    def _warn_on_mismatch(self) -> None:
+        """Warn when the predictor was fitted for another batch or another device than this run's."""
+        import warnings
+
+        batches = tuple(getattr(self.predictor, "batches_", ()) or ())
+        if batches and self.input_shape[0] not in batches:
+            warnings.warn(
+                f"the predictor was fitted on batch {list(batches)}, but this run plans for batch "
+                f"{self.input_shape[0]} (`input_shape`): latency does not scale linearly with the batch, "
+                "so measure the layer space at the deployment batch",
+                UserWarning,
+                stacklevel=3,
+            )
+        fitted_on = str(getattr(self.predictor, "device_", "") or "")
+        if self._target is not None and fitted_on and fitted_on != "unknown":
+            from hwprune.measure import Backend
+
+            backend = Backend.create(self._target.backend, self._target)
+            try:
+                backend.setup()
+                here = backend.device_name()
+            finally:
+                backend.close()
+            if here and here != fitted_on:
+                warnings.warn(
+                    f"the predictor was fitted on device {fitted_on!r}, but this run times target "
+                    f"{self._target.name!r} on {here!r}: its stairs may fall elsewhere here; the closed loop "
+                    "corrects the whole-model calibration, not the per-layer stairs",
+                    UserWarning,
+                    stacklevel=3,
+                )
 
     def _time_pair(self, first: nn.Module, second: nn.Module) -> tuple[float, float] | None:
         """Both networks timed end to end on the target in interleaved rounds (ms), or None."""

@@ -195,6 +195,7 @@ class LatencyPredictor(BaseEstimator):
         target_: The table's target id.
         backend_, device_, dtype_: The table's backend, device and dtype(s) (comma-joined if several).
         dtypes_: dtypes seen in training; predicting another raises.
+        batches_: Batch sizes seen in training (the callback warns when it plans for another).
         estimator_: The fitted scikit-learn regressor.
         estimator_kind_, transform_: What the CV chose.
         peaks_: Device peaks from the sidecar.
@@ -380,6 +381,7 @@ class LatencyPredictor(BaseEstimator):
         self.backend_ = _single(df, "backend", "unknown")
         self.device_ = _single(df, "device", "unknown")
         self.dtypes_ = tuple(sorted(pd.unique(cfg["dtype"])))
+        self.batches_ = tuple(sorted(int(b) for b in pd.unique(cfg["batch"])))
         self.dtype_ = ",".join(self.dtypes_)
         self.n_train_rows_ = len(df)
         self.validation_ = validation
@@ -682,6 +684,7 @@ class LatencyPredictor(BaseEstimator):
             "device": self.device_,
             "dtype": self.dtype_,
             "dtypes": list(self.dtypes_),
+            "batches": list(getattr(self, "batches_", ())),
             "feature_schema": FEATURE_SCHEMA_VERSION,
             "feature_names": feature_names(),
             "hwprune_version": hw_version,
@@ -781,6 +784,7 @@ class LatencyPredictor(BaseEstimator):
             obj.backend_ = str(meta["backend"])
             obj.device_ = str(meta["device"])
             obj.dtypes_ = tuple(str(d) for d in meta["dtypes"])
+            obj.batches_ = tuple(int(b) for b in meta.get("batches", ()))
             obj.dtype_ = str(meta["dtype"])
             obj.n_train_rows_ = int(meta["n_train_rows"])
             obj.validation_ = dict(meta["validation"])

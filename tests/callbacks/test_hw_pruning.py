@@ -311,3 +311,10 @@ def test_predictor_and_shape_are_validated(tmp_path: Path, predictor: object) ->
         HardwareAwarePruning(42, SHAPE, latency_ratio=0.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`input_shape` must be 4 positive ints"):
         HardwareAwarePruning(predictor, (1, 28, 28), latency_ratio=0.5)  # type: ignore[arg-type]
+
+
+def test_warns_when_the_predictor_was_fitted_for_another_batch(predictor: object) -> None:
+    cb = HardwareAwarePruning(predictor, (4, 1, 28, 28), latency_ratio=0.5, verify=False)
+    cb.predictor = predictor  # type: ignore[assignment]
+    with pytest.warns(UserWarning, match=r"fitted on batch \[1\], but this run plans for batch 4"):
+        cb._warn_on_mismatch()
