@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from hwprune.measure.table import warn_if_noisy
 from hwprune.predict.features import CONFIG_COLUMNS, config_frame, layer_family, layer_key
 from hwprune.predict.predictor import LatencyPredictor, TableLike, load_table, within_share
 
@@ -90,6 +91,11 @@ class PredictorReport:
             (NaN when the table has no sweep of >= 3 counts).
         n_predicted_friendly: Predicted friendly counts over all sweeps.
         n_series: Sweeps of >= 3 counts used for the fidelity.
+        in_sample: True when the table looks like the one the predictor was fitted on (same target and
+            row count), so the scores above are in-sample and say little; None when unknown.
+        held_out: The predictor's cross-validated held-out scores from its fit (``validation_``:
+            ``count_*`` unseen counts of known layers, ``layer_*`` unseen layer shapes); empty when it was
+            fitted without CV.
     """
 
     target: str
@@ -101,6 +107,8 @@ class PredictorReport:
     staircase_fidelity: float
     n_predicted_friendly: int
     n_series: int
+    in_sample: bool | None = None
+    held_out: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict.
@@ -210,6 +218,7 @@ def evaluate(predictor: LatencyPredictor, table: TableLike) -> tuple[PredictorRe
         >>> print(format_report(rep))  # doctest: +SKIP
     """
     df, _ = load_table(table)
+    warn_if_noisy(df, str(table) if not isinstance(table, pd.DataFrame) else "the table")
     if "target" in df.columns:
         targets = sorted(pd.unique(df["target"].astype(str)))
         if targets != [predictor.target_]:
@@ -220,6 +229,12 @@ def evaluate(predictor: LatencyPredictor, table: TableLike) -> tuple[PredictorRe
     rows["predicted_ms"] = predictor.predict(df)
     rows["family"] = layer_family(config_frame(df, default_dtype="float32")).to_numpy()
     rep = score_rows(rows, predictor.target_)
+    n_train = getattr(predictor, "n_train_rows_", None)
+    rep = replace(
+        rep,
+        in_sample=None if n_train is None else int(n_train) == len(df),
+        held_out={k: float(v) for k, v in (getattr(predictor, "validation_", None) or {}).items()},
+    )
     return rep, rows
 
 
@@ -235,10 +250,30 @@ def format_report(rep: PredictorReport) -> str:
     Example:
         >>> print(format_report(rep))  # doctest: +SKIP
     """
+    if rep.in_sample:
+        label = "in-sample (the predictor was fitted on this table: these scores say little)"
+    elif rep.in_sample is None:
+        label = "on this table (held out only if the predictor was not fitted on it)"
+    else:
+        label = "on this table (not the predictor's training table: its row count differs)"
     lines = [
         f"target {rep.target}: {rep.n_rows} rows",
-        f"  MAPE {rep.mape:.2f}%   within ±5% {100 * rep.within5:.1f}%   "
+        f"  {label}:",
+        f"    MAPE {rep.mape:.2f}%   within ±5% {100 * rep.within5:.1f}%   "
         f"within ±10% {100 * rep.within10:.1f}%",
+    ]
+    h = rep.held_out
+    if h:
+        lines += [
+            "  cross-validated held-out (from fit):",
+            f"    unseen counts of known layers: MAPE {h.get('count_mape', float('nan')):.2f}%   "
+            f"within ±10% {100 * h.get('count_within10', float('nan')):.1f}%",
+            f"    unseen layer shapes:           MAPE {h.get('layer_mape', float('nan')):.2f}%   "
+            f"within ±10% {100 * h.get('layer_within10', float('nan')):.1f}%",
+        ]
+    else:
+        lines.append("  cross-validated held-out: none (the predictor was fitted with cv_folds=0)")
+    lines += [
         f"  staircase fidelity {100 * rep.staircase_fidelity:.1f}% of {rep.n_predicted_friendly} predicted "
         f"friendly counts over {rep.n_series} sweeps",
         f"  {'family':<12}{'rows':>6}{'MAPE %':>9}{'±5%':>8}{'±10%':>8}",
