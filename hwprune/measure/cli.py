@@ -86,6 +86,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--number", type=int, default=1, help="minimum runs per sample")
     p.add_argument("--repeat", type=int, default=7, help="samples per config")
     p.add_argument("--min-repeat-ms", type=float, default=20.0, help="minimum duration of a sample")
+    p.add_argument(
+        "--max-rel-spread",
+        type=float,
+        default=0.10,
+        help="a row whose IQR/median exceeds this is noisy: timed again, and marked if it stays noisy",
+    )
+    p.add_argument("--retime", type=int, default=2, help="extra timings of a noisy config")
     p.add_argument("--limit", type=int, default=None, help="time at most this many new configs")
     p.add_argument(
         "--budget-s", type=float, default=None, help="stop starting configs after this many seconds"
@@ -142,7 +149,12 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     if not args.grid:
         sidecar["space"] = {"model": args.model, "input": list(args.input)}
     ev = EvaluatorConfig(
-        warmup=args.warmup, number=args.number, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms
+        warmup=args.warmup,
+        number=args.number,
+        repeat=args.repeat,
+        min_repeat_ms=args.min_repeat_ms,
+        max_rel_spread=args.max_rel_spread,
+        retime=args.retime,
     )
     if args.adaptive:
         from hwprune.predict.adaptive import adaptive_measure  # lazy: the predict stage comes later
