@@ -82,3 +82,21 @@ def test_cli_report_refuses_pickle(
     bad.write_bytes(b"\x80\x04K\x01.")
     assert main(["report", str(bad), str(tiny_table)]) == 2
     assert "not a skops zip archive" in capsys.readouterr().err
+
+
+def test_report_on_the_training_table_is_labelled_in_sample(
+    fitted: LatencyPredictor, tiny_table: Path, saved: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12, item 8: in-sample scores say so, and the CV held-out scores stand beside them."""
+    rep, _ = evaluate(fitted, tiny_table)
+    assert rep.in_sample is True and rep.held_out == fitted.validation_
+    assert main(["report", str(saved), str(tiny_table)]) == 0
+    text = capsys.readouterr().out
+    assert "in-sample (the predictor was fitted on this table: these scores say little)" in text
+    held = fitted.validation_
+    assert "cross-validated held-out (from fit):" in text
+    assert f"within ±10% {100 * held['count_within10']:.1f}%" in text
+    assert f"within ±10% {100 * held['layer_within10']:.1f}%" in text
+    other, _ = evaluate(fitted, read_table(tiny_table).iloc[:10])
+    assert other.in_sample is False
+    assert "not the predictor's training table" in format_report(other)
