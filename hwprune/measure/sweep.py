@@ -231,7 +231,16 @@ def measure(
             return MeasureSummary(out_path, target.name, 0, 0, skipped, time.perf_counter() - t0)
         backend.setup()
         try:
-            device = backend.device_name()
+            device = backend.hardware_name()
+            run_info["device"] = device
+            if target.device and target.device != device:
+                log.warning(
+                    "target %s expects device %r, but the hardware reports %r: the table records %r",
+                    target.name,
+                    target.device,
+                    device,
+                    device,
+                )
             versions = json.dumps(backend.versions(), sort_keys=True)
             with _progress(len(todo), target.name, progress) as bar:
                 for c in todo:
