@@ -12,8 +12,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from hwprune.measure.table import read_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,8 +85,8 @@ def opening_sentence() -> str:
     """The README's opening figure, from the shipped H100 cuDNN fp32 table."""
     s = slowdowns(OPENING_TABLE, "layer2.0.conv2", batch=1, lo=32, hi=112, dense=128)
     return (
-        f"On an {s.device.replace('NVIDIA ', '')} with cuDNN {s.cudnn} (fp32, batch 1, ResNet-18's layer2 3x3 "
-        f"conv, 128->c channels at 28x28; the shipped table `{OPENING_TABLE.relative_to(ROOT)}`), "
+        f"On an {s.device.replace('NVIDIA ', '')} with cuDNN {s.cudnn} (fp32, batch 1, ResNet-18's layer2 "
+        f"3x3 conv, 128->c channels at 28x28; the shipped table `{OPENING_TABLE.relative_to(ROOT)}`), "
         f"{s.slower} of the {s.counts} counts from 32 to 112 channels ran more than 5% slower than the "
         f"unpruned layer, up to {s.worst:.2f}x slower (at {s.worst_count} channels)."
     )
@@ -109,8 +107,108 @@ def main_job_sentence(folder: Path = MAIN_JOB) -> str:
     )
 
 
+@dataclass(frozen=True)
+class SlowDecision:
+    """One hwprune layer decision that ran > 5% slower than the dense layer, with what explains it.
+
+    Attributes:
+        model: The network.
+        layer: The conv.
+        dense_in_out: Dense (in, out) channels.
+        pruned_in_out: Pruned (in, out) channels.
+        ratio: Pruned / dense latency.
+        depthwise: Whether the conv is depthwise (in = out = groups).
+        measured: Whether the plan's table holds this exact pruned configuration.
+    """
+
+    model: str
+    layer: str
+    dense_in_out: tuple[int, int]
+    pruned_in_out: tuple[int, int]
+    ratio: float
+    depthwise: bool
+    measured: bool
+
+
+def slow_decisions(tol: float = 0.05) -> list[SlowDecision]:
+    """The slow hwprune decisions of the GPU Fashion-MNIST runs, each checked against its plan table.
+
+    Returns:
+        One :class:`SlowDecision` per decision > ``tol`` slower than the dense layer, from
+        ``docs/bench_raw_fmnist_{resnet18,mobilenet_v2}_gpu.json`` and the shipped tables they name.
+    """
+    from hwprune.measure.space import conv_layer_configs
+    from hwprune.models import build_model
+
+    out: list[SlowDecision] = []
+    for model in ("resnet18", "mobilenet_v2"):
+        raw = json.loads((ROOT / "docs" / f"bench_raw_fmnist_{model}_gpu.json").read_text())
+        shape = tuple(raw["plan_input"])
+        convs = {
+            c.name: c.config
+            for c in conv_layer_configs(build_model(model, in_channels=shape[1], input_size=shape[-1]), shape)
+        }
+        table = read_table(ROOT / raw["plan_table"])
+        measured = {
+            tuple(int(v) for v in row)
+            for row in table[
+                ["in_channels", "out_channels", "height", "width", "kernel_size", "stride"]
+            ].to_numpy()
+        }
+        for c in raw["layer_check"]:
+            if not c["method"].startswith("hwprune") or c["pruned_ms"] <= (1 + tol) * c["dense_ms"]:
+                continue
+            cfg = convs[c["layer"]]
+            ci, co = (int(x) for x in c["pruned_in_out"])
+            key = (ci, co, cfg["height"], cfg["width"], cfg["kernel_size"], cfg["stride"])
+            out.append(
+                SlowDecision(
+                    model=model,
+                    layer=c["layer"],
+                    dense_in_out=tuple(int(x) for x in c["dense_in_out"]),  # type: ignore[arg-type]
+                    pruned_in_out=(ci, co),
+                    ratio=c["pruned_ms"] / c["dense_ms"],
+                    depthwise=cfg["groups"] > 1 and cfg["groups"] == cfg["in_channels"],
+                    measured=key in measured,
+                )
+            )
+    return out
+
+
+def slow_decisions_sentence() -> str:
+    """Why the slow cuDNN decisions are slow, grouped by what the data shows for each."""
+    slow = slow_decisions()
+    odd = [
+        d
+        for d in slow
+        if not d.depthwise and d.pruned_in_out[0] < d.dense_in_out[0] and d.pruned_in_out[0] % 2
+    ]
+    rest = [d for d in slow if d not in odd]
+    counts = ", ".join(str(c) for c in sorted({d.pruned_in_out[0] for d in odd}))
+    parts = [
+        f"{len(odd)} of the {len(slow)} slow ones have their *in*-channels cut to an odd count "
+        f"({counts}), a configuration the tables "
+        "(out-channel sweeps at dense in-channels) "
+        + ("never measured" if not any(d.measured for d in odd) else "measured only in part")
+    ]
+    for d in rest:
+        what = (
+            f"is depthwise ({d.dense_in_out[0]}->{d.pruned_in_out[0]} channels), a count the table measured"
+            if d.depthwise and d.measured
+            else f"has in-channels {d.dense_in_out[0]}->{d.pruned_in_out[0]} (even), "
+            + (
+                "a configuration the table measured"
+                if d.measured
+                else "a configuration the table never measured"
+            )
+        )
+        parts.append(f"`{d.layer}` ({d.model}, {d.ratio:.2f}x) {what}")
+    return "; ".join(parts)
+
+
 def main() -> None:
     print(opening_sentence())
+    print(slow_decisions_sentence())
     if (MAIN_JOB / "run.json").is_file():
         print(main_job_sentence())
 

@@ -53,3 +53,15 @@ def test_benchmark_prose_is_computed_from_the_raw_json() -> None:
     assert _flat(addendum) in bench
     assert "~15%" not in bench and "reproduce exactly" not in bench
     assert "1.50x slower than dense** (1.386x with `round_to=8`)" in README and "up to 1.21x slower" in README
+
+
+def test_slow_decision_explanation_is_regenerated_from_the_data() -> None:
+    """Issue 12, item 12: the explanation holds for each of the 7, or names the ones it does not fit."""
+    slow = readme_figures.slow_decisions()
+    assert len(slow) == 7
+    by_layer = {d.layer: d for d in slow}
+    assert by_layer["layer2.0.downsample.0"].pruned_in_out[0] == 32  # even, not odd
+    dw = by_layer["features.14.conv.1.0"]
+    assert dw.depthwise and dw.measured
+    assert _flat(readme_figures.slow_decisions_sentence()) in README
+    assert "every slow one has its *in*-channels cut to an odd count" not in README
