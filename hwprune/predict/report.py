@@ -32,6 +32,7 @@ __all__ = [
     "evaluate",
     "format_report",
     "friendly_mask",
+    "config_group",
     "held_out_predictions",
     "plot_predicted_vs_measured",
     "plot_staircase",
@@ -404,14 +405,20 @@ def held_out_predictions(
     max_train_rows: int | None = None,
     random_state: int = 0,
 ) -> pd.DataFrame:
-    """Out-of-fold predictions: every row predicted by a clone fitted without it.
+    """Out-of-fold predictions: every row predicted by a clone fitted without it, nor any copy of it.
 
-    ``by="count"`` holds out random rows (unseen channel counts of layers whose other counts are known);
-    ``by="layer"`` holds out whole layer shapes (:func:`hwprune.predict.features.layer_key`).
+    ``by="count"`` holds out configurations (unseen channel counts of layers whose other counts are
+    known), grouped by the whole configuration so that a configuration repeated across combined tables is
+    never in the training and the scored part at once; ``by="layer"`` holds out whole layer shapes
+    (:func:`hwprune.predict.features.layer_key`).
+
+    No leak through model choice either: where the predictor's ``estimator`` or ``target_transform`` is
+    ``"auto"``, each fold chooses them by the predictor's own grouped CV on that fold's training rows only
+    (nested CV), never on the rows it is scored on; fixed parameters are used as they are.
 
     Args:
-        predictor: An unfitted or fitted predictor; its parameters are cloned for each fold, with
-            ``cv_folds=0`` and, where they were ``"auto"``, the fitted choice (or HGB on log latency).
+        predictor: A predictor whose *parameters* are cloned for each fold (a fitted predictor's choice
+            is not reused: it was made on all rows, the scored ones included).
         table: A measurement CSV path or DataFrame.
         by: The split.
         folds: Number of folds (>= 2).
@@ -428,7 +435,7 @@ def held_out_predictions(
         >>> rows = held_out_predictions(LatencyPredictor(), "t.csv", by="layer")  # doctest: +SKIP
     """
     from sklearn.base import clone
-    from sklearn.model_selection import GroupKFold, KFold
+    from sklearn.model_selection import GroupKFold
 
     if by not in ("count", "layer"):
         raise ValueError(f"`by` must be any of ('count', 'layer'), got {by!r}")
@@ -436,22 +443,15 @@ def held_out_predictions(
         raise ValueError(f"`folds` must be an int >= 2, got {folds!r}")
     df, _ = load_table(table)
     cfg = config_frame(df, default_dtype="float32")
-    kind = getattr(predictor, "estimator_kind_", None) or (
-        predictor.estimator if predictor.estimator != "auto" else "hist_gradient_boosting"
-    )
-    tf = getattr(predictor, "transform_", None) or (
-        predictor.target_transform if predictor.target_transform != "auto" else "log"
-    )
-    base = clone(predictor).set_params(estimator=kind, target_transform=tf, cv_folds=0)
+    nested = "auto" in (predictor.estimator, predictor.target_transform)
+    inner = predictor.cv_folds if predictor.cv_folds >= 2 else 3
+    base = clone(predictor).set_params(cv_folds=inner if nested else 0)
     rng = np.random.default_rng(random_state)
-    if by == "layer":
-        groups = layer_key(cfg).to_numpy()
-        n = min(folds, len(np.unique(groups)))
-        if n < 2:
-            raise ValueError("`table` must hold at least 2 layer shapes for a by-layer split")
-        splits = GroupKFold(n_splits=n, shuffle=True, random_state=random_state).split(df, groups=groups)
-    else:
-        splits = KFold(n_splits=folds, shuffle=True, random_state=random_state).split(df)
+    groups = (layer_key(cfg) if by == "layer" else config_group(cfg)).to_numpy()
+    n = min(folds, len(np.unique(groups)))
+    if n < 2:
+        raise ValueError(f"`table` must hold at least 2 {'layer shapes' if by == 'layer' else 'configs'}")
+    splits = GroupKFold(n_splits=n, shuffle=True, random_state=random_state).split(df, groups=groups)
     pred = np.empty(len(df))
     for tr, te in splits:
         if max_train_rows is not None and len(tr) > max_train_rows:
@@ -461,6 +461,26 @@ def held_out_predictions(
     rows["predicted_ms"] = pred
     rows["family"] = layer_family(cfg).to_numpy()
     return rows
+
+
+def config_group(cfg: pd.DataFrame) -> pd.Series:
+    """One key per distinct configuration (every config column and the dtype): the groups of a by-count split.
+
+    Args:
+        cfg: A frame from :func:`hwprune.predict.features.config_frame`.
+
+    Returns:
+        A string Series aligned with ``cfg``; repeated configurations share a key.
+
+    Example:
+        >>> from hwprune.predict.features import config_frame
+        >>> c = dict(batch=1, in_channels=3, out_channels=8, height=8, width=8, kernel_size=3, stride=1,
+        ...          padding=1, groups=1)
+        >>> config_group(config_frame([c, c], default_dtype="float32")).nunique()
+        1
+    """
+    cols = [*CONFIG_COLUMNS, "dtype"]
+    return cfg[cols].astype(str).agg("_".join, axis=1)
 
 
 def score_rows(rows: pd.DataFrame, target: str = "") -> PredictorReport:

@@ -100,3 +100,26 @@ def test_report_on_the_training_table_is_labelled_in_sample(
     other, _ = evaluate(fitted, read_table(tiny_table).iloc[:10])
     assert other.in_sample is False
     assert "not the predictor's training table" in format_report(other)
+
+
+def test_held_out_by_count_never_trains_on_a_copy_of_a_scored_row(tiny_table: Path) -> None:
+    """Issue 12, item 13: configs repeated across combined tables stay on one side of every split."""
+    from hwprune.predict.report import held_out_predictions
+
+    df = read_table(tiny_table)
+    doubled = pd.concat([df, df], ignore_index=True)  # every config twice, as in combined tables
+    fixed = LatencyPredictor(estimator="extra_trees", target_transform="log", n_estimators=20)
+    rows = held_out_predictions(fixed, doubled, by="count", folds=3)
+    exact = np.isclose(rows["predicted_ms"], rows["latency_ms"], rtol=1e-9, atol=0)
+    assert not exact.any()  # with a copy in training, extra trees would return its latency exactly
+
+
+def test_held_out_chooses_the_model_without_the_scored_rows(tiny_table: Path) -> None:
+    """A fitted 'auto' predictor's choice (made on every row) is not reused: each fold chooses anew."""
+    from hwprune.predict.report import held_out_predictions
+
+    auto = LatencyPredictor(cv_folds=2, n_estimators=10)
+    fitted = LatencyPredictor(cv_folds=2, n_estimators=10).fit(tiny_table)
+    a = held_out_predictions(auto, tiny_table, by="count", folds=2)
+    b = held_out_predictions(fitted, tiny_table, by="count", folds=2)
+    np.testing.assert_array_equal(a["predicted_ms"].to_numpy(), b["predicted_ms"].to_numpy())
