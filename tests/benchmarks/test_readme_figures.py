@@ -65,3 +65,22 @@ def test_slow_decision_explanation_is_regenerated_from_the_data() -> None:
     assert dw.depthwise and dw.measured
     assert _flat(readme_figures.slow_decisions_sentence()) in README
     assert "every slow one has its *in*-channels cut to an odd count" not in README
+
+
+def test_reliability_table_count_comes_from_the_files() -> None:
+    """Issue 12, item 13: no stale count of the shipped tables."""
+    import reliability
+
+    sentence = reliability.shipped_tables_sentence()
+    n_tables = len(list(ROOT.glob("tables/**/*.csv")))
+    assert sentence.startswith(f"All {n_tables} committed tables (")
+    assert _flat(sentence) in _flat((ROOT / "docs" / "RELIABILITY.md").read_text(encoding="utf-8"))
+
+
+def test_predictor_doc_counts_come_from_the_files() -> None:
+    import predictor
+
+    sentence = predictor.table_counts()
+    n_tables = len(list(ROOT.glob("tables/**/*.csv")))
+    assert sentence.startswith(f"The project ships {n_tables} tables with ")
+    assert _flat(sentence) in _flat((ROOT / "docs" / "PREDICTOR.md").read_text(encoding="utf-8"))
