@@ -2,7 +2,8 @@
 
 Each stage of the data flow owns its sub-commands in ``hwprune/<stage>/cli.py`` through a
 ``register(subparsers)`` function; this module only collects them, so the CLI, ``train.py`` and the tests
-call the same library functions.
+call the same library functions. Building the parser imports no torch, scikit-learn or TVM: each command
+imports what it needs when it runs, so ``hwprune --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -12,18 +13,94 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "catalogue", "main"]
 
 # Order follows the data flow: measure -> predict -> staircase/prune.
 _STAGE_CLIS: tuple[str, ...] = ("hwprune.measure.cli", "hwprune.predict.cli", "hwprune.prune.cli")
+_CONF = Path(__file__).resolve().parents[1] / "conf"
+
+_DESCRIPTION = """\
+hwprune: prune a CNN's channels to a latency budget on a target (cuDNN, ACL, TVM, this CPU).
+
+workflow: measure -> fit -> report -> prune
+  1. measure  time the model's conv layer space on the target     -> table.csv (+ .json sidecar)
+  2. fit      fit a latency predictor on that table                -> predictor.skops
+  3. report   score the predictor (held-out CV scores, staircases) -> text / plots
+  4. prune    plan and apply a prune to a budget, offline          -> the plan (+ pruned.pt)
+  (in a Lightning run, the HardwareAwarePruning callback does step 4 while fine-tuning)
+"""
+
+_EXAMPLE = """\
+example:
+  hwprune measure --target cpu_torch --model small_resnet --input 1,1,28,28 --step 8 --out t.csv
+  hwprune fit t.csv --out p.skops
+  hwprune report p.skops t.csv
+  hwprune prune --predictor p.skops --table t.csv --latency-ratio 0.5
+
+models:  {models}
+targets: {targets}
+         (a target is conf/device/<name>.yaml, or any YAML path in that format)
+`hwprune COMMAND --help` shows a command's options and their defaults.
+"""
+
+
+def catalogue(kind: str) -> list[str]:
+    """The names of the shipped configs of one kind (``"model"`` or ``"device"``) under ``conf/``.
+
+    Args:
+        kind: ``"model"`` or ``"device"``.
+
+    Returns:
+        Sorted names (file stems); empty when ``conf/`` is not beside the package.
+
+    Example:
+        >>> "cpu_torch" in catalogue("device")
+        True
+    """
+    return sorted(p.stem for p in (_CONF / kind).glob("*.yaml"))
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Append ``(default: X)`` where X says something (not None/False, not already in the help)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action) or text
+
+
+class _Parser(argparse.ArgumentParser):
+    """Sub-command parsers show each option's default."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the top-level parser with every stage's sub-commands registered."""
-    parser = argparse.ArgumentParser(prog="hwprune", description=__doc__.splitlines()[0])
+    """Return the top-level parser with every stage's sub-commands registered.
+
+    Returns:
+        The parser; its help states the workflow with an example, and lists the models and targets.
+
+    Example:
+        >>> build_parser().prog
+        'hwprune'
+    """
+    parser = argparse.ArgumentParser(
+        prog="hwprune",
+        description=_DESCRIPTION,
+        epilog=_EXAMPLE.format(
+            models=", ".join(catalogue("model")) or "see hwprune.models.MODEL_NAMES",
+            targets=", ".join(catalogue("device")) or "see conf/device",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for mod_name in _STAGE_CLIS:
         try:
             mod = importlib.import_module(mod_name)

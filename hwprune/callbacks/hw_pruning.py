@@ -21,15 +21,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 from typing_extensions import override
 
+from hwprune.callbacks._lightning import CALLBACK_BASES, rank_zero_only, use_package_of
+from hwprune.callbacks._network import find_network
 from hwprune.measure.space import check_input_shape
 from hwprune.prune import (
     IMPORTANCE_KINDS,
@@ -44,6 +43,9 @@ from hwprune.prune import (
 )
 from hwprune.staircase import Predictor, SnapMode
 
+if TYPE_CHECKING:  # either package works at run time (see hwprune.callbacks._lightning)
+    import pytorch_lightning as pl
+
 log = logging.getLogger(__name__)
 
 __all__ = ["HardwareAwarePruning", "PruneStepLog", "load_pruned", "remap_optimizer_state"]
@@ -51,6 +53,8 @@ __all__ = ["HardwareAwarePruning", "PruneStepLog", "load_pruned", "remap_optimiz
 PredictorLike = Predictor | str | os.PathLike[str] | Callable[[nn.Module, tuple[int, ...]], Predictor]
 RollbackMode = Literal["stop", "shrink"]
 ExportFormat = Literal["torch_export", "onnx"]
+CheckAction = Literal["raise", "warn"]
+_CHECK_ACTIONS: tuple[str, ...] = ("raise", "warn")
 _SNAPS: tuple[str | None, ...] = ("up", "down", "nearest", None)
 _ROLLBACKS: tuple[str | None, ...] = ("stop", "shrink", None)
 _EXPORTS: tuple[str | None, ...] = ("torch_export", "onnx", None)
@@ -221,7 +225,19 @@ def _plan_step(gm: Any, budget_ms: float, **kwargs: Any) -> Any:
     return plan_pruning(gm, budget_ms=budget_ms, **kwargs)
 
 
-class HardwareAwarePruning(Callback):
+def _first_image_batch(batch: Any) -> torch.Tensor | None:
+    """The first 4-D tensor in a batch (a tensor, or a tuple/list/dict of them, as Lightning passes)."""
+    if isinstance(batch, torch.Tensor):
+        return batch if batch.dim() == 4 else None
+    items = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, list | tuple) else ()
+    for item in items:
+        found = _first_image_batch(item)
+        if found is not None:
+            return found
+    return None
+
+
+class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
     """Prune channels during fine-tuning until the model meets a latency budget on a target.
 
     Args:
@@ -237,7 +253,8 @@ class HardwareAwarePruning(Callback):
         num_steps: Steps (>= 1) from dense to the budget; the budget shrinks linearly.
         importance: ``"l1"``, ``"l2"``, ``"bn_scale"`` or ``"taylor"`` (uses the last batch's gradients).
         snap: How widths land on friendly counts: ``"up"``, ``"down"``, ``"nearest"`` or ``None``.
-        monitor: Metric tracked for the accuracy check (``trainer.callback_metrics`` key).
+        monitor: Metric tracked for the accuracy check (``trainer.callback_metrics`` key, as the module
+            logs it, e.g. ``"val_acc"`` for ``self.log("val_acc", ...)``).
         mode: ``"max"`` if a larger ``monitor`` is better, else ``"min"``.
         max_accuracy_drop: Largest allowed drop of ``monitor`` below the dense baseline (>= 0), or
             ``None`` to only log it.
@@ -251,7 +268,10 @@ class HardwareAwarePruning(Callback):
             and reported beside their predictions. Timing uses the target's own settings (threads,
             dtype, TF32, ``cudnn.benchmark``).
         min_channel_ratio: No group goes below this fraction in (0, 1] of its dense width.
-        model_attr: Attribute of the LightningModule that holds the network (``""``: the module).
+        model_attr: Attribute of the LightningModule that holds the network (``"net"``, ``"model"``,
+            ``"backbone"`` ...), ``""`` for the module itself, or ``None`` (default) to find it in
+            :meth:`setup`: the one child that holds the convs and all trainable parameters, else the
+            module itself when it defines ``forward``.
         report_dir: Folder of the report and export (default: the trainer's log dir or root dir).
         export: ``"torch_export"`` (``pruned.pt2``), ``"onnx"`` (``pruned.onnx``) or ``None``; the
             ``pruned.pt`` bundle for :func:`load_pruned` is always written.
@@ -261,6 +281,12 @@ class HardwareAwarePruning(Callback):
             predictor's ``target_``, at the run's batch.
         closed_loop_rounds: Re-plans (>= 0) of a step whose candidate misses its budget by more than 5%
             when timed; each first measures the configs the table lacks and refits the predictor.
+        strict: As in ``EarlyStopping``: raise when ``monitor`` is not among the logged metrics at
+            the end of validation; ``False`` warns once and prunes without the accuracy guard.
+        schedule_check: ``"raise"`` (default) or ``"warn"`` when the schedule's last step would start
+            at or after ``trainer.max_epochs`` (a step that never runs leaves the budget unmet).
+        shape_check: ``"raise"`` (default) or ``"warn"`` when the first training batch's C, H, W differ
+            from ``input_shape``'s (the plan would be for another input size).
 
     Raises:
         ValueError: If ``predictor`` is not a predictor, path or callable; ``input_shape`` is not 4
@@ -269,9 +295,16 @@ class HardwareAwarePruning(Callback):
             ``prune_every_n_epochs`` < 1; ``num_steps`` < 1; ``importance``, ``snap``, ``mode``,
             ``rollback`` or ``export`` is not a valid choice; ``max_accuracy_drop`` < 0;
             ``rollback`` is set without ``max_accuracy_drop``; ``ignored_layers`` is not a sequence of
-            names; ``min_channel_ratio`` is not in (0, 1]; ``monitor`` is empty; ``closed_loop_rounds``
-            < 0. In :meth:`setup`: if
-            ``latency_ms`` is below the predicted latency of the smallest model the schedule may build.
+            names; ``min_channel_ratio`` is not in (0, 1]; ``monitor`` is empty; ``strict`` is not a
+            bool; ``schedule_check`` or ``shape_check`` is not ``"raise"``/``"warn"``; ``model_attr`` is
+            not a string or None; ``closed_loop_rounds`` < 0. In
+            :meth:`setup`: if ``model_attr`` names no network (or, when None, the
+            network is ambiguous: the message lists the candidates); if ``latency_ms`` is below the
+            predicted latency of the smallest model the schedule may build; if the schedule's last step
+            falls at or after ``trainer.max_epochs`` (``schedule_check="raise"``). On the first training
+            batch: if its C, H, W differ from ``input_shape`` (``shape_check="raise"``).
+        RuntimeError: At the end of validation, if ``monitor`` was not logged and ``strict`` is True (the
+            message lists the logged keys).
         FileNotFoundError: If ``predictor`` is a path that does not exist.
 
     Example:
@@ -297,12 +330,15 @@ class HardwareAwarePruning(Callback):
         ignored_layers: Sequence[str] = (),
         verify: bool = True,
         min_channel_ratio: float = 0.25,
-        model_attr: str = "model",
+        model_attr: str | None = None,
         report_dir: str | os.PathLike[str] | None = None,
         export: ExportFormat | None = "torch_export",
         model_spec: Mapping[str, Any] | None = None,
         target: Any = None,
         closed_loop_rounds: int = 2,
+        strict: bool = True,
+        schedule_check: CheckAction = "raise",
+        shape_check: CheckAction = "raise",
     ) -> None:
         super().__init__()
         if isinstance(predictor, str | os.PathLike):
@@ -356,6 +392,13 @@ class HardwareAwarePruning(Callback):
             raise ValueError(f"`min_channel_ratio` must be a fraction in (0, 1], got {min_channel_ratio!r}")
         if export not in _EXPORTS:
             raise ValueError(f"`export` must be any of {_EXPORTS}, got {export!r}")
+        if model_attr is not None and not isinstance(model_attr, str):
+            raise ValueError(f"`model_attr` must be an attribute name, '' or None, got {model_attr!r}")
+        if not isinstance(strict, bool):
+            raise ValueError(f"`strict` must be a bool, got {strict!r}")
+        for name, action in (("schedule_check", schedule_check), ("shape_check", shape_check)):
+            if action not in _CHECK_ACTIONS:
+                raise ValueError(f"`{name}` must be any of {_CHECK_ACTIONS}, got {action!r}")
         self.predictor_arg = predictor
         self.input_shape = shape
         self.latency_ratio = None if latency_ratio is None else float(latency_ratio)
@@ -385,6 +428,9 @@ class HardwareAwarePruning(Callback):
         self.target_arg = target
         self.closed_loop_rounds = closed_loop_rounds
         self._target: Any = None  # resolved in setup (rank 0): the Target timed end to end, or None
+        self.strict = strict
+        self.schedule_check = schedule_check
+        self.shape_check = shape_check
         self.predictor: Predictor | None = None
         # State (see state_dict): the schedule position and the architecture.
         self.history: list[list[PruneRecord]] = []
@@ -403,6 +449,9 @@ class HardwareAwarePruning(Callback):
         self._template: nn.Module | None = None
         self._applied = 0  # history steps present in the live model
         self._budget_checked = False  # latency_ms checked against the smallest reachable model
+        self._attr: str | None = None  # the network's attribute, resolved from model_attr in setup
+        self._shape_checked = False
+        self._monitor_warned = False
 
     # ------------------------------------------------------------------ state
     @property
@@ -481,12 +530,21 @@ class HardwareAwarePruning(Callback):
         self._run_schedule(trainer, pl_module)
 
     @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if not self._shape_checked:
+            self._run_shape_check(batch)
+
+    @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is not None:
             self.last_score = float(value)
+        else:
+            self._run_missing_monitor(trainer)
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -494,13 +552,83 @@ class HardwareAwarePruning(Callback):
 
     # ------------------------------------------------------------------ internals
     def _net(self, pl_module: pl.LightningModule) -> nn.Module:
-        return getattr(pl_module, self.model_attr) if self.model_attr else pl_module
+        if self._attr is None:
+            self._attr, _ = find_network(pl_module, self.model_attr)
+        return getattr(pl_module, self._attr) if self._attr else pl_module
 
     def _set_net(self, pl_module: pl.LightningModule, net: nn.Module) -> None:
-        if self.model_attr:
-            setattr(pl_module, self.model_attr, net)
-        else:
-            pl_module.load_state_dict(net.state_dict())
+        if self._attr is None:
+            self._attr, _ = find_network(pl_module, self.model_attr)
+        if self._attr:
+            setattr(pl_module, self._attr, net)
+            return
+        # The network is the module itself (a copy of it, rebuilt by a rollback): its shapes may differ
+        # from the live module's, so swap the parts that hold weights instead of loading a state dict.
+        for name, child in net.named_children():
+            if any(True for _ in child.parameters()) or any(True for _ in child.buffers()):
+                setattr(pl_module, name, child)
+        for name, p in net.named_parameters(recurse=False):
+            setattr(pl_module, name, p)
+
+    def _copy_network(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> nn.Module:
+        """A CPU copy of the dense network; a copy of the module itself leaves the Trainer behind."""
+        net = self._net(pl_module)
+        memo: dict[int, Any] = {id(trainer): None} if net is pl_module else {}
+        return copy.deepcopy(net, memo).cpu()
+
+    def _run_schedule_check(self, trainer: pl.Trainer) -> None:
+        """The schedule's last step must start before ``max_epochs`` ends the run."""
+        max_epochs = trainer.max_epochs
+        if max_epochs is None or max_epochs < 0:
+            return
+        epochs = [self.start_epoch + i * self.prune_every_n_epochs for i in range(self.num_steps)]
+        missed = [e for e in epochs if e >= max_epochs]
+        if not missed:
+            return
+        msg = (
+            f"`max_epochs` must be >= {epochs[-1] + 1} for the pruning schedule (num_steps={self.num_steps} "
+            f"from start_epoch={self.start_epoch}, every {self.prune_every_n_epochs} epoch(s): steps at "
+            f"epochs {epochs}), got {max_epochs}: {len(missed)} of {self.num_steps} step(s) would never "
+            "run and the budget would not be met; raise `max_epochs`, lower `num_steps`, `start_epoch` or "
+            "`prune_every_n_epochs`, or pass `schedule_check='warn'`"
+        )
+        if self.schedule_check == "raise" and not trainer.fast_dev_run:
+            raise ValueError(msg)
+        rank_zero_only(log.warning)("%s", msg)
+
+    def _run_shape_check(self, batch: Any) -> None:
+        """Compare the first training batch's C, H, W with ``input_shape`` (the plan's input)."""
+        x = _first_image_batch(batch)
+        if x is None:
+            return
+        self._shape_checked = True
+        got = tuple(int(s) for s in x.shape[1:])
+        want = tuple(self.input_shape[1:])
+        if got == want:
+            return
+        msg = (
+            f"`input_shape` must match the data's C, H, W: the plan is for {want} (input_shape="
+            f"{tuple(self.input_shape)}) but the first training batch is {got} (batch shape "
+            f"{tuple(x.shape)}); pass `input_shape=({self.input_shape[0]}, {', '.join(map(str, got))})`, or "
+            "`shape_check='warn'` if the deployed input differs from the training input on purpose"
+        )
+        if self.shape_check == "raise":
+            raise ValueError(msg)
+        rank_zero_only(log.warning)("%s", msg)
+
+    def _run_missing_monitor(self, trainer: pl.Trainer) -> None:
+        """Follow ``EarlyStopping``: a ``monitor`` that is never logged must not pass silently."""
+        logged = sorted(str(k) for k in trainer.callback_metrics)
+        msg = f"`monitor` must be a metric the module logs, got {self.monitor!r}; logged metrics: {logged}"
+        if self.strict:
+            raise RuntimeError(
+                f"{msg}. Pass monitor=<one of them>, or strict=False to prune without the accuracy check"
+            )
+        if not self._monitor_warned:
+            self._monitor_warned = True
+            rank_zero_only(log.warning)(
+                "%s; strict=False: the accuracy check and rollback are off until it is logged", msg
+            )
 
     def _resolve_predictor(self, net: nn.Module) -> Predictor:
         arg = self.predictor_arg
@@ -515,14 +643,16 @@ class HardwareAwarePruning(Callback):
         return arg(net, self.input_shape)  # type: ignore[operator]
 
     def _run_setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        net = self._net(pl_module)
+        use_package_of(trainer)
+        self._attr, net = find_network(pl_module, self.model_attr)
         if self._template is None:
-            self._template = copy.deepcopy(net).cpu()
+            self._template = self._copy_network(trainer, pl_module)
         if not self.dense_widths:
             self.dense_widths = conv_widths(net)
         self._hook_checkpoint_restore(pl_module)
         if stage != "fit":
             return
+        self._run_schedule_check(trainer)
         if self.predictor is None and trainer.is_global_zero:
             self.predictor = self._resolve_predictor(net)
         if self.predictor is not None and trainer.is_global_zero and self._target is None:
@@ -979,11 +1109,28 @@ class HardwareAwarePruning(Callback):
         out_dir = Path(self.report_dir or trainer.log_dir or trainer.default_root_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         report = self._report(pl_module)
+        report["budget"] = self._budget_status(report)
         (out_dir / "pruning_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
         md = self._markdown(report)
         (out_dir / "pruning_report.md").write_text(md, encoding="utf-8")
         print(md)
         self._export(pl_module, out_dir)
+        b = report["budget"]
+        (log.info if b["met"] else log.warning)("hwprune: %s", b["summary"])
+
+    def _budget_status(self, report: Mapping[str, Any]) -> dict[str, Any]:
+        """Whether the pruned model's predicted latency meets the budget, in words and as data."""
+        budget, after = report.get("budget_ms"), report["predicted_ms"]["after"]
+        ran = sum(s.outcome == "pruned" for s in self.steps)
+        if budget is None or after is None:
+            return {"met": False, "summary": "budget NOT met: no predicted latency (no predictor)"}
+        met = bool(after <= budget * (1.0 + 1e-6))
+        summary = (
+            f"budget {'met' if met else 'NOT met'}: predicted {after:.4f} ms "
+            f"{'<=' if met else '>'} budget {budget:.4f} ms ({ran} of {self.num_steps} scheduled prune "
+            f"step(s) pruned, {len(self.steps)} attempted)"
+        )
+        return {"met": met, "summary": summary}
 
     def _report(self, pl_module: pl.LightningModule) -> dict[str, Any]:
         net = self._net(pl_module)
@@ -1052,6 +1199,7 @@ class HardwareAwarePruning(Callback):
             "",
             f"target: {r['target']}, input {r['input_shape']}, budget {f(r['budget_ms'])} ms",
             "",
+            *([f"**{r['budget']['summary']}**", ""] if "budget" in r else []),
             "| | before | after |",
             "|---|---|---|",
             f"| predicted latency (ms) | {f(r['predicted_ms']['before'])} | "

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import pytorch_lightning as pl
 import torch
 import torch_pruning as tp
-from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 from typing_extensions import override
 
+from hwprune.callbacks._lightning import CALLBACK_BASES, rank_zero_only, use_package_of
+from hwprune.callbacks._network import find_network
 from hwprune.prune.graph import resolve_ignored
+
+if TYPE_CHECKING:  # either package works at run time (see hwprune.callbacks._lightning)
+    import pytorch_lightning as pl
 
 log = logging.getLogger(__name__)
 
 __all__ = ["UninstructedPruning"]
 
 
-class UninstructedPruning(Callback):
+class UninstructedPruning(*CALLBACK_BASES):  # type: ignore[misc]
     """Prune every layer by the same ratio with L1 importance, once, at the start of ``epoch``.
 
     Args:
@@ -29,11 +32,13 @@ class UninstructedPruning(Callback):
         epoch: Epoch (>= 0) at whose start the prune runs.
         round_to: Keep channel counts multiples of this (``None``: any count).
         ignored_layers: Module names whose output channels stay (Linear layers always do).
-        model_attr: Attribute of the LightningModule that holds the network.
+        model_attr: Attribute of the LightningModule that holds the network, ``""`` for the module
+            itself, or ``None`` to find it (as :class:`hwprune.callbacks.HardwareAwarePruning` does).
 
     Raises:
         ValueError: If ``input_shape`` is not 4 positive ints, ``pruning_ratio`` is not in (0, 1),
-            ``epoch`` < 0 or ``round_to`` < 1.
+            ``epoch`` < 0 or ``round_to`` < 1; at the prune, if ``model_attr`` names no network or
+            (when None) the network is ambiguous.
 
     Example:
         >>> cb = UninstructedPruning((1, 1, 28, 28), pruning_ratio=0.5, round_to=8)
@@ -46,7 +51,7 @@ class UninstructedPruning(Callback):
         epoch: int = 1,
         round_to: int | None = None,
         ignored_layers: Sequence[str] = (),
-        model_attr: str = "model",
+        model_attr: str | None = None,
     ) -> None:
         super().__init__()
         shape = tuple(int(s) for s in input_shape)
@@ -81,7 +86,8 @@ class UninstructedPruning(Callback):
     def _run_prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.done or trainer.current_epoch != self.epoch:
             return
-        net: nn.Module = getattr(pl_module, self.model_attr)
+        use_package_of(trainer)
+        net: nn.Module = find_network(pl_module, self.model_attr)[1]
         p = next(net.parameters())
         pruner = tp.pruner.MetaPruner(
             net,

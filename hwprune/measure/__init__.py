@@ -10,24 +10,38 @@ Example:
     True
 """
 
+from __future__ import annotations
+
+import importlib
 import sys
 import types
 from typing import Any
 
-from hwprune.measure.backends.base import Backend, RunResult
-from hwprune.measure.evaluator import EvaluatorConfig, Timing
-from hwprune.measure.model_timing import ModelTiming, can_time_models, time_models
-from hwprune.measure.space import ConvLayer, conv_layer_configs, grid_space, model_space
-from hwprune.measure.sweep import MeasureSummary, measure
-from hwprune.measure.table import (
-    CONFIG_COLUMNS,
-    TABLE_COLUMNS,
-    TableError,
-    TableWriter,
-    import_table,
-    read_table,
-)
-from hwprune.measure.targets import BACKENDS, Target, load_target
+# Loaded on first use, so that `hwprune --help` and `import hwprune.measure.cli` import no torch.
+_EXPORTS: dict[str, str] = {
+    "Backend": "hwprune.measure.backends.base",
+    "RunResult": "hwprune.measure.backends.base",
+    "EvaluatorConfig": "hwprune.measure.evaluator",
+    "Timing": "hwprune.measure.evaluator",
+    "ModelTiming": "hwprune.measure.model_timing",
+    "can_time_models": "hwprune.measure.model_timing",
+    "time_models": "hwprune.measure.model_timing",
+    "ConvLayer": "hwprune.measure.space",
+    "conv_layer_configs": "hwprune.measure.space",
+    "grid_space": "hwprune.measure.space",
+    "model_space": "hwprune.measure.space",
+    "MeasureSummary": "hwprune.measure.sweep",
+    "measure": "hwprune.measure.sweep",
+    "CONFIG_COLUMNS": "hwprune.measure.table",
+    "TABLE_COLUMNS": "hwprune.measure.table",
+    "TableError": "hwprune.measure.table",
+    "TableWriter": "hwprune.measure.table",
+    "import_table": "hwprune.measure.table",
+    "read_table": "hwprune.measure.table",
+    "BACKENDS": "hwprune.measure.targets",
+    "Target": "hwprune.measure.targets",
+    "load_target": "hwprune.measure.targets",
+}
 
 __all__ = [
     "BACKENDS",
@@ -63,8 +77,20 @@ class _CallableModule(types.ModuleType):
     module, and calling the module calls the function.
     """
 
-    def __call__(self, *args: Any, **kwargs: Any) -> MeasureSummary:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from hwprune.measure.sweep import measure
+
         return measure(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _EXPORTS:
+            value = getattr(importlib.import_module(_EXPORTS[name]), name)
+            setattr(self, name, value)
+            return value
+        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *__all__})
 
 
 sys.modules[__name__].__class__ = _CallableModule

@@ -5,11 +5,37 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["register"]
+__all__ = ["default_table_path", "register"]
+
+
+def default_table_path(
+    target: str, model: str | None, input_shape: tuple[int, ...], grid: str | None
+) -> Path:
+    """Where ``hwprune measure`` writes without ``--out``: the cache folder, never a shipped table.
+
+    The path is ``$XDG_CACHE_HOME/hwprune/tables/<target>/<model>_<H>.csv`` (``~/.cache`` by default), the
+    file that ``PredictorFactory`` (``train.py``) looks for, or ``<grid stem>.csv`` there for ``--grid``.
+
+    Args:
+        target: The target's name.
+        model: The model (None with ``grid``).
+        input_shape: The model's input shape.
+        grid: The grid YAML, or None.
+
+    Returns:
+        The table path.
+
+    Example:
+        >>> default_table_path("cpu_torch", "small_resnet", (1, 1, 28, 28), None).name
+        'small_resnet_28.csv'
+    """
+    root = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "hwprune" / "tables" / target
+    return root / (f"{Path(grid).stem}.csv" if grid else f"{model}_{int(input_shape[-1])}.csv")
 
 
 def input_shape_arg(text: str) -> tuple[int, ...]:
@@ -50,11 +76,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("--pairs", type=int, default=24, help="(in, out) pairs per conv shape in the 2d space")
     p.add_argument("--grid", default=None, help="YAML grid file instead of a model")
-    p.add_argument("--out", default=None, help="table CSV (default: the target's `table`)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="table CSV (default: $XDG_CACHE_HOME/hwprune/tables/<target>/<model>_<H>.csv, ~/.cache by "
+        "default; never a shipped table)",
+    )
+    p.add_argument(
+        "--allow-mixed-targets",
+        action="store_true",
+        help="append to a table that holds another target's rows (plots accept it; `fit` does not)",
+    )
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per config")
     p.add_argument("--number", type=int, default=1, help="minimum runs per sample")
     p.add_argument("--repeat", type=int, default=7, help="samples per config")
     p.add_argument("--min-repeat-ms", type=float, default=20.0, help="minimum duration of a sample")
+    p.add_argument(
+        "--max-rel-spread",
+        type=float,
+        default=0.10,
+        help="a row whose IQR/median exceeds this is noisy: timed again, and marked if it stays noisy",
+    )
+    p.add_argument("--retime", type=int, default=2, help="extra timings of a noisy config")
     p.add_argument("--limit", type=int, default=None, help="time at most this many new configs")
     p.add_argument(
         "--budget-s", type=float, default=None, help="stop starting configs after this many seconds"
@@ -111,11 +154,18 @@ def _cmd_measure(args: argparse.Namespace) -> int:
             sweep_in=args.sweep_in,
             pairs=args.pairs,
         )
-    out = args.out or target.table
-    if not out:
-        raise ValueError(f"`--out` must be given: target {target.name!r} has no `table`")
+    out = args.out or default_table_path(target.name, args.model, args.input, args.grid)
+    log.info("writing to %s", out)
+    sidecar: dict[str, object] = {"load_note": args.load_note} if args.load_note else {}
+    if not args.grid:
+        sidecar["space"] = {"model": args.model, "input": list(args.input)}
     ev = EvaluatorConfig(
-        warmup=args.warmup, number=args.number, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms
+        warmup=args.warmup,
+        number=args.number,
+        repeat=args.repeat,
+        min_repeat_ms=args.min_repeat_ms,
+        max_rel_spread=args.max_rel_spread,
+        retime=args.retime,
     )
     if args.adaptive:
         from hwprune.predict.adaptive import adaptive_measure  # lazy: the predict stage comes later
@@ -140,11 +190,12 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         limit=args.limit,
         time_budget_s=args.budget_s,
         shuffle_seed=args.shuffle,
-        sidecar={"load_note": args.load_note} if args.load_note else None,
+        sidecar=sidecar or None,
+        allow_mixed_targets=args.allow_mixed_targets,
     )
     print(
         f"{summary.path}: measured {summary.measured}, failed {summary.failed}, "
-        f"skipped {summary.skipped} (already there), {summary.wall_s:.1f} s"
+        f"skipped {summary.skipped} (already there), noisy {summary.noisy}, {summary.wall_s:.1f} s"
     )
     return 0
 

@@ -19,7 +19,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["collect", "cpu_model", "format_inventory", "opencl_devices", "write_sidecar"]
+__all__ = ["collect", "cpu_model", "format_inventory", "load_snapshot", "opencl_devices", "write_sidecar"]
 
 _LIBS = (
     "torch",
@@ -252,3 +252,67 @@ def write_sidecar(csv_path: str | os.PathLike[str], extra: dict[str, Any] | None
     merged = {**old, **info, **extra, "runs": runs}
     side.write_text(json.dumps(merged, indent=2, default=str) + "\n")
     return side
+
+
+def _cpu_mhz() -> list[float] | None:
+    """Current frequency of each CPU in MHz (cpufreq where the kernel exposes it, else /proc/cpuinfo)."""
+    freqs = []
+    for f in sorted(Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_cur_freq")):
+        try:
+            freqs.append(int(f.read_text().strip()) / 1000.0)
+        except (OSError, ValueError):
+            continue
+    if freqs:
+        return freqs
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    mhz = [float(line.split(":", 1)[1]) for line in text.splitlines() if line.startswith("cpu MHz")]
+    return mhz or None
+
+
+def _gpu_clocks() -> list[dict[str, str]] | None:
+    """SM clock, its maximum, temperature and throttle reasons of each NVIDIA GPU, through nvidia-smi."""
+    fields = "index,clocks.sm,clocks.max.sm,temperature.gpu,clocks_throttle_reasons.active"
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    names = fields.split(",")
+    return [dict(zip(names, (v.strip() for v in line.split(",")), strict=False)) for line in out.splitlines()]
+
+
+def load_snapshot(*, gpu: bool = False) -> dict[str, Any]:
+    """What else the machine was doing: load average, CPU frequency and (``gpu``) GPU clocks, now.
+
+    A sweep records one snapshot at its start and one at its end in the sidecar, so a table measured on a
+    busy or throttled machine says so.
+
+    Args:
+        gpu: Also query NVIDIA GPU clocks (``nvidia-smi``); None where unavailable.
+
+    Returns:
+        ``{"time", "loadavg" (1, 5, 15 min), "cpus", "cpu_mhz" (per CPU or None), "gpu_clocks"}``.
+
+    Example:
+        >>> sorted(load_snapshot())[:2]
+        ['cpu_mhz', 'cpus']
+    """
+    try:
+        loadavg: list[float] | None = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        loadavg = None
+    return {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "loadavg": loadavg,
+        "cpus": os.cpu_count(),
+        "cpu_mhz": _cpu_mhz(),
+        "gpu_clocks": _gpu_clocks() if gpu else None,
+    }

@@ -26,6 +26,12 @@ class EvaluatorConfig:
         repeat: Samples per configuration (>= 3, so the IQR means something).
         min_repeat_ms: Each sample lasts at least this long; raises ``number`` for fast layers.
         max_number: Cap on runs per sample.
+        max_rel_spread: A row whose IQR exceeds this fraction of its median is noisy (an idle machine
+            gives ~0.5%; two busy loops on 2 cores gave a median of 57%). :func:`hwprune.measure.measure`
+            times a noisy configuration again, up to ``retime`` more times (each a full
+            ``warmup + number_cal + repeat * number_eff`` runs), keeps the least noisy timing, and marks
+            the row ``noisy`` in its ``settings`` if every timing stayed noisy.
+        retime: Extra timings of a noisy configuration (>= 0).
 
     Raises:
         ValueError: If a count is out of range.
@@ -40,6 +46,8 @@ class EvaluatorConfig:
     repeat: int = 7
     min_repeat_ms: float = 20.0
     max_number: int = 10_000
+    max_rel_spread: float = 0.10
+    retime: int = 2
 
     def __post_init__(self) -> None:
         if self.warmup < 0:
@@ -52,6 +60,10 @@ class EvaluatorConfig:
             raise ValueError(f"`min_repeat_ms` must be >= 0, got {self.min_repeat_ms}")
         if self.max_number < self.number:
             raise ValueError(f"`max_number` must be >= `number` ({self.number}), got {self.max_number}")
+        if not self.max_rel_spread > 0:
+            raise ValueError(f"`max_rel_spread` must be a fraction > 0, got {self.max_rel_spread}")
+        if self.retime < 0:
+            raise ValueError(f"`retime` must be >= 0, got {self.retime}")
 
     def runs_per_sample(self, one_run_ms: float) -> int:
         """``number_eff`` for an operation that takes ``one_run_ms`` per run."""

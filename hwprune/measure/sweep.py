@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hwprune.measure.backends.base import Backend
+from hwprune.measure.backends.base import Backend, RunResult
 from hwprune.measure.evaluator import EvaluatorConfig
 from hwprune.measure.table import CONFIG_COLUMNS, TableWriter, config_key
 from hwprune.measure.targets import Target, load_target
@@ -33,6 +33,8 @@ class MeasureSummary:
         failed: Rows written with an error by this call.
         skipped: Configurations already in the table (not timed again).
         wall_s: Wall time of the call.
+        noisy: Rows of this call that stayed noisy after re-timing (marked in ``settings``).
+        retimed: Configurations of this call that were timed again because their spread was high.
     """
 
     path: Path
@@ -41,6 +43,8 @@ class MeasureSummary:
     failed: int
     skipped: int
     wall_s: float
+    noisy: int = 0
+    retimed: int = 0
 
 
 def normalize_space(space: Iterable[Mapping[str, Any]], batch: int | None) -> list[dict[str, Any]]:
@@ -78,6 +82,37 @@ def normalize_space(space: Iterable[Mapping[str, Any]], batch: int | None) -> li
     return list(out.values())
 
 
+def _rel_spread(res: RunResult) -> float:
+    if res.latency_ms is None or res.spread_ms is None or res.latency_ms <= 0:
+        return 0.0
+    return float(res.spread_ms) / float(res.latency_ms)
+
+
+def _timed(backend: Backend, config: Mapping[str, Any], evaluator: EvaluatorConfig) -> tuple[RunResult, int]:
+    """Time one config; time a noisy one again (``evaluator.retime`` times at most), keep the least noisy.
+
+    Returns:
+        The kept result, with ``noisy`` (and ``retimed``, ``rel_spread``) in its settings when re-timed,
+        and the number of extra timings.
+    """
+    res = backend.measure_one(config)
+    if res.error or _rel_spread(res) <= evaluator.max_rel_spread:
+        return res, 0
+    best, extra = res, 0
+    for _ in range(evaluator.retime):
+        extra += 1
+        again = backend.measure_one(config)
+        if not again.error and _rel_spread(again) < _rel_spread(best):
+            best = again
+        if _rel_spread(best) <= evaluator.max_rel_spread:
+            break
+    noisy = _rel_spread(best) > evaluator.max_rel_spread
+    settings = {**dict(best.settings), "retimed": extra, "rel_spread": round(_rel_spread(best), 4)}
+    if noisy:
+        settings["noisy"] = True
+    return RunResult(best.latency_ms, best.spread_ms, best.repeats, best.error, settings), extra
+
+
 def _progress(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
@@ -96,6 +131,7 @@ def measure(
     limit: int | None = None,
     time_budget_s: float | None = None,
     shuffle_seed: int | None = None,
+    allow_mixed_targets: bool = False,
 ) -> MeasureSummary:
     """Time each conv2d configuration of ``space`` on ``target``; append the rows to ``out_path``.
 
@@ -103,7 +139,13 @@ def measure(
     row; run the same call again to resume: configurations already in the table for this target and dtype
     are skipped (also those that recorded an error, unless ``retry_errors``). A configuration whose timing
     fails is written with its ``error`` and the sweep goes on. A sidecar ``<table>.json`` records the
-    device inventory and each call's settings and wall time.
+    device inventory and each call's settings, wall time and machine load (load average, CPU frequency,
+    GPU clocks for ``cudnn``) at its start and end.
+
+    Noise: a configuration whose relative spread (IQR / median) exceeds ``evaluator.max_rel_spread`` is
+    timed again (``evaluator.retime`` times at most) and the least noisy timing is kept; one that stays
+    noisy is marked ``"noisy": true`` in its ``settings``. The call ends with a warning that counts the
+    noisy rows, and ``hwprune fit`` / ``hwprune report`` warn on a table with many.
 
     Args:
         target: A :class:`Target`, a catalogue name (``cpu_torch``) or a YAML path.
@@ -119,12 +161,15 @@ def measure(
         shuffle_seed: Time the configurations in a random order (this seed) instead of the given one.
             On a shared machine, load comes in bursts; in sweep order a burst slows a run of
             neighbouring channel counts and draws a fake stair, shuffled it is spread as noise.
+        allow_mixed_targets: Append even when the table holds rows of another target (one table per
+            target is what :class:`hwprune.predict.LatencyPredictor` fits on).
 
     Returns:
         A :class:`MeasureSummary`.
 
     Raises:
-        ValueError: If the space is malformed or the target unknown.
+        ValueError: If the space is malformed or the target unknown, or the table holds rows of another
+            target and ``allow_mixed_targets`` is False.
         RuntimeError: If the backend cannot start (e.g. no GPU for ``cudnn``).
 
     Example:
@@ -132,15 +177,22 @@ def measure(
         >>> space = model_space("small_resnet", (1, 1, 28, 28), step=8)
         >>> measure("cpu_torch", space, "t.csv")  # doctest: +SKIP
     """
-    from hwprune.measure.device_info import write_sidecar
+    from hwprune.measure.device_info import load_snapshot, write_sidecar
 
     t0 = time.perf_counter()
     target = load_target(target)
     evaluator = evaluator or EvaluatorConfig()
     configs = normalize_space(space, target.batch)
     out_path = Path(out_path)
-    measured = failed = skipped = 0
+    measured = failed = skipped = noisy = retimed = 0
     with TableWriter(out_path) as writer:
+        others = sorted(writer.targets - {target.name})
+        if others and not allow_mixed_targets:
+            raise ValueError(
+                f"`out_path` {out_path} must hold one target's rows, got rows of {others} and a sweep of "
+                f"{target.name!r}: a predictor is fitted per target; write to another file (CLI: --out), "
+                "or pass allow_mixed_targets=True (CLI: --allow-mixed-targets)"
+            )
         todo = []
         for c in configs:
             key = config_key(target.name, target.dtype, c)
@@ -170,6 +222,7 @@ def measure(
             "evaluator": evaluator.__dict__,
             "todo": len(todo),
             "skipped": skipped,
+            "load_start": load_snapshot(gpu=target.backend == "cudnn"),
         }
         write_sidecar(
             out_path, {"target": target.name, "options": dict(target.options), **dict(sidecar or {})}
@@ -178,7 +231,16 @@ def measure(
             return MeasureSummary(out_path, target.name, 0, 0, skipped, time.perf_counter() - t0)
         backend.setup()
         try:
-            device = backend.device_name()
+            device = backend.hardware_name()
+            run_info["device"] = device
+            if target.device and target.device != device:
+                log.warning(
+                    "target %s expects device %r, but the hardware reports %r: the table records %r",
+                    target.name,
+                    target.device,
+                    device,
+                    device,
+                )
             versions = json.dumps(backend.versions(), sort_keys=True)
             with _progress(len(todo), target.name, progress) as bar:
                 for c in todo:
@@ -190,7 +252,9 @@ def measure(
                             len(todo) - measured - failed,
                         )
                         break
-                    res = backend.measure_one(c)
+                    res, extra = _timed(backend, c, evaluator)
+                    retimed += bool(extra)
+                    noisy += bool(res.settings.get("noisy"))
                     writer.append(
                         {
                             "target": target.name,
@@ -220,6 +284,30 @@ def measure(
         finally:
             backend.close()
             wall = time.perf_counter() - t0
-            run_info.update(measured=measured, failed=failed, wall_s=round(wall, 1))
+            run_info.update(
+                measured=measured,
+                failed=failed,
+                noisy=noisy,
+                retimed=retimed,
+                wall_s=round(wall, 1),
+                load_end=load_snapshot(gpu=target.backend == "cudnn"),
+            )
             write_sidecar(out_path, {"run": run_info})
-    return MeasureSummary(out_path, target.name, measured, failed, skipped, time.perf_counter() - t0)
+    done = measured + failed
+    if noisy:
+        log.warning(
+            "%s: %d of %d rows stayed noisy (relative spread > %.0f%% after up to %d re-timings; marked "
+            '"noisy" in `settings`): the machine is busy or throttled (load average %s -> %s)',
+            target.name,
+            noisy,
+            done,
+            100 * evaluator.max_rel_spread,
+            evaluator.retime,
+            run_info["load_start"]["loadavg"],
+            run_info["load_end"]["loadavg"],
+        )
+    elif done:
+        log.info("%s: 0 of %d rows noisy (%d re-timed)", target.name, done, retimed)
+    return MeasureSummary(
+        out_path, target.name, measured, failed, skipped, time.perf_counter() - t0, noisy, retimed
+    )

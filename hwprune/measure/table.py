@@ -37,8 +37,13 @@ __all__ = [
     "TableWriter",
     "config_key",
     "import_table",
+    "noisy_rows",
     "read_table",
+    "warn_if_noisy",
 ]
+
+#: Share of noisy rows above which `fit` and `report` warn.
+NOISY_WARN_SHARE = 0.05
 
 #: The layer-describing integer columns. ``height``/``width`` are the layer's *input* size.
 CONFIG_COLUMNS: tuple[str, ...] = (
@@ -121,6 +126,7 @@ class TableWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.done: set[tuple[Any, ...]] = set()
         self.failed: set[tuple[Any, ...]] = set()
+        self.targets: set[str] = set()
         self._repair_and_scan()
         self._fh = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
         if self.path.stat().st_size == 0:
@@ -161,6 +167,7 @@ class TableWriter:
             except ValueError:
                 continue
             (self.failed if row[idx["error"]] else self.done).add(key)
+            self.targets.add(row[idx["target"]])
 
     def _write_line(self, values: Iterable[Any]) -> None:
         buf = io.StringIO()
@@ -184,6 +191,7 @@ class TableWriter:
         self._write_line("" if row.get(c) is None else row.get(c, "") for c in WRITE_COLUMNS)
         key = config_key(row["target"], row["dtype"], row)
         (self.failed if row.get("error") else self.done).add(key)
+        self.targets.add(str(row["target"]))
 
     def close(self) -> None:
         """Close the file."""
@@ -565,4 +573,66 @@ def import_table(
             row["latency_spread_ms"] = float(row["latency_spread_ms"]) * latency_scale
             w.append(row)
             n += 1
+    return n
+
+
+def noisy_rows(df: pd.DataFrame) -> pd.Series:
+    """Which rows :func:`hwprune.measure.measure` marked noisy (``"noisy": true`` in ``settings``).
+
+    Args:
+        df: A table from :func:`read_table`.
+
+    Returns:
+        A boolean Series aligned with ``df`` (all False for tables without a ``settings`` column).
+
+    Example:
+        >>> import pandas as pd
+        >>> noisy_rows(pd.DataFrame({"settings": ['{"noisy": true}', '{}', None]})).tolist()
+        [True, False, False]
+    """
+    import json
+
+    import pandas as pd
+
+    if "settings" not in df.columns:
+        return pd.Series(False, index=df.index)
+
+    def one(text: Any) -> bool:
+        if not isinstance(text, str) or "noisy" not in text:
+            return False
+        try:
+            return bool(json.loads(text).get("noisy", False))
+        except (ValueError, AttributeError):
+            return False
+
+    return df["settings"].map(one).astype(bool)
+
+
+def warn_if_noisy(df: pd.DataFrame, where: str, share: float = NOISY_WARN_SHARE) -> int:
+    """Log a warning when more than ``share`` of the table's rows were measured noisy.
+
+    Args:
+        df: A table from :func:`read_table`.
+        where: The table's name for the message.
+        share: Warning threshold, a fraction of the rows.
+
+    Returns:
+        The number of noisy rows.
+
+    Example:
+        >>> import pandas as pd
+        >>> warn_if_noisy(pd.DataFrame({"settings": ["{}"]}), "t.csv")
+        0
+    """
+    n = int(noisy_rows(df).sum())
+    if len(df) and n / len(df) > share:
+        log.warning(
+            "%s: %d of %d rows (%.0f%%) stayed noisy when measured (relative spread above the limit after "
+            "re-timing): the machine was busy or throttled; its latencies are not trustworthy, so measure "
+            'again on an idle machine (rows marked "noisy" in `settings`)',
+            where,
+            n,
+            len(df),
+            100 * n / len(df),
+        )
     return n

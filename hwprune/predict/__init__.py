@@ -6,17 +6,32 @@ Example:
     >>> pred.save("pred.skops")  # doctest: +SKIP
 """
 
-from hwprune.predict.adaptive import AdaptiveResult, AdaptiveRound, adaptive_measure, replay_adaptive
-from hwprune.predict.features import (
-    FEATURE_SCHEMA_VERSION,
-    TILE_SIZES,
-    DevicePeaks,
-    build_features,
-    feature_names,
-)
-from hwprune.predict.io import TRUSTED_TYPES, PredictorFileError
-from hwprune.predict.predictor import LatencyPredictor, load_table, within_share
-from hwprune.predict.report import PredictorReport, evaluate, friendly_mask, held_out_predictions
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Loaded on first use, so that `hwprune --help` imports neither scikit-learn nor torch.
+_EXPORTS: dict[str, str] = {
+    "AdaptiveResult": "hwprune.predict.adaptive",
+    "AdaptiveRound": "hwprune.predict.adaptive",
+    "adaptive_measure": "hwprune.predict.adaptive",
+    "replay_adaptive": "hwprune.predict.adaptive",
+    "FEATURE_SCHEMA_VERSION": "hwprune.predict.features",
+    "TILE_SIZES": "hwprune.predict.features",
+    "DevicePeaks": "hwprune.predict.features",
+    "build_features": "hwprune.predict.features",
+    "feature_names": "hwprune.predict.features",
+    "TRUSTED_TYPES": "hwprune.predict.io",
+    "PredictorFileError": "hwprune.predict.io",
+    "LatencyPredictor": "hwprune.predict.predictor",
+    "load_table": "hwprune.predict.predictor",
+    "within_share": "hwprune.predict.predictor",
+    "PredictorReport": "hwprune.predict.report",
+    "evaluate": "hwprune.predict.report",
+    "friendly_mask": "hwprune.predict.report",
+    "held_out_predictions": "hwprune.predict.report",
+}
 
 __all__ = [
     "FEATURE_SCHEMA_VERSION",
@@ -38,3 +53,15 @@ __all__ = [
     "replay_adaptive",
     "within_share",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -10,13 +10,16 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any, get_args
-
-from hwprune.predict.predictor import EstimatorKind, LatencyPredictor, TargetTransform
+from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["register"]
+__all__ = ["ESTIMATOR_CHOICES", "TRANSFORM_CHOICES", "register"]
+
+# The values of `EstimatorKind` and `TargetTransform` (hwprune.predict.predictor), spelled out so that
+# `hwprune --help` needs no scikit-learn import; tests/predict/test_report_cli.py pins them equal.
+ESTIMATOR_CHOICES: tuple[str, ...] = ("auto", "hist_gradient_boosting", "extra_trees")
+TRANSFORM_CHOICES: tuple[str, ...] = ("auto", "log", "log_per_flop")
 
 
 def register(subparsers: Any) -> None:
@@ -33,13 +36,13 @@ def register(subparsers: Any) -> None:
     fit.add_argument("--out", type=Path, required=True, help="predictor file to write (.skops)")
     fit.add_argument(
         "--estimator",
-        choices=get_args(EstimatorKind),
+        choices=ESTIMATOR_CHOICES,
         default="auto",
         help="regressor (auto: chosen by grouped CV)",
     )
     fit.add_argument(
         "--transform",
-        choices=get_args(TargetTransform),
+        choices=TRANSFORM_CHOICES,
         default="auto",
         help="regression target (auto: chosen by grouped CV)",
     )
@@ -58,6 +61,10 @@ def register(subparsers: Any) -> None:
 
 
 def _run_fit(args: argparse.Namespace) -> int:
+    from hwprune.measure.table import read_table, warn_if_noisy
+    from hwprune.predict.predictor import LatencyPredictor
+
+    warn_if_noisy(read_table(args.table), str(args.table))
     pred = LatencyPredictor(estimator=args.estimator, target_transform=args.transform, cv_folds=args.cv_folds)
     pred.fit(args.table)
     path = pred.save(args.out)
@@ -76,6 +83,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 
 def _run_report(args: argparse.Namespace) -> int:
+    from hwprune.predict.predictor import LatencyPredictor
     from hwprune.predict.report import evaluate, format_report, plot_predicted_vs_measured, plot_staircase
 
     pred = LatencyPredictor.load(args.predictor)

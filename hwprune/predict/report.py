@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from hwprune.measure.table import warn_if_noisy
 from hwprune.predict.features import CONFIG_COLUMNS, config_frame, layer_family, layer_key
 from hwprune.predict.predictor import LatencyPredictor, TableLike, load_table, within_share
 
@@ -31,6 +32,7 @@ __all__ = [
     "evaluate",
     "format_report",
     "friendly_mask",
+    "config_group",
     "held_out_predictions",
     "plot_predicted_vs_measured",
     "plot_staircase",
@@ -90,6 +92,11 @@ class PredictorReport:
             (NaN when the table has no sweep of >= 3 counts).
         n_predicted_friendly: Predicted friendly counts over all sweeps.
         n_series: Sweeps of >= 3 counts used for the fidelity.
+        in_sample: True when the table looks like the one the predictor was fitted on (same target and
+            row count), so the scores above are in-sample and say little; None when unknown.
+        held_out: The predictor's cross-validated held-out scores from its fit (``validation_``:
+            ``count_*`` unseen counts of known layers, ``layer_*`` unseen layer shapes); empty when it was
+            fitted without CV.
     """
 
     target: str
@@ -101,6 +108,8 @@ class PredictorReport:
     staircase_fidelity: float
     n_predicted_friendly: int
     n_series: int
+    in_sample: bool | None = None
+    held_out: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict.
@@ -210,6 +219,7 @@ def evaluate(predictor: LatencyPredictor, table: TableLike) -> tuple[PredictorRe
         >>> print(format_report(rep))  # doctest: +SKIP
     """
     df, _ = load_table(table)
+    warn_if_noisy(df, str(table) if not isinstance(table, pd.DataFrame) else "the table")
     if "target" in df.columns:
         targets = sorted(pd.unique(df["target"].astype(str)))
         if targets != [predictor.target_]:
@@ -220,6 +230,12 @@ def evaluate(predictor: LatencyPredictor, table: TableLike) -> tuple[PredictorRe
     rows["predicted_ms"] = predictor.predict(df)
     rows["family"] = layer_family(config_frame(df, default_dtype="float32")).to_numpy()
     rep = score_rows(rows, predictor.target_)
+    n_train = getattr(predictor, "n_train_rows_", None)
+    rep = replace(
+        rep,
+        in_sample=None if n_train is None else int(n_train) == len(df),
+        held_out={k: float(v) for k, v in (getattr(predictor, "validation_", None) or {}).items()},
+    )
     return rep, rows
 
 
@@ -235,10 +251,30 @@ def format_report(rep: PredictorReport) -> str:
     Example:
         >>> print(format_report(rep))  # doctest: +SKIP
     """
+    if rep.in_sample:
+        label = "in-sample (the predictor was fitted on this table: these scores say little)"
+    elif rep.in_sample is None:
+        label = "on this table (held out only if the predictor was not fitted on it)"
+    else:
+        label = "on this table (not the predictor's training table: its row count differs)"
     lines = [
         f"target {rep.target}: {rep.n_rows} rows",
-        f"  MAPE {rep.mape:.2f}%   within ±5% {100 * rep.within5:.1f}%   "
+        f"  {label}:",
+        f"    MAPE {rep.mape:.2f}%   within ±5% {100 * rep.within5:.1f}%   "
         f"within ±10% {100 * rep.within10:.1f}%",
+    ]
+    h = rep.held_out
+    if h:
+        lines += [
+            "  cross-validated held-out (from fit):",
+            f"    unseen counts of known layers: MAPE {h.get('count_mape', float('nan')):.2f}%   "
+            f"within ±10% {100 * h.get('count_within10', float('nan')):.1f}%",
+            f"    unseen layer shapes:           MAPE {h.get('layer_mape', float('nan')):.2f}%   "
+            f"within ±10% {100 * h.get('layer_within10', float('nan')):.1f}%",
+        ]
+    else:
+        lines.append("  cross-validated held-out: none (the predictor was fitted with cv_folds=0)")
+    lines += [
         f"  staircase fidelity {100 * rep.staircase_fidelity:.1f}% of {rep.n_predicted_friendly} predicted "
         f"friendly counts over {rep.n_series} sweeps",
         f"  {'family':<12}{'rows':>6}{'MAPE %':>9}{'±5%':>8}{'±10%':>8}",
@@ -369,14 +405,20 @@ def held_out_predictions(
     max_train_rows: int | None = None,
     random_state: int = 0,
 ) -> pd.DataFrame:
-    """Out-of-fold predictions: every row predicted by a clone fitted without it.
+    """Out-of-fold predictions: every row predicted by a clone fitted without it, nor any copy of it.
 
-    ``by="count"`` holds out random rows (unseen channel counts of layers whose other counts are known);
-    ``by="layer"`` holds out whole layer shapes (:func:`hwprune.predict.features.layer_key`).
+    ``by="count"`` holds out configurations (unseen channel counts of layers whose other counts are
+    known), grouped by the whole configuration so that a configuration repeated across combined tables is
+    never in the training and the scored part at once; ``by="layer"`` holds out whole layer shapes
+    (:func:`hwprune.predict.features.layer_key`).
+
+    No leak through model choice either: where the predictor's ``estimator`` or ``target_transform`` is
+    ``"auto"``, each fold chooses them by the predictor's own grouped CV on that fold's training rows only
+    (nested CV), never on the rows it is scored on; fixed parameters are used as they are.
 
     Args:
-        predictor: An unfitted or fitted predictor; its parameters are cloned for each fold, with
-            ``cv_folds=0`` and, where they were ``"auto"``, the fitted choice (or HGB on log latency).
+        predictor: A predictor whose *parameters* are cloned for each fold (a fitted predictor's choice
+            is not reused: it was made on all rows, the scored ones included).
         table: A measurement CSV path or DataFrame.
         by: The split.
         folds: Number of folds (>= 2).
@@ -393,7 +435,7 @@ def held_out_predictions(
         >>> rows = held_out_predictions(LatencyPredictor(), "t.csv", by="layer")  # doctest: +SKIP
     """
     from sklearn.base import clone
-    from sklearn.model_selection import GroupKFold, KFold
+    from sklearn.model_selection import GroupKFold
 
     if by not in ("count", "layer"):
         raise ValueError(f"`by` must be any of ('count', 'layer'), got {by!r}")
@@ -401,22 +443,15 @@ def held_out_predictions(
         raise ValueError(f"`folds` must be an int >= 2, got {folds!r}")
     df, _ = load_table(table)
     cfg = config_frame(df, default_dtype="float32")
-    kind = getattr(predictor, "estimator_kind_", None) or (
-        predictor.estimator if predictor.estimator != "auto" else "hist_gradient_boosting"
-    )
-    tf = getattr(predictor, "transform_", None) or (
-        predictor.target_transform if predictor.target_transform != "auto" else "log"
-    )
-    base = clone(predictor).set_params(estimator=kind, target_transform=tf, cv_folds=0)
+    nested = "auto" in (predictor.estimator, predictor.target_transform)
+    inner = predictor.cv_folds if predictor.cv_folds >= 2 else 3
+    base = clone(predictor).set_params(cv_folds=inner if nested else 0)
     rng = np.random.default_rng(random_state)
-    if by == "layer":
-        groups = layer_key(cfg).to_numpy()
-        n = min(folds, len(np.unique(groups)))
-        if n < 2:
-            raise ValueError("`table` must hold at least 2 layer shapes for a by-layer split")
-        splits = GroupKFold(n_splits=n, shuffle=True, random_state=random_state).split(df, groups=groups)
-    else:
-        splits = KFold(n_splits=folds, shuffle=True, random_state=random_state).split(df)
+    groups = (layer_key(cfg) if by == "layer" else config_group(cfg)).to_numpy()
+    n = min(folds, len(np.unique(groups)))
+    if n < 2:
+        raise ValueError(f"`table` must hold at least 2 {'layer shapes' if by == 'layer' else 'configs'}")
+    splits = GroupKFold(n_splits=n, shuffle=True, random_state=random_state).split(df, groups=groups)
     pred = np.empty(len(df))
     for tr, te in splits:
         if max_train_rows is not None and len(tr) > max_train_rows:
@@ -426,6 +461,26 @@ def held_out_predictions(
     rows["predicted_ms"] = pred
     rows["family"] = layer_family(cfg).to_numpy()
     return rows
+
+
+def config_group(cfg: pd.DataFrame) -> pd.Series:
+    """One key per distinct configuration (every config column and the dtype): the groups of a by-count split.
+
+    Args:
+        cfg: A frame from :func:`hwprune.predict.features.config_frame`.
+
+    Returns:
+        A string Series aligned with ``cfg``; repeated configurations share a key.
+
+    Example:
+        >>> from hwprune.predict.features import config_frame
+        >>> c = dict(batch=1, in_channels=3, out_channels=8, height=8, width=8, kernel_size=3, stride=1,
+        ...          padding=1, groups=1)
+        >>> config_group(config_frame([c, c], default_dtype="float32")).nunique()
+        1
+    """
+    cols = [*CONFIG_COLUMNS, "dtype"]
+    return cfg[cols].astype(str).agg("_".join, axis=1)
 
 
 def score_rows(rows: pd.DataFrame, target: str = "") -> PredictorReport:

@@ -9,23 +9,36 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+# Re-exports load on first use, so that `hwprune --help` (which imports hwprune.prune.cli) imports no torch.
+_EXPORTS: dict[str, str] = {
+    "ChannelGroup": "hwprune.prune.graph",
+    "GroupedModel": "hwprune.prune.graph",
+    "PruneRecord": "hwprune.prune.graph",
+    "apply_removals": "hwprune.prune.graph",
+    "build_groups": "hwprune.prune.graph",
+    "replay_history": "hwprune.prune.graph",
+    "IMPORTANCE_KINDS": "hwprune.prune.importance",
+    "ImportanceKind": "hwprune.prune.importance",
+    "make_importance": "hwprune.prune.importance",
+    "layer_latencies": "hwprune.prune.model_latency",
+    "predicted_latency": "hwprune.prune.model_latency",
+    "GroupDecision": "hwprune.prune.planner",
+    "Plan": "hwprune.prune.planner",
+    "plan_pruning": "hwprune.prune.planner",
+}
 
-from hwprune.prune.graph import (
-    ChannelGroup,
-    GroupedModel,
-    PruneRecord,
-    apply_removals,
-    build_groups,
-    replay_history,
-)
-from hwprune.prune.importance import IMPORTANCE_KINDS, ImportanceKind, make_importance
-from hwprune.prune.model_latency import layer_latencies, predicted_latency
-from hwprune.prune.planner import GroupDecision, Plan, plan_pruning
-from hwprune.staircase import Predictor, SnapMode
+if TYPE_CHECKING:
+    from torch import nn
+
+    from hwprune.prune.graph import PruneRecord
+    from hwprune.prune.importance import ImportanceKind
+    from hwprune.prune.planner import Plan
+    from hwprune.staircase import Predictor, SnapMode
 
 __all__ = [
     "IMPORTANCE_KINDS",
@@ -70,6 +83,8 @@ def conv_widths(model: nn.Module) -> dict[str, int]:
         >>> conv_widths(build_model("small_resnet"))["stem.0"]  # doctest: +SKIP
         32
     """
+    from torch import nn
+
     return {n: int(m.out_channels) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
 
 
@@ -107,6 +122,10 @@ def prune_to_budget(
     Example:
         >>> res = prune_to_budget(model, predictor, (1, 1, 28, 28), budget_ms=0.4)  # doctest: +SKIP
     """
+    from hwprune.prune.graph import apply_removals, build_groups
+    from hwprune.prune.model_latency import predicted_latency
+    from hwprune.prune.planner import plan_pruning
+
     gm = build_groups(model, input_shape, ignored_layers)
     plan = plan_pruning(
         gm,
@@ -120,3 +139,15 @@ def prune_to_budget(
     )
     history = apply_removals(gm, plan.removals)
     return StepResult(plan, history, predicted_latency(predictor, model, input_shape))
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

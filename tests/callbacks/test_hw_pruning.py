@@ -242,14 +242,28 @@ def test_resume_after_kill_restores_architecture_and_schedule(tmp_path: Path, pr
     )
 
 
-def test_ddp_ranks_hold_identical_architectures(tmp_path: Path, predictor: object) -> None:
+@pytest.mark.parametrize("package", ["pytorch_lightning", "lightning.pytorch"])
+def test_ddp_ranks_hold_identical_architectures(tmp_path: Path, predictor: object, package: str) -> None:
+    """2-process DDP under each Lightning package (with lightning.pytorch: a module written the docs' way)."""
     pred_path = tmp_path / "pred.skops"
     predictor.save(pred_path)  # type: ignore[attr-defined]
     out = tmp_path / "ddp"
     out.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     res = subprocess.run(
-        [sys.executable, str(SCRIPT), str(pred_path), str(out), "--ddp", "--max-epochs", "3"],
+        [
+            sys.executable,
+            str(SCRIPT),
+            str(pred_path),
+            str(out),
+            "--ddp",
+            "--max-epochs",
+            "3",
+            "--num-steps",
+            "2",
+            "--package",
+            package,
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -260,6 +274,9 @@ def test_ddp_ranks_hold_identical_architectures(tmp_path: Path, predictor: objec
     r0 = json.loads((out / "result_rank0.json").read_text())
     r1 = json.loads((out / "result_rank1.json").read_text())
     assert r0["world"] == r1["world"] == 2
+    assert r0["package"] == r1["package"] == package
+    # Logged through the Trainer's package's rank-zero utilities: once, not once per rank.
+    assert res.stderr.count("prune step 0 (epoch 1)") == 1, res.stderr[-3000:]
     assert r0["widths"] == r1["widths"] and r0["history_len"] == r1["history_len"] == 2
     # Identical after every step, not only at the end: one architecture per epoch, the same on both ranks.
     assert len(r0["widths_per_epoch"]) == len(r1["widths_per_epoch"]) == 3

@@ -34,7 +34,7 @@ def test_cpuref_worker_times_convs_and_records_errors(
     assert (s.measured, s.failed) == (3, 1)  # grouped (non-depthwise) convs are not supported by the worker
     df = read_table(tmp_path / "acl.csv")
     assert (df["latency_ms"] > 0).all() and (df["latency_spread_ms"] >= 0).all()
-    assert df["device"].iloc[0].startswith("ArmNN CpuRef on")
+    assert df["device"].iloc[0].startswith("ArmNN 22") and " on " in df["device"].iloc[0]
     assert '"armnn": "' in df["versions"].iloc[0]
     err = read_table(tmp_path / "acl.csv", keep_errors=True)["error"].iloc[3]
     assert "`groups` must be 1 or in = out = groups" in err
@@ -45,3 +45,16 @@ def test_unavailable_compute_is_recorded(tmp_path: Path, make_conv, fast_eval: E
     s = measure(tgt, [make_conv()], tmp_path / "g.csv", evaluator=fast_eval, progress=False)
     assert s.failed == 1
     assert "GpuAcc" in read_table(tmp_path / "g.csv", keep_errors=True)["error"].iloc[0]
+
+
+def test_records_the_backend_armnn_assigned_not_the_one_requested(
+    tmp_path: Path, make_conv, fast_eval: EvaluatorConfig
+) -> None:
+    """Issue 12, item 14: asking for [GpuAcc, CpuRef] where only CpuRef exists records CpuRef."""
+    import json
+
+    tgt = Target(name="armnn_pref", backend="acl", options={"compute": ["GpuAcc", "CpuRef"]})
+    s = measure(tgt, [make_conv(4, 4, hw=8)], tmp_path / "p.csv", evaluator=fast_eval, progress=False)
+    assert s.measured == 1
+    settings = json.loads(read_table(tmp_path / "p.csv")["settings"].iloc[0])
+    assert settings["compute"] == ["CpuRef"] and settings["requested"] == ["GpuAcc", "CpuRef"]

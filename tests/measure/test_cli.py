@@ -100,3 +100,55 @@ def test_bad_input_shape_is_a_usage_error() -> None:
 
 def test_friendly_counts_helper() -> None:
     assert friendly({4: 1.0, 8: 1.0, 12: 2.0, 16: 1.5, 20: 3.0}) == [8, 16, 20]
+
+
+_SMALL = [
+    "--model",
+    "small_resnet",
+    "--input",
+    "1,1,28,28",
+    "--step",
+    "32",
+    "--layers",
+    "layers.2.conv2",
+    "--limit",
+    "1",
+    "--repeat",
+    "3",
+    "--min-repeat-ms",
+    "1",
+    "--no-progress",
+]
+
+
+def test_measure_without_out_writes_to_the_cache_not_a_shipped_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12, item 6: no `--out` never writes the target's `table` path relative to the current folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["measure", "--target", "cpu_torch", *_SMALL]) == 0
+    cached = tmp_path / "cache" / "hwprune" / "tables" / "cpu_torch" / "small_resnet_28.csv"
+    assert str(cached) in capsys.readouterr().out and len(read_table(cached)) == 1
+    assert not (tmp_path / "tables").exists()  # the target's `table` (tables/cpu_torch/...) untouched
+    space = json.loads(cached.with_suffix(".json").read_text())["space"]
+    assert space == {"model": "small_resnet", "input": [1, 1, 28, 28]}  # `hwprune prune` reads it
+
+
+def test_measure_refuses_to_mix_targets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        (Path(__file__).resolve().parents[2] / "conf" / "device" / "cpu_torch.yaml")
+        .read_text()
+        .replace("name: cpu_torch", "name: cpu_torch_other")
+    )
+    out = tmp_path / "t.csv"
+    assert main(["measure", "--target", "cpu_torch", *_SMALL, "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["measure", "--target", str(other), *_SMALL, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "must hold one target's rows, got rows of ['cpu_torch'] and a sweep of 'cpu_torch_other'" in err
+    assert "--allow-mixed-targets" in err
+    assert set(read_table(out)["target"]) == {"cpu_torch"}  # nothing appended
+    assert main(["measure", "--target", str(other), *_SMALL, "--out", str(out), "--allow-mixed-targets"]) == 0
+    assert set(read_table(out, allow_mixed_targets=True)["target"]) == {"cpu_torch", "cpu_torch_other"}

@@ -106,3 +106,25 @@ def test_shuffled_order_measures_everything_once(tmp_path: Path, cpu_target: Tar
     order = read_table(tmp_path / "s.csv")["out_channels"].tolist()
     assert s.measured == 12 and sorted(order) == list(range(1, 13))
     assert order != list(range(1, 13))  # timed out of sweep order
+
+
+def test_device_name_comes_from_the_hardware_and_a_mismatch_warns(
+    tmp_path: Path, make_conv, fast_eval: EvaluatorConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12, item 14: the config's `device` is what was expected; the table records the hardware."""
+    import json
+    import logging
+
+    from hwprune.measure.device_info import cpu_model
+
+    tgt = Target(
+        name="expects_a_board", backend="torch_cpu", device="NVIDIA Jetson Nano", options={"threads": 1}
+    )
+    with caplog.at_level(logging.WARNING, logger="hwprune"):
+        measure(tgt, [make_conv()], tmp_path / "d.csv", evaluator=fast_eval, progress=False)
+    assert read_table(tmp_path / "d.csv")["device"].iloc[0] == cpu_model()
+    assert any(
+        "expects device 'NVIDIA Jetson Nano', but the hardware reports" in r.getMessage()
+        for r in caplog.records
+    )
+    assert json.loads((tmp_path / "d.json").read_text())["runs"][-1]["device"] == cpu_model()

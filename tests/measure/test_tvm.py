@@ -98,3 +98,32 @@ def test_tvm_rpc_unreachable_is_an_error(make_conv) -> None:
     )
     with pytest.raises(Exception, match="Connect to 127.0.0.1"):
         b.setup()
+
+
+def test_untuned_target_ignores_the_default_tuning_database(
+    tmp_path: Path, make_conv, fast_eval: EvaluatorConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12, item 14: cpu_tvm_llvm_untuned never applies schedules from the default database folder.
+
+    The default folder holds a database that cannot be read; an untuned target that looked at it would
+    fail the config (or, with a real one, label a tuned run untuned).
+    """
+    import json
+
+    from hwprune.measure import load_target
+    from hwprune.measure.backends import tvm_backend
+
+    db = tmp_path / "tvm_db"
+    db.mkdir()
+    (db / "database_workload.json").write_text("not a MetaSchedule database\n")
+    (db / "database_tuning_record.json").write_text("not a MetaSchedule database\n")
+    monkeypatch.setattr(tvm_backend, "_DEFAULT_DB", db)
+    s = measure(
+        load_target("cpu_tvm_llvm_untuned"),
+        [make_conv(4, 4, hw=8)],
+        tmp_path / "u.csv",
+        evaluator=fast_eval,
+        progress=False,
+    )
+    assert (s.measured, s.failed) == (1, 0)
+    assert json.loads(read_table(tmp_path / "u.csv")["settings"].iloc[0])["tuned"] is False

@@ -82,3 +82,44 @@ def test_cli_report_refuses_pickle(
     bad.write_bytes(b"\x80\x04K\x01.")
     assert main(["report", str(bad), str(tiny_table)]) == 2
     assert "not a skops zip archive" in capsys.readouterr().err
+
+
+def test_report_on_the_training_table_is_labelled_in_sample(
+    fitted: LatencyPredictor, tiny_table: Path, saved: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12, item 8: in-sample scores say so, and the CV held-out scores stand beside them."""
+    rep, _ = evaluate(fitted, tiny_table)
+    assert rep.in_sample is True and rep.held_out == fitted.validation_
+    assert main(["report", str(saved), str(tiny_table)]) == 0
+    text = capsys.readouterr().out
+    assert "in-sample (the predictor was fitted on this table: these scores say little)" in text
+    held = fitted.validation_
+    assert "cross-validated held-out (from fit):" in text
+    assert f"within ±10% {100 * held['count_within10']:.1f}%" in text
+    assert f"within ±10% {100 * held['layer_within10']:.1f}%" in text
+    other, _ = evaluate(fitted, read_table(tiny_table).iloc[:10])
+    assert other.in_sample is False
+    assert "not the predictor's training table" in format_report(other)
+
+
+def test_held_out_by_count_never_trains_on_a_copy_of_a_scored_row(tiny_table: Path) -> None:
+    """Issue 12, item 13: configs repeated across combined tables stay on one side of every split."""
+    from hwprune.predict.report import held_out_predictions
+
+    df = read_table(tiny_table)
+    doubled = pd.concat([df, df], ignore_index=True)  # every config twice, as in combined tables
+    fixed = LatencyPredictor(estimator="extra_trees", target_transform="log", n_estimators=20)
+    rows = held_out_predictions(fixed, doubled, by="count", folds=3)
+    exact = np.isclose(rows["predicted_ms"], rows["latency_ms"], rtol=1e-9, atol=0)
+    assert not exact.any()  # with a copy in training, extra trees would return its latency exactly
+
+
+def test_held_out_chooses_the_model_without_the_scored_rows(tiny_table: Path) -> None:
+    """A fitted 'auto' predictor's choice (made on every row) is not reused: each fold chooses anew."""
+    from hwprune.predict.report import held_out_predictions
+
+    auto = LatencyPredictor(cv_folds=2, n_estimators=10)
+    fitted = LatencyPredictor(cv_folds=2, n_estimators=10).fit(tiny_table)
+    a = held_out_predictions(auto, tiny_table, by="count", folds=2)
+    b = held_out_predictions(fitted, tiny_table, by="count", folds=2)
+    np.testing.assert_array_equal(a["predicted_ms"].to_numpy(), b["predicted_ms"].to_numpy())

@@ -693,7 +693,13 @@ def _unreachable_budget(ctx: Ctx) -> Any:
     module = ClassificationModule(build_model("small_resnet"), partial(torch.optim.SGD, lr=0.05))
     data = DataLoader(TensorDataset(torch.randn(8, *shape[1:]), torch.randint(0, 10, (8,))), batch_size=8)
     cb = HardwareAwarePruning(
-        ctx.fixture("fitted_predictor"), shape, latency_ms=1e-4, num_steps=1, verify=False, export=None
+        ctx.fixture("fitted_predictor"),
+        shape,
+        latency_ms=1e-4,
+        start_epoch=0,
+        num_steps=1,
+        verify=False,
+        export=None,
     )
     trainer = pl.Trainer(
         max_epochs=1,

@@ -93,10 +93,13 @@ class ACLBackend(Backend):
             proc.wait()
 
     def device_name(self) -> str:
+        return self.hardware_name()
+
+    def hardware_name(self) -> str:
         from hwprune.measure.device_info import cpu_model
 
-        compute = ",".join(self.target.options.get("compute", ["CpuRef"]))
-        return self.target.device or f"ArmNN {compute} on {cpu_model()}"
+        # Which ArmNN backend ran each conv is per row (`settings.compute`, read from ArmNN's profiler).
+        return f"ArmNN {self._info.get('armnn', '?')} on {cpu_model()}"
 
     def versions(self) -> dict[str, str]:
         return {"armnn": str(self._info.get("armnn")), "armnn_backends": str(self._info.get("backends"))}
@@ -119,5 +122,5 @@ class ACLBackend(Backend):
             float(rep["spread_ms"]),
             int(rep["repeats"]),
             None,
-            {"compute": rep.get("backends", compute), "number": rep.get("number")},
+            {"compute": rep.get("backends") or [], "requested": compute, "number": rep.get("number")},
         )

@@ -6,7 +6,9 @@ writes one JSON request per line on stdin and reads one JSON reply per line on s
 
 - ``{"cmd": "info"}`` -> ``{"ok": true, "armnn": "22.0.0", "backends": [...]}``
 - ``{"cmd": "run", "config": {...}, "compute": ["CpuRef"], "dtype": "float32", "evaluator": {...}}``
-  -> ``{"ok": true, "latency_ms": .., "spread_ms": .., "repeats": .., "number": .., "backends": [..]}``
+  -> ``{"ok": true, "latency_ms": .., "spread_ms": .., "repeats": .., "number": .., "backends": [..],
+  "requested": [..]}``: ``backends`` are those ArmNN assigned the conv to (read from its profiler),
+  ``requested`` the preference list``
   or ``{"ok": false, "error": "..."}``
 - ``{"cmd": "quit"}``
 
@@ -76,6 +78,35 @@ def _network(c, dtype):
     return net, npdt, (n, ci, h, w)
 
 
+# ArmNN names each workload after the backend that runs it: RefConvolution2dWorkload on CpuRef,
+# NeonConvolution2dWorkload on CpuAcc (ACL NEON), ClConvolution2dWorkload on GpuAcc (ACL OpenCL).
+_WORKLOAD_BACKENDS = (("Ref", "CpuRef"), ("Neon", "CpuAcc"), ("Cl", "GpuAcc"))
+
+
+def _workload_names(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if "Workload" in key:
+                yield key
+            yield from _workload_names(value)
+
+
+def assigned_backends(profile_json):
+    """The backends that ran the conv, from ArmNN's profiler JSON (what Optimize assigned, not asked for).
+
+    >>> assigned_backends('{"ArmNN": {"x": {"RefConvolution2dWorkload_Execute_#8": {}}}}')
+    ['CpuRef']
+    """
+    found = []
+    for name in _workload_names(json.loads(profile_json)):
+        if "Convolution2d" not in name:
+            continue
+        for prefix, backend in _WORKLOAD_BACKENDS:
+            if name.startswith(prefix) and backend not in found:
+                found.append(backend)
+    return found
+
+
 def _run(req, runtime):
     c = {k: int(v) for k, v in req["config"].items()}
     ev = req.get("evaluator", {})
@@ -98,6 +129,12 @@ def _run(req, runtime):
                 runtime.EnqueueWorkload(net_id, inputs, outputs)
             return (time.perf_counter_ns() - t0) / 1e6
 
+        # One profiled run records which backend each workload landed on; timing runs unprofiled.
+        profiler = runtime.GetProfiler(net_id)
+        profiler.EnableProfiling(True)
+        runtime.EnqueueWorkload(net_id, inputs, outputs)
+        assigned = assigned_backends(profiler.as_json())
+        profiler.EnableProfiling(False)
         for _ in range(warmup):
             runtime.EnqueueWorkload(net_id, inputs, outputs)
         one = clock(1)
@@ -110,7 +147,8 @@ def _run(req, runtime):
             "spread_ms": max(0.0, q[2] - q[0]),
             "repeats": repeat,
             "number": nrun,
-            "backends": [str(b) for b in prefs],
+            "backends": assigned,
+            "requested": [str(b) for b in prefs],
             "messages": [str(m) for m in (messages or [])][:5],
         }
     finally:

@@ -109,10 +109,26 @@ class Backend(ABC):
         """Release the device (called in ``finally`` after the sweep)."""
 
     def device_name(self) -> str:
-        """Name written in the table's ``device`` column."""
+        """Name written in the table's ``device`` column (subclasses may still prefer the config's)."""
         from hwprune.measure.device_info import cpu_model
 
         return self.target.device or cpu_model()
+
+    def hardware_name(self) -> str:
+        """The device's name as the hardware reports it, never the config's ``device`` (what was expected).
+
+        :func:`hwprune.measure.measure` writes this into the table and warns when the config expected
+        another device. CUDA backends (an attribute ``dev`` on a CUDA device) report the GPU's name, others
+        the CPU model.
+        """
+        dev = getattr(self, "dev", None)
+        if dev is not None and str(dev).startswith("cuda"):
+            import torch
+
+            return str(torch.cuda.get_device_name(dev))
+        from hwprune.measure.device_info import cpu_model
+
+        return cpu_model()
 
     def versions(self) -> dict[str, str]:
         """Software versions written in the table's ``versions`` column."""

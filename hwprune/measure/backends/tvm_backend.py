@@ -88,7 +88,9 @@ class TVMBackend(Backend):
         tune_timeout_s: Builder/runner timeout per trial (default 120 s; MetaSchedule's 30 s is too short
             on a loaded 2-core machine).
         tune_cores: Parallel build workers while tuning (default 1).
-        database_dir: Persistent MetaSchedule database (JSON), reused across runs.
+        database_dir: Persistent MetaSchedule database (JSON), reused across runs. Unset, a tuning
+            target (``tune_trials`` > 0) uses ``$HWPRUNE_TVM_DB`` (``~/.cache/hwprune/tvm_db``) and an
+            untuned one uses no database at all, so it never applies schedules tuned by another target.
         rpc_retries: Reconnects tried when the RPC session fails while timing a config (default 2); the
             config is then timed again once on the new session. Bounded twice: per config, and by
             ``rpc_max_reconnects`` (default 6) per sweep, so a dead board fails each remaining config at
@@ -110,7 +112,10 @@ class TVMBackend(Backend):
         self.kind_name = str(tjson.get("kind", "llvm"))
         self.trials = int(opts.get("tune_trials", 0) or 0)
         self.max_tuned = int(opts.get("tune_max_configs", 0) or 0)
-        self.db_dir = Path(opts.get("database_dir") or _DEFAULT_DB).expanduser()
+        # An untuned target (tune_trials 0, no database_dir) must not pick up schedules that another
+        # target tuned into the default database folder: its rows would be labelled untuned but run tuned.
+        db = opts.get("database_dir") or (_DEFAULT_DB if self.trials > 0 else None)
+        self.db_dir: Path | None = None if db is None else Path(db).expanduser()
         self.n_tuned = 0
         self.tune_seconds = 0.0
         self.rpc_cfg = dict(opts.get("rpc") or {})
@@ -183,8 +188,9 @@ class TVMBackend(Backend):
         self.session = None
 
     def device_name(self) -> str:
-        if self.target.device:
-            return self.target.device
+        return self.hardware_name()
+
+    def hardware_name(self) -> str:
         from hwprune.measure.device_info import cpu_model
 
         where = f"rpc {self.rpc_cfg.get('host')}:{self.rpc_cfg.get('port')}" if self.rpc_cfg else cpu_model()
@@ -216,6 +222,8 @@ class TVMBackend(Backend):
 
         db_dir = self.db_dir
         db = None
+        if db_dir is None:
+            return func, False, 0.0
         if (db_dir / "database_workload.json").is_file():
             db = ms.database.JSONDatabase(work_dir=str(db_dir))
             sch = ms.tir_integration.compile_tir(db, func, self.tvm_target)

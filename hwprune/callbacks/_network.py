@@ -1,0 +1,122 @@
+"""Which part of a LightningModule is the network to prune.
+
+Lightning's docs keep the network under any name (``self.model``, ``self.net``, ``self.backbone``, an
+encoder/decoder pair) or define the layers on the module itself. :func:`find_network` takes an explicit
+``model_attr`` when the user gives one, and otherwise picks the one child that holds every conv and every
+trainable parameter, or the module itself when it defines ``forward``; anything else is ambiguous and
+raises, naming ``model_attr`` and the candidates.
+
+Example:
+    >>> from torch import nn
+    >>> class M(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(2))
+    ...         self.loss = nn.CrossEntropyLoss()
+    >>> find_network(M(), None)[0]
+    'net'
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+__all__ = ["find_network", "network_candidates"]
+
+
+def _has_conv(m: nn.Module) -> bool:
+    return any(isinstance(x, nn.Conv2d) for x in m.modules())
+
+
+def _param_ids(m: nn.Module) -> set[int]:
+    return {id(p) for p in m.parameters() if p.requires_grad}
+
+
+def _defines_forward(module: nn.Module) -> bool:
+    """Whether ``forward`` is the user's own (not ``nn.Module``'s or a Lightning base class's)."""
+    for cls in type(module).__mro__:
+        if "forward" in vars(cls):
+            return not cls.__module__.startswith(("torch.", "lightning.", "pytorch_lightning."))
+    return False
+
+
+def network_candidates(module: nn.Module) -> list[str]:
+    """Return the names of the direct children of ``module`` that hold a ``Conv2d``.
+
+    Args:
+        module: Usually the LightningModule.
+
+    Returns:
+        Child attribute names, in registration order.
+
+    Example:
+        >>> network_candidates(nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU()))
+        ['0']
+    """
+    return [name for name, child in module.named_children() if _has_conv(child)]
+
+
+def find_network(module: nn.Module, model_attr: str | None) -> tuple[str, nn.Module]:
+    """Find the network to prune inside a LightningModule.
+
+    Args:
+        module: The LightningModule.
+        model_attr: The attribute that holds the network, ``""`` for the module itself, or ``None`` to
+            find it: the one child that holds the convs and all trainable parameters (``self.net``,
+            ``self.model``, ``self.backbone`` ...), else the module itself if it defines ``forward``.
+
+    Returns:
+        ``(attr, network)``; ``attr`` is ``""`` when the network is the module itself.
+
+    Raises:
+        ValueError: If ``model_attr`` names no ``nn.Module`` attribute, if the network holds no
+            ``Conv2d``, or if ``model_attr`` is ``None`` and the choice is ambiguous (the message names
+            ``model_attr`` and the candidates).
+
+    Example:
+        >>> find_network(nn.Sequential(nn.Conv2d(1, 2, 1)), "")[0]
+        ''
+    """
+    kind = type(module).__name__
+    candidates = network_candidates(module)
+    hint = f"; candidates: {', '.join(repr(c) for c in candidates) or 'none'} (or '' for the module itself)"
+    if model_attr is not None:
+        if not isinstance(model_attr, str):
+            raise ValueError(f"`model_attr` must be an attribute name, '' or None, got {model_attr!r}")
+        net = module if model_attr == "" else getattr(module, model_attr, None)
+        if not isinstance(net, nn.Module):
+            raise ValueError(
+                f"`model_attr` must name the nn.Module attribute of {kind} that holds the network, "
+                f"got {model_attr!r}{hint}"
+            )
+        if not _has_conv(net):
+            raise ValueError(
+                f"`model_attr` must name a network with Conv2d layers to prune, got {model_attr!r} "
+                f"({type(net).__name__} has none){hint}"
+            )
+        return model_attr, net
+    if not _has_conv(module):
+        raise ValueError(
+            f"`model_attr` could not be found: {kind} holds no Conv2d layer, so there is nothing to prune"
+        )
+    params = _param_ids(module)
+    if len(candidates) == 1:
+        child = getattr(module, candidates[0])
+        if _param_ids(child) >= params and not isinstance(child, nn.Conv2d):
+            return candidates[0], child
+    if _defines_forward(module):
+        if len(candidates) <= 1 or not _several_networks(module, candidates):
+            return "", module
+    raise ValueError(
+        f"`model_attr` must be set: {kind} has no single child that holds its convs and parameters"
+        f"{' and no forward() to trace' if not _defines_forward(module) else ''}{hint}"
+    )
+
+
+def _several_networks(module: nn.Module, candidates: list[str]) -> bool:
+    """Two or more children that each end in a classifier look like separate networks (teacher/student)."""
+
+    def looks_complete(m: nn.Module) -> bool:
+        return _has_conv(m) and any(isinstance(x, nn.Linear) for x in m.modules())
+
+    return sum(looks_complete(getattr(module, c)) for c in candidates) >= 2
