@@ -75,6 +75,12 @@ def tf32_reference(raw: dict[str, Any]) -> tuple[float, float]:
     )
 
 
+def _model_true_block(out: Path) -> list[str]:
+    """The model-true goals (issue 11), written by benchmarks/model_true_report.py, when present."""
+    goals = out / "model_true_goals.md"
+    return [*goals.read_text().splitlines(), ""] if goals.exists() else []
+
+
 def tf32_addendum(raw: dict[str, Any]) -> list[str]:
     """The TF32 addendum of BENCHMARKS.md, every figure from ``bench_raw_cudnn_tf32.json``."""
     names = (
@@ -814,6 +820,7 @@ def write(out: Path, zoo_path: Path) -> None:
         "date and commit of its own measurements. GPU runs used the lent GPU through the device tool "
         "(`scripts/device_e2e_fmnist.sh`, `benchmarks/gpu_time.py`).",
         "",
+        *_model_true_block(out),
         "## Against the goals (the 50% latency budget of each backend)",
         "",
         *goal_rows(),

@@ -151,6 +151,25 @@ def detail(label: str, s: dict[str, Any]) -> list[str]:
     return lines
 
 
+MARK_START = "<!-- model_true:start -->"
+MARK_END = "<!-- model_true:end -->"
+
+
+def splice(path: Path, block: list[str]) -> None:
+    """Put ``block`` into ``path`` between the markers (after the title and first paragraph if absent)."""
+    if not path.exists():
+        return
+    text = path.read_text(encoding="utf-8")
+    body = "\n".join(block)
+    if MARK_START in text and MARK_END in text:
+        a, b = text.index(MARK_START), text.index(MARK_END) + len(MARK_END)
+        text = text[:a] + body + text[b:]
+    else:
+        parts = text.split("\n\n", 2)
+        text = "\n\n".join([*parts[:2], body, *parts[2:]]) if len(parts) == 3 else text + "\n\n" + body
+    path.write_text(text, encoding="utf-8")
+
+
 def plot(results: list[tuple[str, dict[str, Any]]], path: Path) -> None:
     import matplotlib
 
@@ -249,6 +268,18 @@ def main(argv: list[str] | None = None) -> int:
     for label, s in results:
         lines += detail(label, s)
     (docs / "MODEL_TRUE.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    block = [
+        MARK_START,
+        "## Model-true latency (issue 11): measured speedups, whole-model predictions, baselines",
+        "",
+        "From `benchmarks/model_true_report.py`; details, the raw files and the plot in "
+        "[MODEL_TRUE.md](MODEL_TRUE.md).",
+        "",
+        *goals_table(results),
+        MARK_END,
+    ]
+    (docs / "model_true_goals.md").write_text("\n".join(block) + "\n", encoding="utf-8")
+    splice(docs / "BENCHMARKS.md", block)
     if results:
         plot(results, docs / "model_true_speedups.png")
     print(f"wrote {docs / 'MODEL_TRUE.md'} ({len(results)} settings)")

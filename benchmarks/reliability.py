@@ -45,6 +45,8 @@ def shipped_tables_sentence() -> str:
         f"All {len(paths)} committed tables ({sum(len(f) for f in frames):,} rows: {listed}) pass these "
         "checks."
     )
+
+
 CALLBACK_TESTS = [
     "tests/callbacks/test_hw_pruning.py::test_resume_after_kill_restores_architecture_and_schedule",
     "tests/callbacks/test_hw_pruning.py::test_ddp_ranks_hold_identical_architectures",
