@@ -102,7 +102,9 @@ def _timed(backend: Backend, config: Mapping[str, Any], evaluator: EvaluatorConf
     for _ in range(evaluator.retime):
         extra += 1
         again = backend.measure_one(config)
-        if not again.error and _rel_spread(again) < _rel_spread(best):
+        if again.error:  # the backend is in trouble (a board gone, a lost session): keep what was timed
+            break
+        if _rel_spread(again) < _rel_spread(best):
             best = again
         if _rel_spread(best) <= evaluator.max_rel_spread:
             break

@@ -222,14 +222,12 @@ class TVMBackend(Backend):
 
         db_dir = self.db_dir
         db = None
-        if db_dir is None:
-            return func, False, 0.0
-        if (db_dir / "database_workload.json").is_file():
+        if db_dir is not None and (db_dir / "database_workload.json").is_file():
             db = ms.database.JSONDatabase(work_dir=str(db_dir))
             sch = ms.tir_integration.compile_tir(db, func, self.tvm_target)
             if sch is not None:
                 return sch.mod, True, 0.0
-        if self.trials > 0 and self.n_tuned < self.max_tuned:
+        if db_dir is not None and self.trials > 0 and self.n_tuned < self.max_tuned:
             db_dir.mkdir(parents=True, exist_ok=True)
             t0 = time.perf_counter()
             runner: Any = "local"
