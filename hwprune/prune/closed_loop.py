@@ -50,12 +50,14 @@ class LoopRound:
         measured_ms: The candidate's measured latency.
         current_ms: The current (unpruned-by-this-step) model's measured latency in the same rounds.
         new_configs: Conv configs measured and added to the table after this round.
+        noisy: Whether the timings spread too much (> :data:`NOISY_SPREAD`) to be learnt from.
     """
 
     predicted_ms: float
     measured_ms: float
     current_ms: float
     new_configs: int
+    noisy: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ def plan_and_verify(
         structural = floor_ms(predictor) >= budget_ms
         retry = miss and i < max_rounds and not structural
         grown = _grow_table(predictor, target, cand, shape) if retry else 0
-        rnd = LoopRound(plan.latency_after_ms, cand_t.median_ms, cur_t.median_ms, grown)
+        rnd = LoopRound(plan.latency_after_ms, cand_t.median_ms, cur_t.median_ms, grown, noisy)
         rounds.append(rnd)
         log.info(
             "closed loop round %d: predicted %.4g ms, measured %.4g ms (current %.4g ms, budget %.4g ms)%s",

@@ -66,9 +66,8 @@ def test_closed_loop_times_the_plan_and_learns(predictor: object) -> None:
         assert vp.measured_ms < vp.current_ms
     else:
         assert vp.plan.removals == {} and "refused" in vp.reason
-    assert sum(1 for _ in dense.modules() if isinstance(_, torch.nn.Conv2d)) > 0
-    assert predicted_latency(predictor, dense, SHAPE) > 0  # type: ignore[arg-type]
-    assert pred.calibrated  # type: ignore[attr-defined]  # the timed rounds were learnt from
+    # Steady rounds are learnt from (calibration); noisy ones (a loaded machine) are not.
+    assert pred.calibrated == any(not r.noisy for r in vp.rounds)  # type: ignore[attr-defined]
 
 
 def test_closed_loop_refuses_a_step_that_measures_slower(predictor: object, monkeypatch) -> None:  # noqa: ANN001
