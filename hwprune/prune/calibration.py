@@ -110,6 +110,7 @@ def calibrate_on_target(
     variants: Sequence[nn.Module] | None = None,
     rounds: int = 5,
     seed: int = 0,
+    retries: int = 2,
 ) -> list[tuple[nn.Module, float]]:
     """Time the dense model and pruned variants on ``target``; fit ``predictor``'s whole-model terms.
 
@@ -122,6 +123,8 @@ def calibrate_on_target(
         variants: Pruned copies to time (default: :func:`calibration_variants` of ``model``).
         rounds: Interleaved timing rounds.
         seed: Seed of the default variants.
+        retries: Times a network whose rounds spread by more than
+            :data:`hwprune.prune.closed_loop.NOISY_SPREAD` is timed again (the steadiest timing is kept).
 
     Returns:
         ``(network, measured ms)`` for the dense model and each variant.
@@ -134,10 +137,21 @@ def calibrate_on_target(
         >>> calibrate_on_target(pred, "cpu_torch", model, (1, 1, 28, 28))  # doctest: +SKIP
     """
     from hwprune.measure.model_timing import time_models
+    from hwprune.prune.closed_loop import NOISY_SPREAD
 
     shape = tuple(int(s) for s in input_shape)
     nets = [model, *(variants if variants is not None else calibration_variants(model, shape, seed=seed))]
     timings = time_models(target, nets, shape, rounds=rounds)
+    for _ in range(retries):
+        # Load on a shared machine comes in bursts: time a network whose rounds spread too much again,
+        # and keep its steadiest timing (a median inflated by a burst would teach a false overhead).
+        noisy = [i for i, t in enumerate(timings) if t.spread > NOISY_SPREAD]
+        if not noisy:
+            break
+        again = time_models(target, [nets[i] for i in noisy], shape, rounds=rounds)
+        for i, t in zip(noisy, again, strict=True):
+            if t.spread < timings[i].spread:
+                timings[i] = t
     pairs = [(n, t.median_ms) for n, t in zip(nets, timings, strict=True)]
     predictor.calibrate([(n, shape, ms) for n, ms in pairs])
     for (n, ms), t in zip(pairs, timings, strict=True):
