@@ -99,11 +99,15 @@ def main_job_sentence(folder: Path = MAIN_JOB) -> str:
     run = json.loads((folder / "run.json").read_text())
     minutes, seconds = divmod(round(float(run["wall_s"])), 60)
     ms = r["measured_ms"]
+    pred = r["predicted_ms"]
+    err = [pred[k] / ms[f"{k}_ms"] - 1.0 for k in ("before", "after")]
     return (
         f"**{100 * m['test/acc']:.1f}% test accuracy in {minutes} min {seconds:02d} s**; "
         f"{r['params']['before']:,} -> {r['params']['after']:,} parameters, measured "
         f"{ms['before_ms']:.2f} -> {ms['after_ms']:.2f} ms per image "
-        f"({ms['before_ms'] / ms['after_ms']:.2f}x), {r['budget']['summary'].split(':')[0]}"
+        f"({ms['before_ms'] / ms['after_ms']:.2f}x), {r['budget']['summary'].split(':')[0]}; "
+        f"predicted whole-model latency {pred['before']:.2f} -> {pred['after']:.2f} ms "
+        f"({100 * err[0]:+.0f}% / {100 * err[1]:+.0f}% of measured)"
     )
 
 
