@@ -98,10 +98,11 @@ def _timed(backend: Backend, config: Mapping[str, Any], evaluator: EvaluatorConf
     res = backend.measure_one(config)
     if res.error or _rel_spread(res) <= evaluator.max_rel_spread:
         return res, 0
-    best, extra = res, 0
+    best, extra, attempts = res, 0, [res]
     for _ in range(evaluator.retime):
         extra += 1
         again = backend.measure_one(config)
+        attempts.append(again)
         if again.error:  # the backend is in trouble (a board gone, a lost session): keep what was timed
             break
         if _rel_spread(again) < _rel_spread(best):
@@ -109,7 +110,15 @@ def _timed(backend: Backend, config: Mapping[str, Any], evaluator: EvaluatorConf
         if _rel_spread(best) <= evaluator.max_rel_spread:
             break
     noisy = _rel_spread(best) > evaluator.max_rel_spread
-    settings = {**dict(best.settings), "retimed": extra, "rel_spread": round(_rel_spread(best), 4)}
+    # The kept timing's settings, plus what happened on the way (e.g. an RPC reconnect in the first try).
+    settings: dict[str, Any] = {}
+    for a in attempts:
+        settings.update(a.settings)
+    settings.update(best.settings)
+    reconnects = sum(int(a.settings.get("rpc_reconnects", 0) or 0) for a in attempts)
+    if reconnects:
+        settings["rpc_reconnects"] = reconnects
+    settings.update(retimed=extra, rel_spread=round(_rel_spread(best), 4))
     if noisy:
         settings["noisy"] = True
     return RunResult(best.latency_ms, best.spread_ms, best.repeats, best.error, settings), extra

@@ -8,13 +8,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from hwprune.measure import EvaluatorConfig, load_target, measure, read_table
+from hwprune.measure import Backend, EvaluatorConfig, RunResult, Target, load_target, measure, read_table
 from hwprune.measure.device_info import load_snapshot
+from hwprune.measure.sweep import _timed
 from hwprune.measure.table import noisy_rows
 
 # Bursts of spinning and sleeping of random length: the load a shared board sees, so that samples of one
@@ -96,3 +97,29 @@ def test_noise_settings_are_validated() -> None:
         EvaluatorConfig(max_rel_spread=0)
     with pytest.raises(ValueError, match=r"`retime` must be >= 0, got -1"):
         EvaluatorConfig(retime=-1)
+
+
+class _Scripted(Backend):
+    """A backend that returns given results in turn (the nn-Meter "debug backend" idea): no device needed."""
+
+    kind = "imported"
+
+    def __init__(self, results: list[RunResult]) -> None:
+        super().__init__(Target(name="scripted", backend="imported"))
+        self.results = list(results)
+
+    def run(self, config: Mapping[str, int]) -> RunResult:
+        return self.results.pop(0)
+
+
+def test_retime_keeps_the_least_noisy_timing_and_what_happened_before() -> None:
+    """A reconnect during the first try stays on the row even when a later, quieter timing is kept."""
+    ev = EvaluatorConfig(max_rel_spread=0.1, retime=2)
+    first = RunResult(1.0, 0.5, 7, None, {"rpc_reconnects": 1, "rpc": True})
+    quiet = RunResult(0.9, 0.01, 7, None, {"rpc": True})
+    res, extra = _timed(_Scripted([first, quiet]), {}, ev)
+    assert extra == 1 and res.latency_ms == 0.9 and "noisy" not in res.settings
+    assert res.settings["rpc_reconnects"] == 1 and res.settings["retimed"] == 1
+    # A re-timing that fails ends the re-timing; the noisy first timing is kept and marked.
+    res, extra = _timed(_Scripted([first, RunResult(None, None, 0, "board gone")]), {}, ev)
+    assert extra == 1 and res.latency_ms == 1.0 and res.settings["noisy"] is True and res.error is None

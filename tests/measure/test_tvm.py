@@ -87,6 +87,27 @@ def test_tvm_through_localhost_rpc_server(
 
 
 @pytest.mark.tvm_rpc
+def test_noisy_configs_are_retimed_on_one_rpc_session(tmp_path: Path, rpc_port: int, make_conv) -> None:
+    """Re-timing a config uploads it again: the remote session must survive loading it twice (item 15)."""
+    import json
+
+    tgt = Target(
+        name="tvm_rpc",
+        backend="tvm",
+        options={"target": {"kind": "llvm"}, "rpc": {"host": "127.0.0.1", "port": rpc_port}},
+    )
+    # Any spread counts as noise here, so every config is timed 1 + 2 times on the same session.
+    ev = EvaluatorConfig(warmup=1, number=1, repeat=3, min_repeat_ms=1.0, max_rel_spread=1e-9, retime=2)
+    s = measure(
+        tgt, [make_conv(4, 8, hw=8), make_conv(4, 12, hw=8)], tmp_path / "r.csv", evaluator=ev, progress=False
+    )
+    errors = read_table(tmp_path / "r.csv", keep_errors=True)["error"].dropna().tolist()
+    assert (s.measured, s.failed, s.retimed) == (2, 0, 2), errors
+    settings = [json.loads(x) for x in read_table(tmp_path / "r.csv")["settings"]]
+    assert all(x["retimed"] == 2 and "rpc_reconnects" not in x for x in settings)
+
+
+@pytest.mark.tvm_rpc
 def test_tvm_rpc_unreachable_is_an_error(make_conv) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

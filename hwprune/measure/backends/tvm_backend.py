@@ -337,7 +337,10 @@ class TVMBackend(Backend):
 
         dev = self._dev()
         if self.session is not None:
-            name = f"conv_{abs(hash(tuple(shapes)))}.so"
+            # A fresh name per upload: loading a replaced .so under a name the remote process has already
+            # loaded crashes its session (kShutdown), e.g. when a noisy config is timed again.
+            self._uploads = getattr(self, "_uploads", 0) + 1
+            name = f"conv_{abs(hash(tuple(shapes)))}_{self._uploads}.so"
             path = Path(self._tmp.name) / name
             cc = self.target.options.get("cross_compiler")
             if cc:
