@@ -290,8 +290,9 @@ class LatencyPredictor(BaseEstimator):
         return out
 
     def _splits(self, X: np.ndarray, groups: np.ndarray, by: Literal["layer", "count"]) -> list[Any]:
+        """Folds by layer shape (``layer``) or by configuration (``count``): both group their key."""
         n_groups = len(np.unique(groups))
-        if by == "layer" and n_groups >= 2:
+        if n_groups >= 2:
             cv: Any = GroupKFold(
                 n_splits=min(self.cv_folds, n_groups), shuffle=True, random_state=self.random_state
             )
@@ -361,7 +362,10 @@ class LatencyPredictor(BaseEstimator):
                     )
             scored.sort(key=lambda t: t[0], reverse=True)
             best, best_res = scored[0][1], scored[0][2]
-            count_oof = self._oof(best[0], best[1], X, y_ms, self._splits(X, groups, "count"))
+            # Unseen counts of known layers, split by configuration: a config measured twice (combined
+            # tables repeat rows) never has a copy in the training folds of its own score.
+            configs = cfg[list(CONFIG_COLUMNS) + ["dtype"]].astype(str).agg("_".join, axis=1).to_numpy()
+            count_oof = self._oof(best[0], best[1], X, y_ms, self._splits(X, configs, "count"))
             validation = {
                 "layer_within5": best_res["layer_within5"],
                 "layer_within10": best_res["layer_within10"],

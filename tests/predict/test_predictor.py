@@ -242,3 +242,14 @@ def test_predict_is_one_vectorised_call_per_batch(fitted: LatencyPredictor, tiny
     out = pred.predict(big)
     assert calls == [5000]
     np.testing.assert_array_equal(out, fitted.predict(big))
+
+
+def test_count_folds_keep_copies_of_a_config_together(tiny_table: Path) -> None:
+    """Issue 12, item 13: combined tables repeat configs; a copy must not train its own score."""
+    df = read_table(tiny_table)
+    doubled = pd.concat([df, df], ignore_index=True)
+    pred = LatencyPredictor(estimator="extra_trees", target_transform="log", cv_folds=3, n_estimators=5)
+    cfg = config_frame(doubled, default_dtype="float32")
+    keys = cfg[list(CONFIG_COLUMNS) + ["dtype"]].astype(str).agg("_".join, axis=1).to_numpy()
+    for train, test in pred._splits(np.zeros((len(doubled), 1)), keys, "count"):
+        assert not set(keys[train]) & set(keys[test])
