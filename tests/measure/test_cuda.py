@@ -24,3 +24,14 @@ def test_cudnn_events(tmp_path: Path, make_conv, dtype: str) -> None:
     assert df["settings"].str.contains('"cudnn_benchmark": true').all()
     assert '"cudnn": "' in df["versions"].iloc[0]
     assert df["latency_ms"].iloc[1] > 0.8 * df["latency_ms"].iloc[0]  # 4x the MACs is not faster
+
+
+def test_whole_model_timing_hands_back_the_cudnn_flags() -> None:
+    """The closed loop times inside a training run: the target's TF32/benchmark must not leak into it."""
+    from hwprune.measure import time_models
+    from hwprune.models import build_model
+
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = True, False
+    (t,) = time_models("cuda_cudnn_tf32", [build_model("small_resnet")], (2, 1, 28, 28), rounds=1)
+    assert t.median_ms > 0
+    assert torch.backends.cudnn.benchmark is True and torch.backends.cudnn.allow_tf32 is False

@@ -144,10 +144,28 @@ class CudnnBackend(Backend):
             )
         self.dev = torch.device("cuda", int(self.target.options.get("device_index", 0)))
         torch.cuda.set_device(self.dev)
+        # Process-wide switches: remember them, so that timing inside a training run (the closed loop,
+        # verify) hands training back the settings it had.
+        self._flags_before = (
+            torch.backends.cudnn.enabled,
+            torch.backends.cudnn.benchmark,
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cuda.matmul.allow_tf32,
+        )
         torch.backends.cudnn.enabled = True
         torch.backends.cudnn.benchmark = bool(self.target.options.get("benchmark", True))
         torch.backends.cudnn.allow_tf32 = self.target.dtype == "tf32"
         torch.backends.cuda.matmul.allow_tf32 = self.target.dtype == "tf32"
+
+    def close(self) -> None:
+        flags = getattr(self, "_flags_before", None)
+        if flags is not None:
+            (
+                torch.backends.cudnn.enabled,
+                torch.backends.cudnn.benchmark,
+                torch.backends.cudnn.allow_tf32,
+                torch.backends.cuda.matmul.allow_tf32,
+            ) = flags
 
     def device_name(self) -> str:
         return self.target.device or torch.cuda.get_device_name(self.dev)
