@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ModelTiming", "can_time_models", "time_models"]
 
-_WHOLE_MODEL_BACKENDS: tuple[str, ...] = ("torch_cpu", "cudnn")
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,9 @@ class ModelTiming:
 
 
 def can_time_models(target: Target | str) -> bool:
-    """Whether this process can time a whole network on ``target`` (torch CPU; cuDNN with a GPU).
+    """Whether this process can time a whole network on ``target``.
+
+    torch CPU always; cuDNN with a GPU; TVM on a local target (not over RPC) when apache-tvm is installed.
 
     Example:
         >>> can_time_models("cpu_torch")
@@ -72,6 +73,10 @@ def can_time_models(target: Target | str) -> bool:
         import torch
 
         return bool(torch.cuda.is_available())
+    if target.backend == "tvm" and not target.options.get("rpc"):
+        import importlib.util
+
+        return importlib.util.find_spec("tvm") is not None  # a local TVM target (llvm here)
     return False
 
 

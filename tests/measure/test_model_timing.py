@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hwprune.measure import Backend, can_time_models, load_target, time_models
+from hwprune.measure import Backend, Target, can_time_models, load_target, time_models
 from hwprune.measure.model_timing import ModelTiming
 from hwprune.models import build_model
 
@@ -46,9 +46,22 @@ def test_time_models_rejects_bad_input() -> None:
         time_models("cpu_torch", [], SHAPE)
 
 
+BOARD = Target(name="board", backend="tvm", options={"rpc": {"host": "127.0.0.1", "port": 9, "key": "b"}})
+
+
+def test_a_local_tvm_target_times_whole_models() -> None:
+    from hwprune.models.factory import SmallResNet
+
+    big, small = build_model("small_resnet"), SmallResNet(widths=(8, 8, 8), in_channels=1)
+    t_big, t_small = time_models("cpu_tvm_llvm_untuned", [big, small], SHAPE, rounds=2)
+    assert 0 < t_small.median_ms < t_big.median_ms  # built and run through Relax with default schedules
+
+
 def test_backends_without_whole_model_timing_say_so() -> None:
-    assert can_time_models("cpu_torch")
-    assert not can_time_models("cpu_tvm_llvm_untuned")
+    assert can_time_models("cpu_torch") and can_time_models("cpu_tvm_llvm_untuned")
+    assert not can_time_models(BOARD)  # a board behind TVM RPC: single layers only, for now
+    with pytest.raises(NotImplementedError, match="reached over TVM RPC"):
+        Backend.create("tvm", BOARD).model_runner(build_model("small_resnet"), SHAPE)
     assert can_time_models("cuda_cudnn_tf32") == torch.cuda.is_available()
     with pytest.raises(NotImplementedError, match="times single conv layers only"):
         Backend.create("imported", load_target("cpu_torch")).model_runner(build_model("small_resnet"), SHAPE)

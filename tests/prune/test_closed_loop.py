@@ -7,13 +7,15 @@ import copy
 import pytest
 import torch
 
-from hwprune.measure import time_models
+from hwprune.measure import Target, time_models
 from hwprune.models import build_model
 from hwprune.prune import apply_removals, build_groups, plan_pruning, predicted_latency
 from hwprune.prune.calibration import calibrate_on_target, calibration_variants, variant_configs
 from hwprune.prune.closed_loop import plan_and_verify
 
 SHAPE = (1, 1, 28, 28)
+# A board behind TVM RPC: its whole model cannot be timed from here.
+BOARD = Target(name="board", backend="tvm", options={"rpc": {"host": "127.0.0.1", "port": 9, "key": "b"}})
 
 
 def _planner(predictor: object):  # noqa: ANN202
@@ -90,7 +92,7 @@ def test_closed_loop_refuses_a_step_that_measures_slower(predictor: object, monk
 def test_closed_loop_is_open_where_the_target_cannot_be_timed(predictor: object) -> None:
     dense = build_model("small_resnet").eval()
     budget = 0.6 * predicted_latency(predictor, dense, SHAPE)  # type: ignore[arg-type]
-    vp = plan_and_verify(dense, predictor, SHAPE, budget, _planner(predictor), target="cpu_tvm_llvm_untuned")
+    vp = plan_and_verify(dense, predictor, SHAPE, budget, _planner(predictor), target=BOARD)
     assert vp.accepted and vp.rounds == () and "cannot be timed here" in vp.reason and vp.plan.removals
     with pytest.raises(ValueError, match=r"`max_rounds` must be an int >= 0, got -1"):
         plan_and_verify(dense, predictor, SHAPE, budget, _planner(predictor), max_rounds=-1)

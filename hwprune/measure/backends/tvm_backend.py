@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hwprune.measure.backends.base import Backend, RunResult
+from hwprune.measure.backends.base import Backend, ModelRunner, RunResult
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +207,41 @@ class TVMBackend(Backend):
         except ImportError:
             pass
         return v
+
+    def model_runner(self, model: Any, input_shape: tuple[int, ...]) -> ModelRunner:
+        """The whole network through TVM on a local target: torch.export -> Relax -> ``tvm.compile`` -> VM.
+
+        The build uses TVM's default schedules (no tuning), as the untuned targets' tables do. A board
+        behind RPC is not supported here yet: its steps are planned open loop.
+
+        Raises:
+            NotImplementedError: If the target is reached over RPC.
+        """
+        import copy
+
+        import torch
+        import tvm
+        from tvm import relax
+        from tvm.relax.frontend.torch import from_exported_program
+
+        if self.target.options.get("rpc"):
+            raise NotImplementedError(
+                f"target {self.target.name!r} is reached over TVM RPC: whole-model timing runs only on a "
+                "local TVM target for now (plan open loop, or time the exported model on the board)"
+            )
+        m = copy.deepcopy(model).cpu().eval()
+        shape = tuple(int(s) for s in input_shape)
+        with torch.no_grad():
+            ep = torch.export.export(m, (torch.zeros(*shape),))
+        ex = tvm.compile(from_exported_program(ep, unwrap_unit_return_tuple=True), target=self.tvm_target)
+        dev = self._dev()
+        vm = relax.VirtualMachine(ex, dev)
+        x = tvm.runtime.tensor(np.random.default_rng(0).standard_normal(shape).astype("float32"), dev)
+
+        def fn() -> object:
+            return vm["main"](x)
+
+        return ModelRunner(fn, dev.sync)
 
     def _dev(self) -> Any:
         import tvm
