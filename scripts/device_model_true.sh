@@ -3,7 +3,13 @@
 # (PyTorch's default for fp32 models: TF32 allowed, cudnn.benchmark off), one or more settings.
 #   SETTINGS="resnet18:32:224 resnet18:1:224" RUNS=2 scripts/device_model_true.sh
 # Needs python3 with torch, torchvision, scikit-learn, pandas; the rest travels as wheels in .whl/
-# (torch-pruning, skops, hydra-core, omegaconf, antlr4, prettytable, wcwidth).
+# (torch-pruning, skops, hydra-core, omegaconf, antlr4, prettytable, wcwidth), made here with
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 -d .whl torch-pruning==1.6.1 skops==0.16.0 hydra-core==1.3.2 \
+#     omegaconf==2.3.0 prettytable==3.18.0 wcwidth==0.2.13
+#   python3 -m pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3   # sdist only on PyPI
+# and carried by the device tool (`carry: [".whl"]`). The results (JSON, log, tables) land in $OUT.
 set -euo pipefail
 OUT=${OUT:-/tmp/hwprune_out}
 PY=${PYTHON:-python3}
