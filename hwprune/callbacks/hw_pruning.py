@@ -767,7 +767,7 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             backend = Backend.create(self._target.backend, self._target)
             try:
                 backend.setup()
-                here = backend.device_name()
+                here = backend.hardware_name()  # tables record the hardware's name, not the config's
             finally:
                 backend.close()
             if here and here != fitted_on:

@@ -40,11 +40,11 @@ def cache_table_path(
 
     from hwprune.measure import Backend
 
-    backend = Backend.create(target.backend, target)
-    if target.backend == "cudnn" and torch.cuda.is_available():
-        device = target.device or torch.cuda.get_device_name(int(target.options.get("device_index", 0)))
-    else:
-        device = backend.device_name() if target.backend == "torch_cpu" else (target.device or target.backend)
+    if target.backend in ("torch_cpu", "cudnn"):
+        with Backend.create(target.backend, target) as backend:  # the name the hardware reports
+            device = backend.hardware_name()
+    else:  # a board behind RPC or a worker: do not connect just to name it
+        device = target.device or target.backend
     name = re.sub(r"[^A-Za-z0-9_]+", "_", type(model).__name__.lower())
     folder = (
         Path(os.path.expanduser(str(cache_dir)))
