@@ -785,11 +785,8 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             return None
         from hwprune.measure import time_models
 
-        threads = torch.get_num_threads()
-        try:
-            a, b = time_models(self._target, [first, second], self.input_shape, rounds=5)
-        finally:
-            torch.set_num_threads(threads)  # the target's thread count is for timing, not for training
+        # The backend sets the target's thread count for timing and hands training's back on close.
+        a, b = time_models(self._target, [first, second], self.input_shape, rounds=5)
         return a.median_ms, b.median_ms
 
     def _target_ms(self) -> float:
@@ -846,20 +843,16 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             dense_widths=self.dense_widths,
             min_ratio=self.min_channel_ratio,
         )
-        threads = torch.get_num_threads()
-        try:
-            vp = plan_and_verify(
-                net,
-                self.predictor,
-                self.input_shape,
-                budget,
-                planner,
-                target=self._target,
-                max_rounds=self.closed_loop_rounds,
-                ignored_layers=self.ignored_layers,
-            )
-        finally:
-            torch.set_num_threads(threads)
+        vp = plan_and_verify(
+            net,
+            self.predictor,
+            self.input_shape,
+            budget,
+            planner,
+            target=self._target,
+            max_rounds=self.closed_loop_rounds,
+            ignored_layers=self.ignored_layers,
+        )
         if not vp.accepted:
             rank_zero_only(log.warning)("prune step refused by the closed loop: %s", vp.reason)
         elif vp.rounds:

@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 __all__ = ["ModelTiming", "can_time_models", "time_models"]
 
 
-
 @dataclass(frozen=True)
 class ModelTiming:
     """One model's whole-network latency on a target, over interleaved rounds.
