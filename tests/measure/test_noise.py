@@ -68,9 +68,15 @@ def busy() -> Iterator[None]:
 def test_sweep_beside_a_busy_process_warns(
     busy: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Asserts on the warning and the marks, not on absolute times (robust on a 2-core CI machine)."""
+    """Asserts on the warning and the marks, not on absolute times.
+
+    How much spread a busy neighbour causes depends on the machine: one CI machine (fast cores, short
+    scheduler slices) kept all 12 rows under 5% beside it. The threshold is therefore set at 0.01%, which
+    no real timing of 7 samples stays under; the test checks what the sweep does with noisy rows (re-time,
+    mark, count, warn, record), not how noisy a given machine is.
+    """
     out = tmp_path / "busy.csv"
-    ev = EvaluatorConfig(warmup=1, repeat=7, min_repeat_ms=2.0, max_rel_spread=0.05, retime=1)
+    ev = EvaluatorConfig(warmup=1, repeat=7, min_repeat_ms=2.0, max_rel_spread=1e-4, retime=1)
     t0 = time.perf_counter()
     with caplog.at_level(logging.INFO, logger="hwprune"):
         summary = measure(load_target("cpu_torch"), _space(12), out, evaluator=ev, progress=False)
