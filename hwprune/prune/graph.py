@@ -27,6 +27,7 @@ __all__ = [
     "PruneRecord",
     "apply_removals",
     "build_groups",
+    "count_macs",
     "replay_history",
     "resolve_ignored",
 ]
@@ -306,3 +307,22 @@ def replay_history(
             fn = pruner.prune_out_channels if is_out else pruner.prune_in_channels
             gm.graph.get_pruning_group(mod, fn, list(idxs)).prune(record_history=False)
     return model
+
+
+def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-accumulates per input sample at ``input_shape``: the one definition in hwprune.
+
+    Torch-Pruning's ``count_ops_and_params`` (convs, grouped convs, linears and the cheap ops it knows),
+    on a zero input of the model's device and dtype, in eval mode; the model's mode is restored.
+    """
+    p = next(model.parameters())
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            ops, _ = tp.utils.count_ops_and_params(
+                model, torch.zeros(*input_shape, device=p.device, dtype=p.dtype)
+            )
+    finally:
+        model.train(was)
+    return int(ops)
