@@ -55,6 +55,7 @@ class LostSession:
         error: The backend's message.
         outcome: ``requeued`` (handed to another worker), ``error_row`` (retries spent: written as an
             error), or ``kept`` (a re-timing failed after a good timing, which was kept).
+        at_s: When the loss was noticed, in seconds since the fleet started (as ``timeline``).
     """
 
     server: str
@@ -62,6 +63,7 @@ class LostSession:
     attempt: int
     error: str
     outcome: Literal["requeued", "error_row", "kept"]
+    at_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -337,7 +339,8 @@ class _Coordinator:
                 "kept" if not failed else "requeued" if ticket.attempt < self.retries else "error_row"
             )
             label = _label(ticket.config)
-            self.lost.append(LostSession(server, label, ticket.attempt, str(res.error or ""), outcome))
+            at = round(time.perf_counter() - self.t0, 3)
+            self.lost.append(LostSession(server, label, ticket.attempt, str(res.error or ""), outcome, at))
             log.warning(
                 "session on %s lost while timing %s (%s): %s",
                 server,
@@ -566,27 +569,36 @@ class LocalFleet:
             except OSError:
                 self._check_alive(self.tracker, "tracker", deadline)
                 time.sleep(0.1)
-        for _ in range(self.n):
-            self.add_server()
+        self._add_servers(self.n)
 
     def add_server(self) -> int:
         """Start one more server (pinned to the next CPU set); return its index once the tracker lists it."""
+        self._add_servers(1)
+        return len(self.servers) - 1
+
+    def _add_servers(self, n: int) -> None:
+        """Start ``n`` servers at once (each imports TVM: seconds), then wait until the tracker lists all."""
         from hwprune.measure.backends.tvm_backend import tracker_servers
 
-        i = len(self.servers)
-        port = _free_port(self.host)
-        cpus = None if self.cores is None else set(self.cores[i % len(self.cores)])
-        args = ["tvm.exec.rpc_server", "--port", str(port), "--port-end", str(port + 1)]
-        args += ["--tracker", f"{self.host}:{self.tracker_port}", "--key", self.key]
-        proc = self._spawn(args, cpus)
-        self.servers.append(proc)
-        self.ports.append(port)
+        new = []
+        for _ in range(n):
+            i = len(self.servers)
+            port = _free_port(self.host)
+            cpus = None if self.cores is None else set(self.cores[i % len(self.cores)])
+            args = ["tvm.exec.rpc_server", "--port", str(port), "--port-end", str(port + 1)]
+            args += ["--tracker", f"{self.host}:{self.tracker_port}", "--key", self.key]
+            self.servers.append(self._spawn(args, cpus))
+            self.ports.append(port)
+            new.append(i)
         deadline = time.monotonic() + self.start_timeout_s
-        want = f"{self.host}:{port}"
-        while want not in tracker_servers(self.host, self.tracker_port, self.key):
-            self._check_alive(proc, f"server {i}", deadline)
+        while True:
+            listed = set(tracker_servers(self.host, self.tracker_port, self.key))
+            waiting = [i for i in new if self.server_address(i) not in listed]
+            if not waiting:
+                return
+            for i in waiting:
+                self._check_alive(self.servers[i], f"server {i}", deadline)
             time.sleep(0.1)
-        return i
 
     def _spawn(self, args: list[str], cpus: set[int] | None) -> subprocess.Popen[bytes]:
         env = {**os.environ, "TVM_NUM_THREADS": str(self.threads)}

@@ -52,14 +52,35 @@ def _two_live_servers(f: LocalFleet) -> None:
 
 
 @pytest.mark.tvm_rpc
-def test_one_sweep_shared_by_two_servers_resumes(tmp_path: Path, fleet: LocalFleet) -> None:
+def test_one_sweep_shared_by_two_servers_resumes(
+    tmp_path: Path, fleet: LocalFleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Python ``measure(fleet=2)`` times part of the space; ``hwprune measure --fleet auto`` resumes it."""
+    import yaml
+
+    from hwprune.cli import main
+
     _two_live_servers(fleet)
     out, space = tmp_path / "fleet.csv", _space(14)
     first = measure(fleet.target(), space, out, evaluator=FAST, progress=False, fleet=2, limit=5)
-    second = measure(fleet.target(fleet="auto"), space, out, evaluator=FAST, progress=False)
     assert (first.measured, first.failed) == (5, 0)
-    assert (second.measured, second.failed, second.skipped) == (9, 0, 5)  # resumed: only the rest is timed
-    assert second.fleet is not None and second.fleet.workers == 2  # auto: the tracker lists 2 servers
+    assert first.fleet is not None and first.fleet.workers == 2
+
+    t = fleet.target()
+    conf, grid = tmp_path / "fleet.yaml", tmp_path / "grid.yaml"
+    conf.write_text(yaml.safe_dump({"name": t.name, "backend": t.backend, "options": dict(t.options)}))
+    grid.write_text(
+        yaml.safe_dump(
+            {"in_channels": 4, "out_channels": {"start": 4, "stop": 17, "step": 1}, "height": 8, "width": 8,
+             "kernel_size": 3, "stride": 1}
+        )
+    )  # fmt: skip
+    args = ["measure", "--target", str(conf), "--grid", str(grid), "--out", str(out), "--fleet", "auto"]
+    args += ["--warmup", "1", "--repeat", "3", "--min-repeat-ms", "2", "--retime", "0", "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "measured 9, failed 0, skipped 5" in printed  # resumed: only the rest was timed ...
+    assert "fleet of 2 worker(s)" in printed  # ... by one worker per server the tracker lists
     df = read_table(out)
     assert sorted(_keys(df)) == sorted(tuple(c[k] for k in CONFIG_COLUMNS) for c in space)  # each once
     servers = [json.loads(s)["server"] for s in df["settings"]]
@@ -129,7 +150,7 @@ def test_a_stalled_server_is_written_off_and_its_config_timed_elsewhere(
     watcher = _after_rows(out, 3, lambda: os.killpg(fleet.servers[victim].pid, signal.SIGSTOP), stopped)
     try:
         s = measure(
-            fleet.target(fleet_stall_s=3, fleet_wait_s=3), space, out, evaluator=FAST, progress=False, fleet=2
+            fleet.target(fleet_stall_s=6, fleet_wait_s=3), space, out, evaluator=FAST, progress=False, fleet=2
         )
     finally:
         watcher.join(timeout=30)
