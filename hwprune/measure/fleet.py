@@ -39,7 +39,7 @@ from hwprune.measure.targets import Target
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FleetReport", "LocalFleet", "LostSession", "fleet_size", "run_fleet"]
+__all__ = ["FleetReport", "LocalFleet", "LostSession", "check_fleet", "fleet_size", "run_fleet"]
 
 FleetSize = int | Literal["auto"]
 
@@ -114,7 +114,47 @@ class FleetReport:
         return text
 
 
-def _check_target(target: Target) -> dict[str, Any]:
+def _option(
+    opts: Mapping[str, Any], key: str, default: float | None, *, integer: bool = False
+) -> float | None:
+    """A numeric fleet option (>= 0 for integers, > 0 otherwise), or None where null is allowed."""
+    v = opts.get(key, default)
+    if v is None and default is None:
+        return None
+    ok = isinstance(v, int | float) and not isinstance(v, bool)
+    if integer:
+        ok = ok and float(v).is_integer() and v >= 0
+        want = "an integer >= 0"
+    else:
+        ok = ok and v > 0
+        want = "a number of seconds > 0" + (" or null" if default is None else "")
+    if not ok:
+        raise ValueError(f"`{key}` must be {want}, got {v!r}")
+    return float(v)
+
+
+def check_fleet(target: Target, fleet: FleetSize) -> dict[str, Any]:
+    """Check a fleet sweep's arguments without contacting the tracker.
+
+    Args:
+        target: The target to measure.
+        fleet: A positive number of workers, or ``"auto"``.
+
+    Returns:
+        The target's ``rpc`` options.
+
+    Raises:
+        ValueError: If ``fleet`` is neither a positive integer nor ``"auto"``; the target is not a TVM
+            target behind a tracker (``options.rpc: {host, port, key, tracker: true}``); it tunes; or
+            ``fleet_retries``, ``fleet_wait_s`` or ``fleet_stall_s`` is out of range.
+
+    Example:
+        >>> check_fleet(Target(name="c", backend="torch_cpu"), 2)  # doctest: +SKIP
+        Traceback (most recent call last):
+        ValueError: `fleet` needs a TVM target reached through an RPC tracker, got backend 'torch_cpu' ...
+    """
+    if fleet != "auto" and (isinstance(fleet, bool) or not isinstance(fleet, int) or fleet < 1):
+        raise ValueError(f"`fleet` must be a positive integer or 'auto', got {fleet!r}")
     if target.backend != "tvm":
         raise ValueError(
             f"`fleet` needs a TVM target reached through an RPC tracker, got backend {target.backend!r} for "
@@ -134,6 +174,9 @@ def _check_target(target: Target) -> dict[str, Any]:
             f"{target.name!r}: MetaSchedule's runner asks the tracker for a board of its own, which the "
             "fleet's workers hold; set `tune_max_configs: 0`, or tune first without `fleet`"
         )
+    _option(opts, "fleet_retries", 2, integer=True)
+    _option(opts, "fleet_wait_s", 30.0)
+    _option(opts, "fleet_stall_s", None)
     return rpc
 
 
@@ -148,17 +191,14 @@ def fleet_size(target: Target, fleet: FleetSize) -> int:
         The number of workers.
 
     Raises:
-        ValueError: If ``fleet`` is neither a positive integer nor ``"auto"``, or the target is not a TVM
-            target behind a tracker, or it tunes.
+        ValueError: If the arguments are unsuitable (see :func:`check_fleet`).
         RuntimeError: For ``auto``, if no server is registered under the key.
 
     Example:
         >>> fleet_size(load_target("rpi4_tvm_llvm.yaml"), "auto")  # doctest: +SKIP
         2
     """
-    if fleet != "auto" and (isinstance(fleet, bool) or not isinstance(fleet, int) or fleet < 1):
-        raise ValueError(f"`fleet` must be a positive integer or 'auto', got {fleet!r}")
-    rpc = _check_target(target)
+    rpc = check_fleet(target, fleet)
     if fleet != "auto":
         return int(fleet)
     from hwprune.measure.backends.tvm_backend import tracker_servers
@@ -401,8 +441,7 @@ def run_fleet(
         A :class:`FleetReport`.
 
     Raises:
-        ValueError: If ``fleet`` or the target is unsuitable (see :func:`fleet_size`), ``fleet_retries``
-            < 0 or ``fleet_stall_s`` <= 0.
+        ValueError: If ``fleet`` or the target is unsuitable (see :func:`check_fleet`).
         RuntimeError: If ``fleet`` is ``auto`` and no server is registered.
 
     Example:
@@ -412,19 +451,15 @@ def run_fleet(
 
     n = fleet_size(target, fleet)
     opts = target.options
-    retries = int(opts.get("fleet_retries", 2))
-    if retries < 0:
-        raise ValueError(f"`fleet_retries` must be >= 0, got {retries}")
-    stall_s = opts.get("fleet_stall_s")
-    if stall_s is not None and not float(stall_s) > 0:
-        raise ValueError(f"`fleet_stall_s` must be a number of seconds > 0 or null, got {stall_s!r}")
+    retries = int(_option(opts, "fleet_retries", 2, integer=True) or 0)
+    stall_s = _option(opts, "fleet_stall_s", None)
     rpc = dict(opts["rpc"])
     tracker = f"{rpc['host']}:{rpc.get('port', 9190)}"
     # The workers reconnect through the tracker themselves (and hand the config in flight back), so the
     # backend's own retry on the same session is off; the wait for a free server is bounded.
     worker_target = dataclasses.replace(
         target,
-        options={**opts, "rpc_retries": 0, "rpc_wait_s": float(opts.get("fleet_wait_s", 30.0))},
+        options={**opts, "rpc_retries": 0, "rpc_wait_s": _option(opts, "fleet_wait_s", 30.0)},
     )
     probe = TVMBackend(worker_target, evaluator)
     probe.setup(connect=False)
@@ -446,7 +481,7 @@ def run_fleet(
         results,
         lambda c, r: write(c, r, device, versions),
         retries,
-        None if stall_s is None else float(stall_s),
+        stall_s,
     )
     log.info(
         "%s: %d configs on a fleet of %d worker(s) at tracker %s key %r",

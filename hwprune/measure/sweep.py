@@ -249,9 +249,9 @@ def measure(
     fleet = target.options.get("fleet") if fleet is None else fleet
     report: FleetReport | None = None
     if fleet is not None:
-        from hwprune.measure.fleet import fleet_size
+        from hwprune.measure.fleet import check_fleet
 
-        fleet_size(target, 1 if fleet == "auto" else fleet)  # check the arguments before touching the table
+        check_fleet(target, fleet)  # before the table is touched
     with TableWriter(out_path) as writer:
         others = sorted(writer.targets - {target.name})
         if others and not allow_mixed_targets:

@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("tvm", reason="apache-tvm is not installed (pip install 'hwprune[tvm]')")
 
 from hwprune.measure import CONFIG_COLUMNS, EvaluatorConfig, Target, measure, read_table  # noqa: E402
-from hwprune.measure.fleet import LocalFleet, fleet_size  # noqa: E402
+from hwprune.measure.fleet import LocalFleet, check_fleet, fleet_size  # noqa: E402
 
 # No re-timing of noisy rows: the tests check where rows go, not how noisy this machine is.
 FAST = EvaluatorConfig(warmup=1, number=1, repeat=3, min_repeat_ms=2.0, retime=0)
@@ -181,4 +181,12 @@ def test_fleet_arguments_are_checked(tmp_path: Path) -> None:
     tuned = Target(name="t", backend="tvm", options={"rpc": tracker, "tune_trials": 8, "tune_max_configs": 1})
     with pytest.raises(ValueError, match=r"`fleet` measures untuned builds .* set `tune_max_configs: 0`"):
         fleet_size(tuned, 2)
+    for key, bad, want in (
+        ("fleet_retries", -1, "an integer >= 0"),
+        ("fleet_wait_s", 0, "a number of seconds > 0"),
+        ("fleet_stall_s", "1m", "a number of seconds > 0 or null"),
+    ):
+        t = Target(name="t", backend="tvm", options={"rpc": tracker, key: bad})
+        with pytest.raises(ValueError, match=rf"`{key}` must be {want}, got {bad!r}"):
+            check_fleet(t, "auto")
     assert not (tmp_path / "t.csv").exists()  # refused before the table was touched
