@@ -153,7 +153,8 @@ def markdown(raw: dict[str, Any], plot: Path | None) -> str:
         f"Measured {raw['date']} on {raw['machine']['cpu']} ({raw['machine']['cpus']} CPUs; load average "
         f"{raw['machine']['loadavg_start']} at the start, {raw['machine']['loadavg_end']} at the end), "
         f"apache-tvm {raw['machine']['tvm']}: {raw['settings']['configs']} configs (3x3 convs, "
-        f"{raw['settings']['cin']} -> 16..{15 + raw['settings']['configs']} channels at 28x28, untuned "
+        f"{raw['settings']['cin']} -> 16..{15 + raw['settings']['configs']} channels at "
+        f"{raw['settings']['hw']}x{raw['settings']['hw']}, untuned "
         "llvm), "
         f"evaluator {raw['settings']['evaluator']}, servers pinned to CPUs {raw['settings']['cores']} with "
         f"TVM_NUM_THREADS=1, {raw['settings']['repeats']} runs each, interleaved. Command: "
@@ -197,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", type=int, default=48, help="configs in the sweep")
     p.add_argument("--repeats", type=int, default=3, help="runs per fleet size")
+    p.add_argument("--cin", type=int, default=32, help="in-channels of every conv")
+    p.add_argument("--hw", type=int, default=28, help="height and width of every conv's input")
     p.add_argument(
         "--quick", action="store_true", help="8 configs, 1 run each, light timing: checks the script"
     )
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     cpus = sorted(os.sched_getaffinity(0))
     cores = [{cpus[0]}, {cpus[1 % len(cpus)]}]
-    space = conv_space(configs)
+    space = conv_space(configs, cin=args.cin, hw=args.hw)
     import tvm
 
     raw: dict[str, Any] = {
@@ -219,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python -m benchmarks.tvm_fleet", *(sys.argv[1:] if argv is None else argv)]),
         "machine": {"cpu": cpu_model(), "cpus": len(cpus), "tvm": tvm.__version__,
                     "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
-        "settings": {"configs": configs, "cin": 32, "repeats": repeats, "evaluator": ev.__dict__,
-                     "cores": [sorted(c) for c in cores], "tvm_num_threads": 1},
+        "settings": {"configs": configs, "cin": args.cin, "hw": args.hw, "repeats": repeats,
+                     "evaluator": ev.__dict__, "cores": [sorted(c) for c in cores], "tvm_num_threads": 1},
         "runs": [],
     }  # fmt: skip
     t0 = time.perf_counter()
