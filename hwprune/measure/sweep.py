@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,7 +134,7 @@ def _sweep_one_backend(
     target: Target,
     todo: list[dict[str, Any]],
     evaluator: EvaluatorConfig,
-    write: Any,
+    write: Callable[[dict[str, Any], RunResult, str, str], None],
     run_info: dict[str, Any],
     t0: float,
     time_budget_s: float | None,
