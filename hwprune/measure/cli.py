@@ -49,6 +49,18 @@ def input_shape_arg(text: str) -> tuple[int, ...]:
     return shape
 
 
+def _fleet_arg(text: str) -> int | str:
+    """argparse type for ``--fleet N|auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"`--fleet` must be a positive integer or 'auto', got {text!r}"
+        ) from err
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the measure-stage sub-commands to the top-level ``hwprune`` parser.
 
@@ -109,6 +121,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="SEED",
         help="time configs in a random order (spreads load bursts as noise, not fake stairs)",
     )
+    p.add_argument(
+        "--fleet",
+        type=_fleet_arg,
+        default=None,
+        metavar="N|auto",
+        help="share the sweep between N servers of the target's TVM RPC tracker key (auto: all it lists)",
+    )
     p.add_argument("--load-note", default=None, help="note on machine load, stored in the sidecar")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--retry-errors", action="store_true", help="time again configs that failed before")
@@ -141,6 +160,8 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     target = load_target(args.target)
     if args.batch is not None:
         target = dataclasses.replace(target, batch=args.batch)
+    if args.fleet is not None:  # as the target's option, so the adaptive sweep shares the fleet too
+        target = dataclasses.replace(target, options={**target.options, "fleet": args.fleet})
     if args.grid:
         space = grid_space(args.grid)
     else:
@@ -197,6 +218,8 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         f"{summary.path}: measured {summary.measured}, failed {summary.failed}, "
         f"skipped {summary.skipped} (already there), noisy {summary.noisy}, {summary.wall_s:.1f} s"
     )
+    if summary.fleet is not None:
+        print(summary.fleet.describe())
     return 0
 
 

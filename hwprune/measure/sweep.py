@@ -6,16 +6,19 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from hwprune.measure.backends.base import Backend, RunResult
 from hwprune.measure.evaluator import EvaluatorConfig
 from hwprune.measure.table import CONFIG_COLUMNS, TableWriter, config_key
 from hwprune.measure.targets import Target, load_target
+
+if TYPE_CHECKING:
+    from hwprune.measure.fleet import FleetReport
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ class MeasureSummary:
         wall_s: Wall time of the call.
         noisy: Rows of this call that stayed noisy after re-timing (marked in ``settings``).
         retimed: Configurations of this call that were timed again because their spread was high.
+        fleet: What a fleet sweep did (which server timed how many rows, lost sessions), or None.
     """
 
     path: Path
@@ -45,6 +49,7 @@ class MeasureSummary:
     wall_s: float
     noisy: int = 0
     retimed: int = 0
+    fleet: FleetReport | None = None
 
 
 def normalize_space(space: Iterable[Mapping[str, Any]], batch: int | None) -> list[dict[str, Any]]:
@@ -124,6 +129,45 @@ def _timed(backend: Backend, config: Mapping[str, Any], evaluator: EvaluatorConf
     return RunResult(best.latency_ms, best.spread_ms, best.repeats, best.error, settings), extra
 
 
+def _sweep_one_backend(
+    backend: Backend,
+    target: Target,
+    todo: list[dict[str, Any]],
+    evaluator: EvaluatorConfig,
+    write: Callable[[dict[str, Any], RunResult, str, str], None],
+    run_info: dict[str, Any],
+    t0: float,
+    time_budget_s: float | None,
+) -> None:
+    """Time ``todo`` in order on one backend (one device or one session); ``write`` appends each row."""
+    backend.setup()
+    try:
+        device = backend.hardware_name()
+        run_info["device"] = device
+        if target.device and target.device != device:
+            log.warning(
+                "target %s expects device %r, but the hardware reports %r: the table records %r",
+                target.name,
+                target.device,
+                device,
+                device,
+            )
+        versions = json.dumps(backend.versions(), sort_keys=True)
+        for i, c in enumerate(todo):
+            if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
+                log.warning(
+                    "%s: time budget of %.0f s spent; %d configs left for a resumed run",
+                    target.name,
+                    time_budget_s,
+                    len(todo) - i,
+                )
+                break
+            res, _ = _timed(backend, c, evaluator)
+            write(c, res, device, versions)
+    finally:
+        backend.close()
+
+
 def _progress(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
@@ -143,6 +187,7 @@ def measure(
     time_budget_s: float | None = None,
     shuffle_seed: int | None = None,
     allow_mixed_targets: bool = False,
+    fleet: int | Literal["auto"] | None = None,
 ) -> MeasureSummary:
     """Time each conv2d configuration of ``space`` on ``target``; append the rows to ``out_path``.
 
@@ -174,6 +219,10 @@ def measure(
             neighbouring channel counts and draws a fake stair, shuffled it is spread as noise.
         allow_mixed_targets: Append even when the table holds rows of another target (one table per
             target is what :class:`hwprune.predict.LatencyPredictor` fits on).
+        fleet: Share the sweep between the servers registered under the target's key at its TVM RPC
+            tracker: a number of workers, or ``"auto"`` for one per server (:mod:`hwprune.measure.fleet`);
+            None takes ``target.options["fleet"]`` (unset: one session). Rows name their server in
+            ``settings``; a lost session hands its config to another worker.
 
     Returns:
         A :class:`MeasureSummary`.
@@ -181,7 +230,8 @@ def measure(
     Raises:
         ValueError: If the space is malformed or the target unknown, or the table holds rows of another
             target and ``allow_mixed_targets`` is False.
-        RuntimeError: If the backend cannot start (e.g. no GPU for ``cudnn``).
+        RuntimeError: If the backend cannot start (e.g. no GPU for ``cudnn``), or ``fleet`` is ``auto``
+            and the tracker lists no server under the key.
 
     Example:
         >>> from hwprune.measure import measure, model_space
@@ -196,6 +246,12 @@ def measure(
     configs = normalize_space(space, target.batch)
     out_path = Path(out_path)
     measured = failed = skipped = noisy = retimed = 0
+    fleet = target.options.get("fleet") if fleet is None else fleet
+    report: FleetReport | None = None
+    if fleet is not None:
+        from hwprune.measure.fleet import check_fleet
+
+        check_fleet(target, fleet)  # before the table is touched
     with TableWriter(out_path) as writer:
         others = sorted(writer.targets - {target.name})
         if others and not allow_mixed_targets:
@@ -240,60 +296,50 @@ def measure(
         )
         if not todo:
             return MeasureSummary(out_path, target.name, 0, 0, skipped, time.perf_counter() - t0)
-        backend.setup()
+
+        def write(c: dict[str, Any], res: RunResult, device: str, versions: str) -> None:
+            nonlocal measured, failed, noisy, retimed
+            retimed += bool(res.settings.get("retimed"))
+            noisy += bool(res.settings.get("noisy"))
+            writer.append(
+                {
+                    "target": target.name,
+                    "backend": target.backend,
+                    "device": device,
+                    "dtype": target.dtype,
+                    **{k: c[k] for k in CONFIG_COLUMNS},
+                    "latency_ms": None if res.latency_ms is None else f"{res.latency_ms:.6g}",
+                    "latency_spread_ms": None if res.spread_ms is None else f"{res.spread_ms:.4g}",
+                    "repeats": res.repeats,
+                    "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "layer": c["layer"],
+                    "settings": json.dumps(dict(res.settings), sort_keys=True),
+                    "error": res.error,
+                    "versions": versions,
+                }
+            )
+            if res.error:
+                failed += 1
+            else:
+                measured += 1
+            bar.update(1)
+            if res.latency_ms is not None:
+                where = f" on {res.settings['server']}" if fleet is not None else ""
+                bar.set_postfix_str(f"{c['in_channels']}->{c['out_channels']} {res.latency_ms:.3g} ms{where}")
+
+        bar = _progress(len(todo), target.name, progress)
         try:
-            device = backend.hardware_name()
-            run_info["device"] = device
-            if target.device and target.device != device:
-                log.warning(
-                    "target %s expects device %r, but the hardware reports %r: the table records %r",
-                    target.name,
-                    target.device,
-                    device,
-                    device,
-                )
-            versions = json.dumps(backend.versions(), sort_keys=True)
-            with _progress(len(todo), target.name, progress) as bar:
-                for c in todo:
-                    if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
-                        log.warning(
-                            "%s: time budget of %.0f s spent; %d configs left for a resumed run",
-                            target.name,
-                            time_budget_s,
-                            len(todo) - measured - failed,
-                        )
-                        break
-                    res, extra = _timed(backend, c, evaluator)
-                    retimed += bool(extra)
-                    noisy += bool(res.settings.get("noisy"))
-                    writer.append(
-                        {
-                            "target": target.name,
-                            "backend": target.backend,
-                            "device": device,
-                            "dtype": target.dtype,
-                            **{k: c[k] for k in CONFIG_COLUMNS},
-                            "latency_ms": None if res.latency_ms is None else f"{res.latency_ms:.6g}",
-                            "latency_spread_ms": None if res.spread_ms is None else f"{res.spread_ms:.4g}",
-                            "repeats": res.repeats,
-                            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-                            "layer": c["layer"],
-                            "settings": json.dumps(dict(res.settings), sort_keys=True),
-                            "error": res.error,
-                            "versions": versions,
-                        }
-                    )
-                    if res.error:
-                        failed += 1
-                    else:
-                        measured += 1
-                    bar.update(1)
-                    if res.latency_ms is not None:
-                        bar.set_postfix_str(
-                            f"{c['in_channels']}->{c['out_channels']} {res.latency_ms:.3g} ms"
-                        )
+            if fleet is not None:
+                from hwprune.measure.fleet import run_fleet
+
+                deadline = None if time_budget_s is None else t0 + time_budget_s
+                report = run_fleet(target, todo, evaluator, write, fleet=fleet, deadline=deadline)
+                run_info["device"] = f"fleet of {report.workers} at tracker {report.tracker} key {report.key}"
+                run_info["fleet"] = report.to_dict()
+            else:
+                _sweep_one_backend(backend, target, todo, evaluator, write, run_info, t0, time_budget_s)
         finally:
-            backend.close()
+            bar.close()
             wall = time.perf_counter() - t0
             run_info.update(
                 measured=measured,
@@ -319,6 +365,8 @@ def measure(
         )
     elif done:
         log.info("%s: 0 of %d rows noisy (%d re-timed)", target.name, done, retimed)
+    if report is not None:
+        log.info("%s: %s", target.name, report.describe())
     return MeasureSummary(
-        out_path, target.name, measured, failed, skipped, time.perf_counter() - t0, noisy, retimed
+        out_path, target.name, measured, failed, skipped, time.perf_counter() - t0, noisy, retimed, report
     )

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
+import select
+import struct
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,9 +30,119 @@ from hwprune.measure.backends.base import Backend, ModelRunner, RunResult
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TVMBackend", "conv2d_primfunc"]
+__all__ = ["TVMBackend", "conv2d_primfunc", "request_session", "tracker_servers"]
 
 _DEFAULT_DB = Path(os.environ.get("HWPRUNE_TVM_DB", Path.home() / ".cache" / "hwprune" / "tvm_db"))
+
+# TVM's Python front end keeps process-wide state while it builds (TOPI's tag scope raises "nested op_tag
+# is not allowed" when two threads build at once), so host-side builds of concurrent fleet workers take
+# turns; exporting, uploading and timing on the boards overlap (TVM's FFI calls release the GIL).
+_BUILD_LOCK = threading.Lock()
+
+
+def tracker_servers(host: str, port: int, key: str) -> list[str]:
+    """Addresses (``host:port``) of the servers registered at a TVM RPC tracker under ``key``.
+
+    Busy servers (in a session) are listed too: the tracker's ``summary()`` lists every server connected
+    to it, as ``python -m tvm.exec.query_rpc_tracker`` prints them.
+
+    Args:
+        host: Tracker host.
+        port: Tracker port.
+        key: Device key the servers registered with (``rpc_server --key``).
+
+    Returns:
+        The sorted addresses; empty when no server has that key.
+
+    Raises:
+        RuntimeError: If the tracker cannot be reached (TVM retries for 60 s first).
+
+    Example:
+        >>> tracker_servers("127.0.0.1", 9190, "rpi4")  # doctest: +SKIP
+        ['127.0.0.1:9091', '127.0.0.1:9092']
+    """
+    from tvm import rpc
+
+    tracker = rpc.connect_tracker(host, int(port))
+    try:
+        info = tracker.summary()
+    finally:
+        tracker.close()
+    want = f"server:{key}"
+    return sorted(
+        f"{s['addr'][0]}:{s['addr'][1]}" for s in info.get("server_info", []) if s.get("key") == want
+    )
+
+
+def request_session(
+    host: str,
+    port: int,
+    key: str,
+    *,
+    priority: int = 1,
+    session_timeout: int = 0,
+    wait_s: float | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[Any, str]:
+    """Ask a TVM RPC tracker for a free server under ``key``; open a session on it.
+
+    The tracker is the scheduler: it hands each request a free server of the key (FIFO by priority) and
+    takes the server back when the session ends; a server that dies drops out of its list. This sends
+    the tracker protocol's ``REQUEST`` message (``tvm.rpc.base``), as ``TrackerSession.request`` does, but
+    (a) returns which server the tracker picked, and (b) waits at most ``wait_s`` and gives up at once
+    when ``stop`` is set, where ``TrackerSession.request`` blocks until a server frees up.
+
+    Args:
+        host: Tracker host.
+        port: Tracker port.
+        key: Device key.
+        priority: Request priority (higher first).
+        session_timeout: Seconds after which the server ends the session (0: never).
+        wait_s: Longest wait for a free server, or None to wait as long as it takes.
+        stop: Set by another thread to give up waiting.
+
+    Returns:
+        ``(session, "server_host:server_port")``.
+
+    Raises:
+        TimeoutError: If no server was free within ``wait_s``, or ``stop`` was set.
+        RuntimeError: If the tracker is unreachable or answers with an error, or three servers handed
+            out in a row refused the connection.
+
+    Example:
+        >>> sess, server = request_session("127.0.0.1", 9190, "rpi4", wait_s=30)  # doctest: +SKIP
+    """
+    from tvm import rpc
+    from tvm.rpc import base
+
+    deadline = None if wait_s is None else time.monotonic() + float(wait_s)
+    last: Exception | None = None
+    for _ in range(3):
+        sock = base.connect_with_retry((host, int(port)))
+        try:
+            sock.sendall(struct.pack("<i", base.RPC_TRACKER_MAGIC))
+            if struct.unpack("<i", base.recvall(sock, 4))[0] != base.RPC_TRACKER_MAGIC:
+                raise RuntimeError(f"{host}:{port} is not a TVM RPC tracker")
+            base.sendjson(sock, [base.TrackerCode.REQUEST, str(key), "", int(priority)])
+            while not select.select([sock], [], [], 0.2)[0]:
+                if stop is not None and stop.is_set():
+                    raise TimeoutError(f"stopped waiting for a free server under key {key!r}")
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"no server under key {key!r} was free at tracker {host}:{port} within {wait_s} s"
+                    )
+            value = base.recvjson(sock)
+        finally:
+            sock.close()  # a request left pending is dropped by the tracker when its socket closes
+        if value[0] != base.TrackerCode.SUCCESS:
+            raise RuntimeError(f"TVM RPC tracker {host}:{port} answered {value!r} to a request for {key!r}")
+        url, sport, matchkey = value[1]
+        try:
+            return rpc.connect(url, int(sport), matchkey, session_timeout), f"{url}:{sport}"
+        except Exception as err:  # noqa: BLE001 - a server that died after the tracker handed it out
+            log.warning("server %s:%s handed out by the tracker refused the session: %s", url, sport, err)
+            last = err
+    raise RuntimeError(f"three servers under key {key!r} refused the session in a row, last: {last}")
 
 
 def conv2d_primfunc(config: Mapping[str, int], dtype: str = "float32") -> tuple[Any, list[tuple[int, ...]]]:
@@ -96,11 +209,22 @@ class TVMBackend(Backend):
             ``rpc_max_reconnects`` (default 6) per sweep, so a dead board fails each remaining config at
             once as an error row instead of stalling the sweep.
         rpc_retry_wait_s: Wait before the first reconnect, doubled after each (default 1.0).
+        rpc_wait_s: Longest wait at the tracker for a free server (default: as long as it takes).
+        fleet: Share one sweep between the tracker's servers of ``key``: a number of workers or ``auto``
+            (one per server the tracker lists); see :mod:`hwprune.measure.fleet`. Null: one session.
+        fleet_retries: A config whose session was lost is handed to another worker at most this many
+            times (default 2), then written as an error row.
+        fleet_wait_s: How long a fleet worker waits at the tracker for a free server (default 30 s).
     """
 
     kind = "tvm"
 
-    def setup(self) -> None:
+    def setup(self, *, connect: bool = True) -> None:
+        """Prepare the TVM target and, for an RPC target, open the session.
+
+        Args:
+            connect: Open the RPC session now (fleet workers open it later with :meth:`connect`).
+        """
         import tvm
 
         opts = self.target.options
@@ -123,8 +247,28 @@ class TVMBackend(Backend):
         self.rpc_retry_wait_s = float(opts.get("rpc_retry_wait_s", 1.0))
         self.reconnects_left = int(opts.get("rpc_max_reconnects", 6))
         self.reconnects = 0
-        self.session = self._connect() if self.rpc_cfg else None
+        self.server = ""
+        self.stop: threading.Event | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="hwprune_tvm_")
+        self.session = self._connect() if self.rpc_cfg and connect else None
+
+    def connect(self, stop: threading.Event | None = None) -> str:
+        """(Re)open the RPC session: through the tracker, on whichever server of the key it hands out.
+
+        Args:
+            stop: Set by another thread to give up waiting for a free server.
+
+        Returns:
+            The server's ``host:port``.
+
+        Raises:
+            RuntimeError: If the tracker or server is unreachable, or no server was free within
+                ``rpc_wait_s``; ``TimeoutError`` if ``stop`` was set while waiting.
+        """
+        self.stop = stop
+        self.session = None
+        self.session = self._connect()
+        return self.server
 
     def _connect(self) -> Any:
         from tvm import rpc
@@ -134,6 +278,14 @@ class TVMBackend(Backend):
             return self._open(rpc, host, port)
         except (ValueError, KeyError):
             raise
+        except TimeoutError as err:
+            if self.stop is not None and self.stop.is_set():
+                raise
+            raise RuntimeError(
+                f"{err}: every server of that key is busy or gone; start another with `python -m "
+                f"tvm.exec.rpc_server --tracker {host}:{port} --key {self.rpc_cfg.get('key')}`, or raise "
+                "`rpc_wait_s`"
+            ) from err
         except Exception as err:  # tvm raises TVMError/RuntimeError subclasses that vary across versions
             how = "tracker" if self.rpc_cfg.get("tracker") else "server"
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
@@ -176,9 +328,17 @@ class TVMBackend(Backend):
             key = self.rpc_cfg.get("key")
             if not key:
                 raise ValueError("`rpc.key` must name the board's key when `rpc.tracker` is true, got none")
-            return rpc.connect_tracker(host, port).request(
-                str(key), priority=1, session_timeout=int(self.rpc_cfg.get("timeout", 0))
+            wait = self.target.options.get("rpc_wait_s")
+            session, self.server = request_session(
+                host,
+                port,
+                str(key),
+                session_timeout=int(self.rpc_cfg.get("timeout", 0)),
+                wait_s=None if wait is None else float(wait),
+                stop=self.stop,
             )
+            return session
+        self.server = f"{host}:{port}"
         return rpc.connect(host, port, key=str(self.rpc_cfg.get("key", "")))
 
     def close(self) -> None:
@@ -193,8 +353,13 @@ class TVMBackend(Backend):
     def hardware_name(self) -> str:
         from hwprune.measure.device_info import cpu_model
 
-        where = f"rpc {self.rpc_cfg.get('host')}:{self.rpc_cfg.get('port')}" if self.rpc_cfg else cpu_model()
-        return f"TVM {self.kind_name} on {where}"
+        cfg = self.rpc_cfg
+        if not cfg:
+            return f"TVM {self.kind_name} on {cpu_model()}"
+        where = f"{cfg.get('host')}:{cfg.get('port')}"
+        if cfg.get("tracker"):  # the servers of one key are boards of one kind; rows name theirs in settings
+            return f"TVM {self.kind_name} on rpc tracker {where} key {cfg.get('key')}"
+        return f"TVM {self.kind_name} on rpc {where}"
 
     def versions(self) -> dict[str, str]:
         import tvm
@@ -313,11 +478,12 @@ class TVMBackend(Backend):
     def run(self, config: Mapping[str, int]) -> RunResult:
         import tvm
 
-        func, shapes = conv2d_primfunc(config, self.target.dtype)
-        before = self.tune_seconds
-        mod, tuned, spent = self._schedule(func)
-        spent = spent or (self.tune_seconds - before)
-        ex = tvm.compile(mod, target=self.tvm_target)
+        with _BUILD_LOCK:
+            func, shapes = conv2d_primfunc(config, self.target.dtype)
+            before = self.tune_seconds
+            mod, tuned, spent = self._schedule(func)
+            spent = spent or (self.tune_seconds - before)
+            ex = tvm.compile(mod, target=self.tvm_target)
         retried = 0
         if self.session is None and self.rpc_cfg:
             before = self.reconnects
@@ -343,9 +509,15 @@ class TVMBackend(Backend):
                 raise
             self.session = None
             before = self.reconnects
+            where = self.server or f"{self.rpc_cfg.get('host')}:{self.rpc_cfg.get('port')}"
+            if self.rpc_retries <= 0:  # a fleet worker: it hands the config to another session itself
+                raise RuntimeError(
+                    f"TVM RPC session to {where} failed ({type(err).__name__}: {str(err).strip()[:200]}); "
+                    "no reconnect tried (rpc_retries: 0)"
+                ) from err
             if not self._reconnect(err):
                 raise RuntimeError(
-                    f"TVM RPC session to {self.rpc_cfg.get('host')}:{self.rpc_cfg.get('port')} failed "
+                    f"TVM RPC session to {where} failed "
                     f"({type(err).__name__}: {str(err).strip()[:200]}) and {self.reconnects - before} "
                     "reconnect attempt(s) failed; this config is recorded as an error, the sweep goes on "
                     "(re-run with `retry_errors=True` once the board is back)"
@@ -362,6 +534,8 @@ class TVMBackend(Backend):
             "trials": self.trials if spent else 0,
             "rpc": bool(self.rpc_cfg),
         }
+        if self.rpc_cfg:
+            settings["server"] = self.server
         if retried:
             settings["rpc_reconnects"] = retried
         return RunResult(t.median_ms, t.iqr_ms, t.repeats, None, settings)

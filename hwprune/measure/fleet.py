@@ -1,0 +1,693 @@
+"""One sweep shared by a fleet of boards: the servers that TVM's RPC tracker lists under one key.
+
+The tracker (``python -m tvm.exec.rpc_tracker``) is the scheduler: each board runs
+``python -m tvm.exec.rpc_server --tracker HOST:PORT --key KEY`` and registers there; a worker asks the
+tracker for a free server of the key, which hands one out and takes it back when the session ends. A
+sweep on ``fleet: N`` runs N workers (threads of this process), one session each: every worker takes the
+next configuration of the sweep, builds it here, times it on its board and hands the result back; one
+writer (the caller's thread, :func:`hwprune.measure.measure`) appends the rows to the one table, so the
+table, its resume and its sidecar are those of a one-board sweep, and each row's ``settings`` names the
+``server`` that timed it.
+
+A board that dies loses no rows: the session fails, the configuration in flight goes back to the sweep
+for another worker (at most ``fleet_retries`` times, then it is written as an error row), and the worker
+asks the tracker for another free server (a board that came back, or a spare), giving up after
+``fleet_wait_s``. Configurations left when no worker has a board are not written: a later run times them
+(resume). :class:`FleetReport` says what happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hwprune.measure.backends.base import RunResult
+from hwprune.measure.evaluator import EvaluatorConfig
+from hwprune.measure.targets import Target
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FleetReport", "LocalFleet", "LostSession", "check_fleet", "fleet_size", "run_fleet"]
+
+FleetSize = int | Literal["auto"]
+
+
+@dataclass(frozen=True)
+class LostSession:
+    """A session that failed while a configuration was timed on it.
+
+    Attributes:
+        server: ``host:port`` of the server.
+        config: The configuration, e.g. ``8->16 k3 s1 g1 28x28 b1``.
+        attempt: How many sessions this configuration had lost before (0: the first loss).
+        error: The backend's message.
+        outcome: ``requeued`` (handed to another worker), ``error_row`` (retries spent: written as an
+            error), or ``kept`` (a re-timing failed after a good timing, which was kept).
+        at_s: When the loss was noticed, in seconds since the fleet started (as ``timeline``).
+    """
+
+    server: str
+    config: str
+    attempt: int
+    error: str
+    outcome: Literal["requeued", "error_row", "kept"]
+    at_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class FleetReport:
+    """What a fleet sweep did.
+
+    Attributes:
+        tracker: ``host:port`` of the tracker.
+        key: The device key.
+        workers: Workers started (one session each).
+        rows_per_server: Rows written per server (``host:port``), error rows included.
+        lost: Every session lost while a configuration was in flight.
+        requeued: Configurations handed to another worker after a lost session.
+        untimed: Configurations not written (no worker had a board left, or the time budget was spent):
+            a later run of the same sweep times them.
+        retired: Why workers stopped before the sweep ended, one line each.
+        timeline: ``(seconds since the start, server)`` of each row, in writing order.
+    """
+
+    tracker: str
+    key: str
+    workers: int
+    rows_per_server: Mapping[str, int]
+    lost: tuple[LostSession, ...] = ()
+    requeued: int = 0
+    untimed: int = 0
+    retired: tuple[str, ...] = ()
+    timeline: tuple[tuple[float, str], ...] = field(default=(), repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict for the sidecar (without the timeline)."""
+        d = dataclasses.asdict(self)
+        d.pop("timeline")
+        d["rows_per_server"] = dict(self.rows_per_server)
+        return d
+
+    def describe(self) -> str:
+        """One line for a person, e.g. ``2 workers: 127.0.0.1:9091 12 rows, ...; 1 session lost ...``."""
+        rows = ", ".join(f"{s} {n} rows" for s, n in sorted(self.rows_per_server.items())) or "no rows"
+        text = f"fleet of {self.workers} worker(s) at tracker {self.tracker} key {self.key}: {rows}"
+        if self.lost:
+            text += (
+                f"; {len(self.lost)} session(s) lost, {self.requeued} config(s) handed to another worker, "
+                f"{sum(x.outcome == 'error_row' for x in self.lost)} written as errors after the retries"
+            )
+        if self.untimed:
+            text += f"; {self.untimed} config(s) left untimed (run again to resume)"
+        return text
+
+
+def _option(
+    opts: Mapping[str, Any], key: str, default: float | None, *, integer: bool = False
+) -> float | None:
+    """A numeric fleet option (>= 0 for integers, > 0 otherwise), or None where null is allowed."""
+    v = opts.get(key, default)
+    if v is None and default is None:
+        return None
+    ok = isinstance(v, int | float) and not isinstance(v, bool)
+    if integer:
+        ok = ok and float(v).is_integer() and v >= 0
+        want = "an integer >= 0"
+    else:
+        ok = ok and v > 0
+        want = "a number of seconds > 0" + (" or null" if default is None else "")
+    if not ok:
+        raise ValueError(f"`{key}` must be {want}, got {v!r}")
+    return float(v)
+
+
+def check_fleet(target: Target, fleet: FleetSize) -> dict[str, Any]:
+    """Check a fleet sweep's arguments without contacting the tracker.
+
+    Args:
+        target: The target to measure.
+        fleet: A positive number of workers, or ``"auto"``.
+
+    Returns:
+        The target's ``rpc`` options.
+
+    Raises:
+        ValueError: If ``fleet`` is neither a positive integer nor ``"auto"``; the target is not a TVM
+            target behind a tracker (``options.rpc: {host, port, key, tracker: true}``); it tunes; or
+            ``fleet_retries``, ``fleet_wait_s`` or ``fleet_stall_s`` is out of range.
+
+    Example:
+        >>> check_fleet(Target(name="c", backend="torch_cpu"), 2)  # doctest: +SKIP
+        Traceback (most recent call last):
+        ValueError: `fleet` needs a TVM target reached through an RPC tracker, got backend 'torch_cpu' ...
+    """
+    if fleet != "auto" and (isinstance(fleet, bool) or not isinstance(fleet, int) or fleet < 1):
+        raise ValueError(f"`fleet` must be a positive integer or 'auto', got {fleet!r}")
+    if target.backend != "tvm":
+        raise ValueError(
+            f"`fleet` needs a TVM target reached through an RPC tracker, got backend {target.backend!r} for "
+            f"target {target.name!r}"
+        )
+    rpc = dict(target.options.get("rpc") or {})
+    if not rpc.get("tracker") or not rpc.get("key") or rpc.get("host") in (None, "", "???"):
+        raise ValueError(
+            "`fleet` needs `options.rpc: {host, port, key, tracker: true}` (a tracker and the boards' key), "
+            f"got rpc={rpc or None!r} for target {target.name!r}"
+        )
+    opts = target.options
+    if int(opts.get("tune_trials", 0) or 0) > 0 and int(opts.get("tune_max_configs", 0) or 0) > 0:
+        raise ValueError(
+            f"`fleet` measures untuned builds (or schedules already in `database_dir`), got tune_trials="
+            f"{opts.get('tune_trials')} and tune_max_configs={opts.get('tune_max_configs')} for target "
+            f"{target.name!r}: MetaSchedule's runner asks the tracker for a board of its own, which the "
+            "fleet's workers hold; set `tune_max_configs: 0`, or tune first without `fleet`"
+        )
+    _option(opts, "fleet_retries", 2, integer=True)
+    _option(opts, "fleet_wait_s", 30.0)
+    _option(opts, "fleet_stall_s", None)
+    return rpc
+
+
+def fleet_size(target: Target, fleet: FleetSize) -> int:
+    """How many workers a fleet sweep runs: ``fleet`` itself, or for ``auto`` the tracker's server count.
+
+    Args:
+        target: A TVM target with ``options.rpc: {host, port, key, tracker: true}``.
+        fleet: A positive number of workers, or ``"auto"``.
+
+    Returns:
+        The number of workers.
+
+    Raises:
+        ValueError: If the arguments are unsuitable (see :func:`check_fleet`).
+        RuntimeError: For ``auto``, if no server is registered under the key.
+
+    Example:
+        >>> fleet_size(load_target("rpi4_tvm_llvm.yaml"), "auto")  # doctest: +SKIP
+        2
+    """
+    rpc = check_fleet(target, fleet)
+    if fleet != "auto":
+        return int(fleet)
+    from hwprune.measure.backends.tvm_backend import tracker_servers
+
+    host, port, key = str(rpc["host"]), int(rpc.get("port", 9190)), str(rpc["key"])
+    servers = tracker_servers(host, port, key)
+    if not servers:
+        raise RuntimeError(
+            f"`fleet: auto` found no server under key {key!r} at tracker {host}:{port}; start one per board "
+            f"with `python -m tvm.exec.rpc_server --tracker {host}:{port} --key {key}`"
+        )
+    log.info("tracker %s:%s lists %d server(s) under %r: %s", host, port, len(servers), key, servers)
+    return len(servers)
+
+
+@dataclass
+class _Ticket:
+    """One configuration of the sweep and its history (mutable; owned by the coordinator)."""
+
+    config: dict[str, Any]
+    attempt: int = 0
+    lost_on: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Message:
+    """What a worker tells the coordinator."""
+
+    kind: Literal["done", "skip", "retired"]
+    worker: str
+    ticket: _Ticket | None = None
+    result: RunResult | None = None
+    server: str = ""
+    lost: bool = False
+    why: str = ""
+
+
+def _label(c: Mapping[str, Any]) -> str:
+    return (
+        f"{c['in_channels']}->{c['out_channels']} k{c['kernel_size']} s{c['stride']} g{c['groups']} "
+        f"{c['height']}x{c['width']} b{c['batch']}"
+    )
+
+
+class _Worker(threading.Thread):
+    """Holds one session from the tracker and times configurations from the shared queue on it."""
+
+    def __init__(
+        self,
+        n: int,
+        target: Target,
+        evaluator: EvaluatorConfig,
+        tasks: queue.Queue[_Ticket],
+        results: queue.Queue[_Message],
+        stop: threading.Event,
+        deadline: float | None,
+        max_reconnects: int,
+    ) -> None:
+        super().__init__(name=f"hwprune-fleet-{n}", daemon=True)
+        self.target, self.evaluator = target, evaluator
+        self.tasks, self.results, self.stop = tasks, results, stop
+        self.deadline, self.max_reconnects = deadline, max_reconnects
+        # (ticket, server, monotonic start) while a config is being timed; read by the stall watchdog.
+        self.current: tuple[_Ticket, str, float] | None = None
+        self.abandoned = False  # set by the coordinator when this worker's board stalled
+
+    def run(self) -> None:
+        try:
+            why = self._run()
+        except Exception as err:  # noqa: BLE001 - a worker's bug must end as a message, not a hung sweep
+            log.exception("%s failed", self.name)
+            why = f"{type(err).__name__}: {err}"
+        self.results.put(_Message("retired", self.name, why=why))
+
+    def _run(self) -> str:
+        from hwprune.measure.backends.tvm_backend import TVMBackend
+        from hwprune.measure.sweep import _timed
+
+        backend = TVMBackend(self.target, self.evaluator)
+        backend.setup(connect=False)
+        sessions = 0
+        try:
+            while not (self.stop.is_set() or self.abandoned):
+                if backend.session is None:  # ask the tracker for a free server of the key
+                    if sessions > self.max_reconnects:
+                        return f"lost {sessions - 1} sessions (more than rpc_max_reconnects)"
+                    try:
+                        backend.connect(self.stop)
+                    except (RuntimeError, TimeoutError) as err:
+                        return "" if self.stop.is_set() else str(err)
+                    sessions += 1
+                    log.info("%s: session on %s", self.name, backend.server)
+                try:
+                    ticket = self.tasks.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if self.deadline is not None and time.perf_counter() > self.deadline:
+                    self.results.put(_Message("skip", self.name, ticket))
+                    continue
+                server = backend.server
+                self.current = (ticket, server, time.monotonic())
+                res, _ = _timed(backend, ticket.config, self.evaluator)
+                lost = backend.session is None  # the backend drops a session that failed
+                self.results.put(_Message("done", self.name, ticket, res, server, lost))
+                self.current = None
+            return ""
+        finally:
+            backend.close()
+
+
+class _Coordinator:
+    """Collects the workers' results: re-queues configs of lost sessions, writes every row (one writer)."""
+
+    def __init__(
+        self,
+        workers: list[_Worker],
+        tasks: queue.Queue[_Ticket],
+        results: queue.Queue[_Message],
+        write: Callable[[dict[str, Any], RunResult], None],
+        retries: int,
+        stall_s: float | None,
+    ) -> None:
+        self.workers, self.tasks, self.results, self.write = workers, tasks, results, write
+        self.retries, self.stall_s = retries, stall_s
+        self.open = tasks.qsize()
+        self.alive = len(workers)
+        self.rows: dict[str, int] = {}
+        self.lost: list[LostSession] = []
+        self.retired: list[str] = []
+        self.timeline: list[tuple[float, str]] = []
+        self.requeued = self.untimed = 0
+        self.t0 = time.perf_counter()
+
+    def run(self) -> None:
+        """Until every ticket has a row (or is left untimed) or no worker is left."""
+        while self.open and self.alive:
+            self._check_stalls()
+            try:
+                msg = self.results.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            worker = next(w for w in self.workers if w.name == msg.worker)
+            if worker.abandoned:  # written off as stalled: its ticket is already back in the queue
+                continue
+            if msg.kind == "retired":
+                self._retire(worker, msg.why)
+            elif msg.kind == "skip":
+                self.open -= 1
+                self.untimed += 1
+            elif msg.ticket is not None and msg.result is not None:
+                self._done(msg.ticket, msg.result, msg.server, msg.lost)
+
+    def _retire(self, worker: _Worker, why: str) -> None:
+        self.alive -= 1
+        if why:
+            log.warning("%s retired: %s", worker.name, why)
+            self.retired.append(f"{worker.name}: {why}")
+
+    def _check_stalls(self) -> None:
+        if self.stall_s is None:
+            return
+        for w in self.workers:
+            cur = w.current
+            if cur is None or w.abandoned or not w.is_alive() or time.monotonic() - cur[2] <= self.stall_s:
+                continue
+            ticket, server, _ = cur
+            w.abandoned = True  # its thread stays blocked on the board; whatever it sends is ignored
+            self._retire(w, f"server {server} stalled: no answer within fleet_stall_s={self.stall_s:g} s")
+            err = RunResult(
+                None, None, 0, f"TimeoutError: no answer from server {server} in {self.stall_s:g} s"
+            )
+            self._done(ticket, err, server, lost=True)
+
+    def _done(self, ticket: _Ticket, res: RunResult, server: str, lost: bool) -> None:
+        if lost:
+            failed = res.error is not None
+            outcome: Literal["requeued", "error_row", "kept"] = (
+                "kept" if not failed else "requeued" if ticket.attempt < self.retries else "error_row"
+            )
+            label = _label(ticket.config)
+            at = round(time.perf_counter() - self.t0, 3)
+            self.lost.append(LostSession(server, label, ticket.attempt, str(res.error or ""), outcome, at))
+            log.warning(
+                "session on %s lost while timing %s (%s): %s",
+                server,
+                label,
+                outcome,
+                (res.error or "a re-timing failed; the first timing is kept")[:200],
+            )
+            if failed:
+                ticket.attempt += 1
+                ticket.lost_on.append(server)
+                if outcome == "requeued":
+                    self.requeued += 1
+                    self.tasks.put(ticket)
+                    return
+                res = dataclasses.replace(
+                    res,
+                    error=(
+                        f"the session was lost on each of {ticket.attempt} server(s) tried "
+                        f"({', '.join(ticket.lost_on)}; fleet_retries={self.retries}); last: {res.error}"
+                    )[:500],
+                )
+        settings = {**res.settings, "server": server}
+        if ticket.lost_on:
+            settings["fleet_lost_on"] = list(ticket.lost_on)
+        self.write(ticket.config, dataclasses.replace(res, settings=settings))
+        self.open -= 1
+        self.rows[server] = self.rows.get(server, 0) + 1
+        self.timeline.append((round(time.perf_counter() - self.t0, 3), server))
+
+
+def run_fleet(
+    target: Target,
+    configs: Sequence[Mapping[str, Any]],
+    evaluator: EvaluatorConfig,
+    write: Callable[[dict[str, Any], RunResult, str, str], None],
+    *,
+    fleet: FleetSize,
+    deadline: float | None = None,
+) -> FleetReport:
+    """Time ``configs`` on the tracker's servers of ``target``'s key, one worker per server.
+
+    Called by :func:`hwprune.measure.measure` (which owns the table); ``write`` is its row writer and runs
+    in the caller's thread only, so rows reach the table through one writer.
+
+    Args:
+        target: A TVM target with ``options.rpc: {host, port, key, tracker: true}``. Its options
+            ``fleet_retries`` (default 2), ``fleet_wait_s`` (default 30), ``fleet_stall_s`` (default
+            None: off; a board that answers nothing for that long, e.g. one that lost power without
+            closing its socket, is written off and its config handed on) and ``rpc_max_reconnects``
+            (default 6, per worker) apply.
+        configs: Normalised configurations (:func:`~hwprune.measure.sweep.normalize_space`).
+        evaluator: Timing settings.
+        write: ``write(config, result, device, versions_json)``; ``result.settings`` names the server.
+        fleet: Number of workers, or ``"auto"`` for one per server the tracker lists.
+        deadline: ``time.perf_counter()`` after which no configuration is started (the rest stay untimed).
+
+    Returns:
+        A :class:`FleetReport`.
+
+    Raises:
+        ValueError: If ``fleet`` or the target is unsuitable (see :func:`check_fleet`).
+        RuntimeError: If ``fleet`` is ``auto`` and no server is registered.
+
+    Example:
+        >>> run_fleet(target, configs, EvaluatorConfig(), write, fleet=2)  # doctest: +SKIP
+    """
+    from hwprune.measure.backends.tvm_backend import TVMBackend
+
+    n = fleet_size(target, fleet)
+    opts = target.options
+    retries = int(_option(opts, "fleet_retries", 2, integer=True) or 0)
+    stall_s = _option(opts, "fleet_stall_s", None)
+    rpc = dict(opts["rpc"])
+    tracker = f"{rpc['host']}:{rpc.get('port', 9190)}"
+    # The workers reconnect through the tracker themselves (and hand the config in flight back), so the
+    # backend's own retry on the same session is off; the wait for a free server is bounded.
+    worker_target = dataclasses.replace(
+        target,
+        options={**opts, "rpc_retries": 0, "rpc_wait_s": _option(opts, "fleet_wait_s", 30.0)},
+    )
+    probe = TVMBackend(worker_target, evaluator)
+    probe.setup(connect=False)
+    device, versions = probe.hardware_name(), json.dumps(probe.versions(), sort_keys=True)
+    probe.close()
+
+    tasks: queue.Queue[_Ticket] = queue.Queue()
+    results: queue.Queue[_Message] = queue.Queue()
+    stop = threading.Event()
+    for c in configs:
+        tasks.put(_Ticket(dict(c)))
+    max_reconnects = int(opts.get("rpc_max_reconnects", 6))
+    workers = [
+        _Worker(i, worker_target, evaluator, tasks, results, stop, deadline, max_reconnects) for i in range(n)
+    ]
+    coord = _Coordinator(
+        workers,
+        tasks,
+        results,
+        lambda c, r: write(c, r, device, versions),
+        retries,
+        stall_s,
+    )
+    log.info(
+        "%s: %d configs on a fleet of %d worker(s) at tracker %s key %r",
+        target.name,
+        len(configs),
+        n,
+        tracker,
+        rpc["key"],
+    )
+    for w in workers:
+        w.start()
+    try:
+        coord.run()
+    finally:
+        stop.set()
+        for w in workers:
+            if not w.abandoned:
+                w.join(timeout=10)
+    if coord.open:
+        coord.untimed += coord.open
+        log.warning(
+            "%s: no worker has a board left; %d config(s) left untimed: run the same sweep again once the "
+            "boards are back (it resumes)",
+            target.name,
+            coord.open,
+        )
+    return FleetReport(
+        tracker,
+        str(rpc["key"]),
+        n,
+        coord.rows,
+        tuple(coord.lost),
+        coord.requeued,
+        coord.untimed,
+        tuple(coord.retired),
+        tuple(coord.timeline),
+    )
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class LocalFleet:
+    """A TVM RPC tracker and servers on this machine, as subprocesses: a fleet to try, test and benchmark.
+
+    Each process is TVM's own (``python -m tvm.exec.rpc_tracker`` / ``rpc_server --tracker --key``) on a
+    free port, in its own process group (a server forks a worker per session; :meth:`kill` ends both, as
+    a board losing power would). Servers run with ``TVM_NUM_THREADS`` set and may be pinned to cores.
+
+    Args:
+        key: Device key the servers register with.
+        servers: How many servers to start.
+        cores: One set of CPU ids per server to pin it to (``os.sched_setaffinity``), or None.
+        threads: ``TVM_NUM_THREADS`` of each server.
+        host: Address everything binds to.
+        start_timeout_s: Longest wait for the tracker to list a server.
+
+    Raises:
+        ValueError: If ``servers`` < 0 or ``cores`` has fewer entries than servers.
+        RuntimeError: If a process does not come up within ``start_timeout_s``.
+
+    Example:
+        >>> with LocalFleet("cpu", 2) as f:  # doctest: +SKIP
+        ...     measure(f.target("cpu_fleet"), space, "t.csv", fleet="auto")
+    """
+
+    def __init__(
+        self,
+        key: str,
+        servers: int,
+        *,
+        cores: Sequence[Collection[int]] | None = None,
+        threads: int = 1,
+        host: str = "127.0.0.1",
+        start_timeout_s: float = 120.0,
+    ) -> None:
+        if servers < 0:
+            raise ValueError(f"`servers` must be >= 0, got {servers}")
+        if cores is not None and len(cores) < servers:
+            raise ValueError(f"`cores` must give one CPU set per server ({servers}), got {len(cores)}")
+        self.key, self.n, self.cores, self.threads = key, servers, cores, threads
+        self.host, self.start_timeout_s = host, start_timeout_s
+        self.tracker_port = 0
+        self.tracker: subprocess.Popen[bytes] | None = None
+        self.servers: list[subprocess.Popen[bytes]] = []
+        self.ports: list[int] = []
+
+    def __enter__(self) -> LocalFleet:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start the tracker, then the servers; return once the tracker lists every server."""
+        self.tracker_port = _free_port(self.host)
+        self.tracker = self._spawn(
+            [
+                "tvm.exec.rpc_tracker",
+                "--port",
+                str(self.tracker_port),
+                "--port-end",
+                str(self.tracker_port + 1),
+            ],
+            None,
+        )
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            try:
+                socket.create_connection((self.host, self.tracker_port), timeout=0.5).close()
+                break
+            except OSError:
+                self._check_alive(self.tracker, "tracker", deadline)
+                time.sleep(0.1)
+        self._add_servers(self.n)
+
+    def add_server(self) -> int:
+        """Start one more server (pinned to the next CPU set); return its index once the tracker lists it."""
+        self._add_servers(1)
+        return len(self.servers) - 1
+
+    def _add_servers(self, n: int) -> None:
+        """Start ``n`` servers at once (each imports TVM: seconds), then wait until the tracker lists all."""
+        from hwprune.measure.backends.tvm_backend import tracker_servers
+
+        new = []
+        for _ in range(n):
+            i = len(self.servers)
+            port = _free_port(self.host)
+            cpus = None if self.cores is None else set(self.cores[i % len(self.cores)])
+            args = ["tvm.exec.rpc_server", "--port", str(port), "--port-end", str(port + 1)]
+            args += ["--tracker", f"{self.host}:{self.tracker_port}", "--key", self.key]
+            self.servers.append(self._spawn(args, cpus))
+            self.ports.append(port)
+            new.append(i)
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            listed = set(tracker_servers(self.host, self.tracker_port, self.key))
+            waiting = [i for i in new if self.server_address(i) not in listed]
+            if not waiting:
+                return
+            for i in waiting:
+                self._check_alive(self.servers[i], f"server {i}", deadline)
+            time.sleep(0.1)
+
+    def _spawn(self, args: list[str], cpus: set[int] | None) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "TVM_NUM_THREADS": str(self.threads)}
+
+        def pin() -> None:  # runs in the child before exec: its forks inherit the CPU set
+            if cpus is not None:
+                os.sched_setaffinity(0, cpus)
+
+        return subprocess.Popen(
+            [sys.executable, "-m", *args, "--host", self.host],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=pin if cpus is not None else None,  # noqa: PLW1509 - only sets the CPU affinity
+        )
+
+    def _check_alive(self, proc: subprocess.Popen[bytes], what: str, deadline: float) -> None:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the local TVM RPC {what} did not come up within {self.start_timeout_s:.0f} s "
+                f"(exit code {proc.poll()}); is apache-tvm installed (pip install 'hwprune[tvm]')?"
+            )
+
+    def server_address(self, i: int) -> str:
+        """``host:port`` of server ``i``, as rows record it in ``settings["server"]``."""
+        return f"{self.host}:{self.ports[i]}"
+
+    def kill(self, i: int) -> None:
+        """SIGKILL server ``i`` and its session worker (its process group), and wait for it."""
+        _kill_group(self.servers[i])
+
+    def target(self, name: str = "tvm_fleet", **options: Any) -> Target:
+        """A local-llvm TVM target that reaches these servers through the tracker.
+
+        Args:
+            name: Target name.
+            **options: More backend options (e.g. ``fleet="auto"``, ``fleet_wait_s=5``).
+        """
+        rpc = {"host": self.host, "port": self.tracker_port, "key": self.key, "tracker": True}
+        return Target(name=name, backend="tvm", options={"target": {"kind": "llvm"}, "rpc": rpc, **options})
+
+    def close(self) -> None:
+        """Kill every server, then the tracker."""
+        for proc in self.servers:
+            _kill_group(proc)
+        if self.tracker is not None:
+            _kill_group(self.tracker)
+            self.tracker = None
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
