@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hwprune.predict.features import CONFIG_COLUMNS
+from hwprune.contract import CONFIG_COLUMNS
+from hwprune.measure.sweep import measure, normalize_space
+from hwprune.measure.table import read_table
+from hwprune.measure.targets import load_target
+
+# Adaptive sampling is a way of measuring that asks a predictor where to measure next: the one module of
+# the measuring stage that uses the predicting stage (which itself needs only hwprune.contract and the table).
 from hwprune.predict.predictor import LatencyPredictor, within_share
 from hwprune.predict.report import stair_series
 
@@ -157,9 +163,6 @@ def adaptive_measure(
         >>> res.n_measured < res.n_space  # doctest: +SKIP
         True
     """
-    from hwprune.measure import load_target, measure, read_table
-    from hwprune.measure.sweep import normalize_space
-
     if not 0 < goal_within10 <= 1:
         raise ValueError(f"`goal_within10` must be in (0, 1], got {goal_within10}")
     if time_budget_s is not None and time_budget_s <= 0:
