@@ -122,9 +122,9 @@ class Planner:
 
     The state is the planned width of every group (:attr:`plan`, group index -> width) and each group's
     latency curve under that plan (cached; a :meth:`move` drops its neighbours' curves, which it shifts).
-    :func:`plan_pruning` runs the steps in order: :meth:`descend` to the budget, :meth:`fill` the slack,
-    :meth:`snap_to_stairs`, then :meth:`result`. Each step only ever lowers the latency or stays within
-    the budget, and ties break on the group index, so a run is deterministic.
+    :meth:`run` takes the steps in order: :meth:`descend` to the budget, :meth:`fill` the slack,
+    :meth:`snap_to_stairs`; :meth:`result` reads the plan out. Each step only ever lowers the latency or
+    stays within the budget, and ties break on the group index, so a run is deterministic.
 
     Args:
         gm: The grouped model (see :func:`hwprune.prune.graph.build_groups`).
@@ -363,6 +363,27 @@ class Planner:
             changed = True
         return changed
 
+    def run(self, budget_ms: float) -> tuple[float, float]:
+        """Run the steps: :meth:`descend` to ``budget_ms``, :meth:`fill` the slack, :meth:`snap_to_stairs`.
+
+        A plan that would raise the predicted latency is undone (:meth:`reset`): no step may slow the model.
+
+        Returns:
+            The predicted work (ms, before the floor) of the current widths and of the plan.
+        """
+        before = self.total()
+        self.descend(budget_ms)
+        self.fill(budget_ms)
+        self.snap_to_stairs()
+        after = self.total()
+        if after > before:
+            log.warning(
+                "plan would raise predicted latency %.4f -> %.4f ms; keeping the model as is", before, after
+            )
+            self.reset()
+            after = before
+        return before, after
+
     def reset(self) -> None:
         """Put every group back at its current width (the plan that changes nothing)."""
         for gi in self.prunable:
@@ -477,18 +498,7 @@ def plan_pruning(
             requested,
             floor,
         )
-    budget = max(requested, floor)
-    before = planner.total()
-    planner.descend(budget)
-    planner.fill(budget)
-    planner.snap_to_stairs()
-    after = planner.total()
-    if after > before:
-        log.warning(
-            "plan would raise predicted latency %.4f -> %.4f ms; keeping the model as is", before, after
-        )
-        planner.reset()
-        after = before
+    before, after = planner.run(max(requested, floor))
     widths, removals, decisions = planner.result()
     seconds = time.perf_counter() - t0
     before, after = max(before, floor), max(after, floor)

@@ -218,3 +218,14 @@ def test_planner_settings_are_validated(staircase: Any) -> None:
         plan_pruning(gm, staircase, SHAPE, 1.0, snap="sideways")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`ignored_layers` names 'nope'"):
         build_groups(build_model("small_resnet"), SHAPE, ["nope"])
+
+
+def test_run_takes_the_steps_and_reset_undoes_every_move(staircase: Any) -> None:
+    p = _planner(staircase)
+    fresh = {gi: p.latency(gi, p.cap[gi]) for gi in p.prunable}
+    before, after = p.run(0.6 * p.total())
+    assert after <= 0.6 * before and after == p.total()
+    assert _on_stairs(p, staircase) == []
+    p.reset()
+    assert p.plan == p.cap and p.total() == pytest.approx(before, rel=1e-12)
+    assert {gi: p.latency(gi, p.cap[gi]) for gi in p.prunable} == pytest.approx(fresh, rel=1e-12)
