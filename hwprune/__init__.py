@@ -29,8 +29,8 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-# Names that are also subpackages resolve to the subpackage (made callable where the name is a function), so
-# that `hwprune.measure.Target` works for Hydra's `_target_` even before the subpackage was imported.
+# `measure` is the measuring subpackage (its sweep function is `hwprune.measure.measure`): Python's import
+# system binds `hwprune.measure` to the subpackage once it is imported, so the name cannot mean the function.
 _SUBPACKAGES = frozenset({"measure"})
 
 

@@ -49,3 +49,29 @@ def predictor(request: pytest.FixtureRequest):  # noqa: ANN201 - LatencyPredicto
     return LatencyPredictor(
         estimator="extra_trees", target_transform="log_per_flop", cv_folds=0, n_estimators=50
     ).fit(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 40 real conv2d timings on this CPU (torch, 1 thread), two layers of the default model.
+
+    Shared by the predict tests and the adaptive-profiling replay (tests/measure/test_adaptive.py).
+    """
+    from hwprune.measure import EvaluatorConfig, load_target, measure, model_space
+
+    path = tmp_path_factory.mktemp("table") / "tiny.csv"
+    space = model_space(
+        "small_resnet",
+        (1, 1, 28, 28),
+        step=4,
+        layers=["layers.1.conv2", "layers.2.shortcut"],
+        sweep_in="coupled",
+    )
+    measure(
+        load_target("cpu_torch"),
+        space,
+        path,
+        progress=False,
+        evaluator=EvaluatorConfig(warmup=2, repeat=5, min_repeat_ms=5.0),
+    )
+    return path

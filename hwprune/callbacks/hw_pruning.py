@@ -688,9 +688,9 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             self.input_shape,
             1e-9,  # below any model: the planner goes as low as min_ratio and friendly counts allow
             importance="l1",  # which channels stay does not change latency; l1 needs no gradients
-            snap_mode=self.snap,
+            snap=self.snap,
             dense_widths=self.dense_widths,
-            min_ratio=self.min_channel_ratio,
+            min_channel_ratio=self.min_channel_ratio,
         )
         return float(plan.latency_after_ms)
 
@@ -839,9 +839,9 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             predictor=self.predictor,
             input_shape=self.input_shape,
             importance=self.importance,
-            snap_mode=self.snap,
+            snap=self.snap,
             dense_widths=self.dense_widths,
-            min_ratio=self.min_channel_ratio,
+            min_channel_ratio=self.min_channel_ratio,
         )
         vp = plan_and_verify(
             net,

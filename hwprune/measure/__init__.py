@@ -1,6 +1,12 @@
 """measure: time conv2d layer configurations on a target and keep them in a validated table.
 
 The first stage of the data flow (DESIGN.md): its tables are the ground truth every predictor is fitted on.
+The layer contract the tables share with the later stages (:data:`CONFIG_COLUMNS`,
+:func:`conv_layer_configs`) lives in :mod:`hwprune.contract` and is re-exported here.
+
+``hwprune.measure`` is this package; the sweep itself is :func:`hwprune.measure.measure`. Hydra configs name
+classes by their defining module (``hwprune.measure.targets.Target``), though the short names re-exported
+here resolve too.
 
 Example:
     >>> from hwprune.measure import load_target, measure, model_space, read_table
@@ -13,12 +19,14 @@ Example:
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 # Loaded on first use, so that `hwprune --help` and `import hwprune.measure.cli` import no torch.
 _EXPORTS: dict[str, str] = {
+    "AdaptiveResult": "hwprune.measure.adaptive",
+    "AdaptiveRound": "hwprune.measure.adaptive",
+    "adaptive_measure": "hwprune.measure.adaptive",
+    "replay_adaptive": "hwprune.measure.adaptive",
     "Backend": "hwprune.measure.backends.base",
     "RunResult": "hwprune.measure.backends.base",
     "EvaluatorConfig": "hwprune.measure.evaluator",
@@ -26,13 +34,13 @@ _EXPORTS: dict[str, str] = {
     "ModelTiming": "hwprune.measure.model_timing",
     "can_time_models": "hwprune.measure.model_timing",
     "time_models": "hwprune.measure.model_timing",
-    "ConvLayer": "hwprune.measure.space",
-    "conv_layer_configs": "hwprune.measure.space",
+    "ConvLayer": "hwprune.contract",
+    "conv_layer_configs": "hwprune.contract",
     "grid_space": "hwprune.measure.space",
     "model_space": "hwprune.measure.space",
     "MeasureSummary": "hwprune.measure.sweep",
     "measure": "hwprune.measure.sweep",
-    "CONFIG_COLUMNS": "hwprune.measure.table",
+    "CONFIG_COLUMNS": "hwprune.contract",
     "TABLE_COLUMNS": "hwprune.measure.table",
     "TableError": "hwprune.measure.table",
     "TableWriter": "hwprune.measure.table",
@@ -47,6 +55,8 @@ __all__ = [
     "BACKENDS",
     "CONFIG_COLUMNS",
     "TABLE_COLUMNS",
+    "AdaptiveResult",
+    "AdaptiveRound",
     "Backend",
     "ConvLayer",
     "EvaluatorConfig",
@@ -57,6 +67,7 @@ __all__ = [
     "TableWriter",
     "Target",
     "Timing",
+    "adaptive_measure",
     "can_time_models",
     "conv_layer_configs",
     "grid_space",
@@ -65,32 +76,18 @@ __all__ = [
     "measure",
     "model_space",
     "read_table",
+    "replay_adaptive",
     "time_models",
 ]
 
 
-class _CallableModule(types.ModuleType):
-    """Lets ``hwprune.measure(...)`` call :func:`measure` while ``hwprune.measure`` stays the subpackage.
-
-    The public API names ``measure`` at the top level, and Hydra resolves ``_target_:
-    hwprune.measure.Target`` through ``getattr(hwprune, "measure")``: both must work, so the name is the
-    module, and calling the module calls the function.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from hwprune.measure.sweep import measure
-
-        return measure(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        if name in _EXPORTS:
-            value = getattr(importlib.import_module(_EXPORTS[name]), name)
-            setattr(self, name, value)
-            return value
-        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
-
-    def __dir__(self) -> list[str]:
-        return sorted({*super().__dir__(), *__all__})
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-sys.modules[__name__].__class__ = _CallableModule
+def __dir__() -> list[str]:
+    return sorted(__all__)

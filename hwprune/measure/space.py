@@ -1,8 +1,8 @@
 """Layer spaces: which conv2d configurations to time.
 
-:func:`conv_layer_configs` is the single place that turns a model into per-layer configurations keyed by
-the measurement table's column names. The planner uses it too, so a layer is described the same way when
-it is measured and when it is predicted.
+A model's layers are described by :func:`hwprune.contract.conv_layer_configs` (re-exported here), the one
+place that turns a model into per-layer configurations keyed by the measurement table's column names; the
+planner uses it too, so a layer is described the same way when it is measured and when it is predicted.
 """
 
 from __future__ import annotations
@@ -10,164 +10,18 @@ from __future__ import annotations
 import logging
 import math
 import os
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import torch
 from torch import nn
 
-from hwprune.measure.table import CONFIG_COLUMNS
+from hwprune.contract import CONFIG_COLUMNS, ConvLayer, check_input_shape, conv_layer_configs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConvLayer", "SweepIn", "conv_layer_configs", "grid_space", "model_space"]
-
-
-@dataclass(frozen=True)
-class ConvLayer:
-    """One Conv2d of a model, as the measurement table describes it.
-
-    Attributes:
-        name: Qualified module name in the model (``model.get_submodule(name)``).
-        config: Mapping keyed by table columns: batch, in_channels, out_channels, height, width
-            (the layer's *input* size), kernel_size, stride, padding, groups.
-    """
-
-    name: str
-    config: dict[str, int]
-
-
-def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int, int]:
-    """Validate an (N, C, H, W) input shape and return it as a tuple of ints.
-
-    Raises:
-        ValueError: If it is not 4 positive ints.
-    """
-    try:
-        shape = tuple(int(s) for s in input_shape)
-    except (TypeError, ValueError):
-        shape = ()
-    if len(shape) != 4 or any(s <= 0 for s in shape):
-        raise ValueError(
-            f"`input_shape` must be 4 positive ints (batch, channels, height, width), got {input_shape!r}"
-        )
-    return shape  # type: ignore[return-value]
-
-
-def conv_layer_configs(model: nn.Module, input_shape: tuple[int, ...]) -> list[ConvLayer]:
-    """Describe every ``nn.Conv2d`` of ``model`` at a given input shape.
-
-    Runs one forward pass on zeros in eval mode (no grad) with hooks that record each conv's input size.
-    Convs that the forward pass never reaches are left out. Convs the table contract cannot describe
-    (non-square kernels, unequal strides, string padding, dilation) and custom layers that hold their own
-    parameters (anything outside ``torch.nn`` with weights, e.g. a hand-written conv) are skipped with one
-    :class:`UserWarning` listing them: their latency is not predicted.
-
-    Args:
-        model: Any module.
-        input_shape: Full input shape including batch, e.g. ``(1, 3, 224, 224)``.
-
-    Returns:
-        The convs in execution order.
-
-    Raises:
-        ValueError: If ``input_shape`` is not 4 positive ints or the model cannot run on it (wrong
-            channel count, too small for its kernels), or the model has no Conv2d the contract describes.
-
-    Example:
-        >>> [c.name for c in conv_layer_configs(nn.Sequential(nn.Conv2d(1, 4, 3)), (1, 1, 8, 8))]
-        ['0']
-    """
-    input_shape = check_input_shape(input_shape)
-    found: list[ConvLayer] = []
-    skipped: list[str] = []
-    names = {m: n for n, m in model.named_modules()}
-    hooks = []
-
-    def unsupported(mod: nn.Conv2d) -> bool:
-        k, s, p = mod.kernel_size, mod.stride, mod.padding
-        return isinstance(p, str) or k[0] != k[1] or s[0] != s[1] or p[0] != p[1] or mod.dilation != (1, 1)
-
-    def hook(mod: nn.Conv2d, args: tuple[torch.Tensor, ...]) -> None:
-        x = args[0]
-        k, s, p = mod.kernel_size, mod.stride, mod.padding
-        found.append(
-            ConvLayer(
-                names[mod],
-                {
-                    "batch": int(x.shape[0]),
-                    "in_channels": int(mod.in_channels),
-                    "out_channels": int(mod.out_channels),
-                    "height": int(x.shape[2]),
-                    "width": int(x.shape[3]),
-                    "kernel_size": int(k[0]),
-                    "stride": int(s[0]),
-                    "padding": int(p[0]),
-                    "groups": int(mod.groups),
-                },
-            )
-        )
-
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            if unsupported(m):
-                skipped.append(
-                    f"`{names[m]}` (kernel {m.kernel_size}, stride {m.stride}, padding {m.padding}, "
-                    f"dilation {m.dilation})"
-                )
-            else:
-                hooks.append(m.register_forward_pre_hook(hook))
-        elif _is_custom_layer(m):
-            skipped.append(f"`{names[m]}` ({type(m).__name__}: a custom layer with its own parameters)")
-    if not hooks:
-        raise ValueError(
-            f"model {type(model).__name__} has no nn.Conv2d layer to prune or measure"
-            + (f"; unsupported: {', '.join(skipped)}" if skipped else "")
-            + ": hwprune prunes the channels of square, dilation-1 nn.Conv2d layers"
-        )
-    was_training = model.training
-    try:
-        model.eval()
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-        with torch.no_grad():
-            model(torch.zeros(*input_shape, device=device))
-    except RuntimeError as err:
-        first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-        want = f" (its first conv takes {first.in_channels} channels)" if first is not None else ""
-        raise ValueError(
-            f"`input_shape` {input_shape} does not fit model {type(model).__name__}{want}: {err}; pass "
-            "the (batch, channels, height, width) the model is trained on, e.g. the data config's "
-            "`input_shape`"
-        ) from err
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    if skipped:
-        msg = (
-            f"{len(skipped)} layer(s) of {type(model).__name__} are skipped (their latency is not predicted "
-            f"and not measured): {', '.join(skipped)}"
-        )
-        if msg not in _WARNED:  # the planner calls this at every step: log once, warn (filtered) each time
-            _WARNED.add(msg)
-            log.warning(msg)
-        warnings.warn(msg, UserWarning, stacklevel=2)
-    return found
-
-
-_WARNED: set[str] = set()
-
-
-def _is_custom_layer(m: nn.Module) -> bool:
-    """A module outside ``torch.nn``/torchvision that owns parameters itself (not through children)."""
-    mod = type(m).__module__
-    if mod.startswith(("torch.", "torchvision.")) or not any(True for _ in m.parameters(recurse=False)):
-        return False
-    return any(p.dim() >= 2 for p in m.parameters(recurse=False))
+# ConvLayer, check_input_shape and conv_layer_configs live in hwprune.contract; re-exported for old imports.
+__all__ = ["ConvLayer", "SweepIn", "check_input_shape", "conv_layer_configs", "grid_space", "model_space"]
 
 
 SweepIn = Literal["2d", "coupled", "all", "none"]
@@ -250,7 +104,7 @@ def model_space(
         pairs: (in, out) pairs per conv shape in the ``2d`` space (>= 0).
 
     Returns:
-        Config dicts keyed by :data:`~hwprune.measure.table.CONFIG_COLUMNS` plus ``layer``.
+        Config dicts keyed by :data:`~hwprune.contract.CONFIG_COLUMNS` plus ``layer``.
 
     Raises:
         ValueError: If ``floor`` is not in (0, 1], ``step`` < 1, ``pairs`` < 0, ``sweep_in`` unknown, or a
@@ -326,7 +180,7 @@ def grid_space(yaml_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Configurations from a YAML grid: the cartesian product of each key's values.
 
     The file holds either one grid (a mapping) or a list of grids under ``grids:``. Every
-    :data:`~hwprune.measure.table.CONFIG_COLUMNS` key takes an int, a list of ints, or a range
+    :data:`~hwprune.contract.CONFIG_COLUMNS` key takes an int, a list of ints, or a range
     ``{start, stop, step}`` (stop inclusive); ``groups`` defaults to 1, ``padding`` to ``kernel_size // 2``
     and ``batch`` to 1. An optional ``layer`` string labels the rows. ``depthwise: true`` ties
     in = out = groups to ``out_channels``.

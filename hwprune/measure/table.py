@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hwprune.contract import CONFIG_COLUMNS  # the layer contract, defined once at the bottom
+
 if TYPE_CHECKING:  # pandas is imported lazily: the measuring path must run where pandas is not installed
     import pandas as pd
 
@@ -45,18 +47,6 @@ __all__ = [
 #: Share of noisy rows above which `fit` and `report` warn.
 NOISY_WARN_SHARE = 0.05
 
-#: The layer-describing integer columns. ``height``/``width`` are the layer's *input* size.
-CONFIG_COLUMNS: tuple[str, ...] = (
-    "batch",
-    "in_channels",
-    "out_channels",
-    "height",
-    "width",
-    "kernel_size",
-    "stride",
-    "padding",
-    "groups",
-)
 #: The contract's required columns, in order.
 TABLE_COLUMNS: tuple[str, ...] = (
     "target",

@@ -97,15 +97,16 @@ class Target:
             The target.
 
         Raises:
-            ValueError: If the file's ``_target_`` is not ``hwprune.measure.Target`` or a required
+            ValueError: If the file's ``_target_`` is not ``hwprune.measure.targets.Target`` (or the
+                short re-export ``hwprune.measure.Target``) or a required
                 value is still ``???``.
         """
         import yaml
 
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        tgt = data.pop("_target_", "hwprune.measure.Target")
-        if tgt not in ("hwprune.measure.Target", "hwprune.measure.targets.Target"):
-            raise ValueError(f"`_target_` must be hwprune.measure.Target in {path}, got {tgt!r}")
+        tgt = data.pop("_target_", "hwprune.measure.targets.Target")
+        if tgt not in ("hwprune.measure.targets.Target", "hwprune.measure.Target"):
+            raise ValueError(f"`_target_` must be hwprune.measure.targets.Target in {path}, got {tgt!r}")
         missing = _missing(data)
         if missing:
             raise ValueError(

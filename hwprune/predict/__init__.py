@@ -1,5 +1,9 @@
 """predict: fit a per-target latency predictor on a measurement table, save it safely, report its error.
 
+It reads the layer contract from :mod:`hwprune.contract` and tables through :mod:`hwprune.measure.table`;
+fitting and predicting a table import no torch. Adaptive sampling, which fits predictors to decide what to
+measure, is a way of measuring: :mod:`hwprune.measure.adaptive`.
+
 Example:
     >>> from hwprune.predict import LatencyPredictor
     >>> pred = LatencyPredictor().fit("tables/cpu_torch/small_resnet_28.csv")  # doctest: +SKIP
@@ -13,10 +17,6 @@ from typing import Any
 
 # Loaded on first use, so that `hwprune --help` imports neither scikit-learn nor torch.
 _EXPORTS: dict[str, str] = {
-    "AdaptiveResult": "hwprune.predict.adaptive",
-    "AdaptiveRound": "hwprune.predict.adaptive",
-    "adaptive_measure": "hwprune.predict.adaptive",
-    "replay_adaptive": "hwprune.predict.adaptive",
     "FEATURE_SCHEMA_VERSION": "hwprune.predict.features",
     "TILE_SIZES": "hwprune.predict.features",
     "DevicePeaks": "hwprune.predict.features",
@@ -37,20 +37,16 @@ __all__ = [
     "FEATURE_SCHEMA_VERSION",
     "TILE_SIZES",
     "TRUSTED_TYPES",
-    "AdaptiveResult",
-    "AdaptiveRound",
     "DevicePeaks",
     "LatencyPredictor",
     "PredictorFileError",
     "PredictorReport",
-    "adaptive_measure",
     "build_features",
     "evaluate",
     "feature_names",
     "friendly_mask",
     "held_out_predictions",
     "load_table",
-    "replay_adaptive",
     "within_share",
 ]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hwprune.measure.table import CONFIG_COLUMNS  # the table contract; loads no backend
+from hwprune.contract import CONFIG_COLUMNS  # the layer contract at the bottom; imports no torch
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,10 @@ scikit-learn tree types this package writes. Only then is the file loaded, with 
 Version policy: a file written with another scikit-learn *major.minor* is refused (tree internals change
 between minor releases), with a hint to refit; ``allow_version_mismatch=True`` turns that into a warning.
 A different patch release loads silently.
+
+skops is imported only when a file is written or read: on import it walks every scikit-learn module, which
+imports torch (scikit-learn's array-API shim) where torch is installed, and fitting or predicting a table
+needs neither.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import sklearn
-import skops.io as sio
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ def write_file(payload: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     Example:
         >>> write_file({"format": FILE_FORMAT}, "/tmp/x.skops")  # doctest: +SKIP
     """
+    import skops.io as sio
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -109,6 +114,8 @@ def read_file(
     Example:
         >>> payload = read_file("pred.skops", expected_target="cpu_torch")  # doctest: +SKIP
     """
+    import skops.io as sio
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"predictor file {path} does not exist")

@@ -24,7 +24,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -34,8 +34,8 @@ from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
 from sklearn.model_selection import GroupKFold, KFold
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
-from torch import nn
 
+from hwprune.contract import conv_layer_configs
 from hwprune.predict import io as pio
 from hwprune.predict.features import (
     CONFIG_COLUMNS,
@@ -47,6 +47,9 @@ from hwprune.predict.features import (
     layer_key,
     output_melems,
 )
+
+if TYPE_CHECKING:  # torch only for the model-level methods, which are handed a torch model
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -493,13 +496,11 @@ class LatencyPredictor(BaseEstimator):
             Layer name to predicted ms, in execution order.
 
         Raises:
-            ValueError: As :func:`hwprune.measure.space.conv_layer_configs` and :meth:`predict`.
+            ValueError: As :func:`hwprune.contract.conv_layer_configs` and :meth:`predict`.
 
         Example:
             >>> pred.conv_latencies(build_model("small_resnet"), (1, 1, 28, 28))  # doctest: +SKIP
         """
-        from hwprune.measure.space import conv_layer_configs
-
         layers = conv_layer_configs(model, input_shape)
         ms = self.predict(pd.DataFrame([layer.config for layer in layers]))
         return {layer.name: float(v) for layer, v in zip(layers, ms, strict=True)}
@@ -528,8 +529,6 @@ class LatencyPredictor(BaseEstimator):
         Example:
             >>> pred.predict_model(build_model("small_resnet"), (1, 1, 28, 28))  # doctest: +SKIP
         """
-        from hwprune.measure.space import conv_layer_configs
-
         check_is_fitted(self, "estimator_")
         cfgs = pd.DataFrame([layer.config for layer in conv_layer_configs(model, tuple(input_shape))])
         return float(max(self.layer_costs(cfgs).sum() + self.overhead_ms_, self.floor_ms_))
@@ -593,8 +592,6 @@ class LatencyPredictor(BaseEstimator):
             >>> shape = (1, 1, 28, 28)
             >>> pred.calibrate([(dense, shape, 0.64), (pruned, shape, 0.41)])  # doctest: +SKIP
         """
-        from hwprune.measure.space import conv_layer_configs
-
         check_is_fitted(self, "estimator_")
         if len(measurements) == 0:
             raise ValueError(

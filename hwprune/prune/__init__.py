@@ -24,29 +24,43 @@ _EXPORTS: dict[str, str] = {
     "replay_history": "hwprune.prune.graph",
     "IMPORTANCE_KINDS": "hwprune.prune.importance",
     "ImportanceKind": "hwprune.prune.importance",
+    "ImportanceLike": "hwprune.prune.importance",
     "make_importance": "hwprune.prune.importance",
     "layer_latencies": "hwprune.prune.model_latency",
     "predicted_latency": "hwprune.prune.model_latency",
     "GroupDecision": "hwprune.prune.planner",
     "Plan": "hwprune.prune.planner",
+    "Planner": "hwprune.prune.planner",
     "plan_pruning": "hwprune.prune.planner",
 }
+
+DEFAULT_MIN_CHANNEL_RATIO: float = 0.25
+"""No group goes below this share of its dense width unless told otherwise: the one default of the planner,
+:func:`prune_to_budget`, ``hwprune prune --min-channel-ratio`` and the callback's ``min_channel_ratio``.
+
+A quarter is where the default measurement space stops (``hwprune measure --floor 0.25``,
+:func:`hwprune.measure.model_space`): below it the predictor has seen no channel count of the layer and only
+guesses its stairs, and a group cut to a tenth of its channels rarely recovers its accuracy in fine-tuning.
+Defined here, where importing it loads no torch (``hwprune --help`` shows it)."""
 
 if TYPE_CHECKING:
     from torch import nn
 
     from hwprune.prune.graph import PruneRecord
-    from hwprune.prune.importance import ImportanceKind
+    from hwprune.prune.importance import ImportanceLike
     from hwprune.prune.planner import Plan
     from hwprune.staircase import Predictor, SnapMode
 
 __all__ = [
+    "DEFAULT_MIN_CHANNEL_RATIO",
     "IMPORTANCE_KINDS",
     "ChannelGroup",
     "GroupDecision",
     "GroupedModel",
     "ImportanceKind",
+    "ImportanceLike",
     "Plan",
+    "Planner",
     "PruneRecord",
     "StepResult",
     "apply_removals",
@@ -94,11 +108,11 @@ def prune_to_budget(
     input_shape: Sequence[int],
     budget_ms: float,
     *,
-    importance: ImportanceKind = "l1",
-    snap_mode: SnapMode | None = "up",
+    importance: ImportanceLike = "l1",
+    snap: SnapMode | None = "up",
     ignored_layers: Sequence[str | nn.Module] = (),
     dense_widths: dict[str, int] | None = None,
-    min_ratio: float = 0.1,
+    min_channel_ratio: float = DEFAULT_MIN_CHANNEL_RATIO,
 ) -> StepResult:
     """Plan and physically apply one prune step, in place.
 
@@ -107,17 +121,21 @@ def prune_to_budget(
         predictor: Anything with ``predict(DataFrame) -> ndarray`` (ms per row).
         input_shape: Input shape including batch.
         budget_ms: Predicted latency to reach.
-        importance: ``"l1"``, ``"l2"``, ``"bn_scale"`` or ``"taylor"`` (needs gradients).
-        snap_mode: ``"up"``, ``"down"``, ``"nearest"`` or ``None``.
+        importance: ``"l1"``, ``"l2"``, ``"bn_scale"``, ``"taylor"`` (needs gradients), a Torch-Pruning
+            ``Importance`` object (e.g. ``tp.importance.GroupMagnitudeImportance(p=2)``) or any callable
+            ``(group) -> 1-D tensor`` of one score per channel.
+        snap: ``"up"``, ``"down"``, ``"nearest"`` or ``None``.
         ignored_layers: Module names or modules whose output channels stay (Linear layers always do).
         dense_widths: Conv name -> dense output channels (the top of each staircase); defaults to now.
-        min_ratio: No group goes below this share of its dense width.
+        min_channel_ratio: No group goes below this share of its dense width, in (0, 1] (default
+            :data:`DEFAULT_MIN_CHANNEL_RATIO`: where the default measurement space stops).
 
     Returns:
         The step's plan, history and the model's new predicted latency.
 
     Raises:
         ValueError: If an argument is out of range (see :func:`plan_pruning`).
+        TypeError: If ``importance`` is neither a name nor callable.
 
     Example:
         >>> res = prune_to_budget(model, predictor, (1, 1, 28, 28), budget_ms=0.4)  # doctest: +SKIP
@@ -133,9 +151,9 @@ def prune_to_budget(
         input_shape,
         budget_ms,
         importance=importance,
-        snap_mode=snap_mode,
+        snap=snap,
         dense_widths=dense_widths,
-        min_ratio=min_ratio,
+        min_channel_ratio=min_channel_ratio,
     )
     history = apply_removals(gm, plan.removals)
     return StepResult(plan, history, predicted_latency(predictor, model, input_shape))

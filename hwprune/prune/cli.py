@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hwprune.measure.cli import input_shape_arg
+from hwprune.prune import DEFAULT_MIN_CHANNEL_RATIO
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     budget.add_argument("--latency-ms", type=float, help="budget in ms")
     p.add_argument("--snap", default="up", choices=("up", "down", "nearest", "none"), help="snap mode")
     p.add_argument("--importance", default="l1", choices=("l1", "l2", "bn_scale"), help="channel importance")
-    p.add_argument("--min-ratio", type=float, default=0.25, help="smallest share of a group's channels")
+    p.add_argument(
+        "--min-channel-ratio",
+        type=float,
+        default=DEFAULT_MIN_CHANNEL_RATIO,
+        help="no group below this share of its channels (default: %(default)s)",
+    )
     p.add_argument("--out", default=None, help="write the pruned-model bundle here (for load_pruned)")
     p.set_defaults(func=_cmd_prune)
 
@@ -159,8 +165,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         shape,
         budget,
         importance=args.importance,
-        snap_mode=None if args.snap == "none" else args.snap,
-        min_ratio=args.min_ratio,
+        snap=None if args.snap == "none" else args.snap,
+        min_channel_ratio=args.min_channel_ratio,
     )
     print(
         f"{args.model} {shape}: predicted {before:.4f} -> {res.latency_after_ms:.4f} ms "

@@ -1,9 +1,17 @@
-"""Channel importance: Torch-Pruning's importance classes, one score per channel of a group."""
+"""Channel importance: one score per channel of a group, from Torch-Pruning's importance classes.
+
+An importance is anything Torch-Pruning would take: a callable ``(group) -> 1-D tensor`` with one score per
+channel of the group (higher means keep). The four names in :data:`IMPORTANCE_KINDS` are shortcuts for
+Torch-Pruning classes normalised by their group mean, so groups compare on one scale in the planner; any
+``tp.importance.Importance`` object (e.g. ``tp.importance.GroupMagnitudeImportance(p=2)``) or plain
+function can be passed instead.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import torch
@@ -12,39 +20,63 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IMPORTANCE_KINDS", "ImportanceKind", "group_scores", "make_importance"]
+__all__ = [
+    "IMPORTANCE_KINDS",
+    "ImportanceKind",
+    "ImportanceLike",
+    "group_scores",
+    "make_importance",
+]
 
 ImportanceKind = Literal["l1", "l2", "bn_scale", "taylor"]
 IMPORTANCE_KINDS: tuple[str, ...] = ("l1", "l2", "bn_scale", "taylor")
+ImportanceLike: TypeAlias = ImportanceKind | tp.importance.Importance | Callable[[Any], Any]
+"""A name from :data:`IMPORTANCE_KINDS`, a Torch-Pruning ``Importance``, or any ``(group) -> scores``."""
+
+# Importances that read ``.grad`` of the weights (first-order Taylor, and its Hessian estimate).
+_NEEDS_GRADS: tuple[type, ...] = (tp.importance.GroupTaylorImportance, tp.importance.GroupHessianImportance)
 
 
-def make_importance(kind: ImportanceKind) -> tp.importance.Importance:
-    """Return the Torch-Pruning importance for ``kind``.
-
-    Scores are normalised by their group mean, so groups compare on one scale in the planner.
+def make_importance(importance: ImportanceLike) -> Callable[[tp.dependency.Group], Any]:
+    """Return the importance callable for a name, or check and return a given importance.
 
     Args:
-        kind: ``"l1"`` or ``"l2"`` (group weight norm), ``"bn_scale"`` (BatchNorm gamma, Network
-            Slimming) or ``"taylor"`` (first-order Taylor, needs ``.grad`` on the weights).
+        importance: ``"l1"`` or ``"l2"`` (group weight norm), ``"bn_scale"`` (BatchNorm gamma, Network
+            Slimming) or ``"taylor"`` (first-order Taylor, needs ``.grad`` on the weights); or a
+            Torch-Pruning ``Importance`` object; or any callable ``(group) -> 1-D tensor`` of one score
+            per channel (higher keeps the channel).
 
     Returns:
         A callable ``(group) -> 1-D tensor``.
 
     Raises:
-        ValueError: If ``kind`` is unknown.
+        ValueError: If ``importance`` is a string outside :data:`IMPORTANCE_KINDS`.
+        TypeError: If ``importance`` is neither a string nor callable.
 
     Example:
         >>> imp = make_importance("l1")
+        >>> make_importance(tp.importance.GroupMagnitudeImportance(p=2)).p
+        2
     """
-    if kind == "l1":
-        return tp.importance.GroupMagnitudeImportance(p=1, normalizer="mean")
-    if kind == "l2":
-        return tp.importance.GroupMagnitudeImportance(p=2, normalizer="mean")
-    if kind == "bn_scale":
-        return tp.importance.BNScaleImportance(normalizer="mean")
-    if kind == "taylor":
-        return tp.importance.GroupTaylorImportance(normalizer="mean")
-    raise ValueError(f"`importance` must be one of {IMPORTANCE_KINDS}, got {kind!r}")
+    if isinstance(importance, str):
+        if importance == "l1":
+            return tp.importance.GroupMagnitudeImportance(p=1, normalizer="mean")
+        if importance == "l2":
+            return tp.importance.GroupMagnitudeImportance(p=2, normalizer="mean")
+        if importance == "bn_scale":
+            return tp.importance.BNScaleImportance(normalizer="mean")
+        if importance == "taylor":
+            return tp.importance.GroupTaylorImportance(normalizer="mean")
+        raise ValueError(
+            f"`importance` must be one of {IMPORTANCE_KINDS}, a torch_pruning Importance or a callable "
+            f"(group) -> scores, got {importance!r}"
+        )
+    if callable(importance):
+        return importance
+    raise TypeError(
+        f"`importance` must be one of {IMPORTANCE_KINDS}, a torch_pruning Importance or a callable "
+        f"(group) -> scores, got {type(importance).__name__} {importance!r}"
+    )
 
 
 def _has_grads(group: tp.dependency.Group) -> bool:
@@ -58,33 +90,55 @@ def _has_grads(group: tp.dependency.Group) -> bool:
     return True
 
 
-def group_scores(
-    importance: tp.importance.Importance, group: tp.dependency.Group, kind: ImportanceKind
-) -> np.ndarray:
+def group_scores(importance: Callable[[tp.dependency.Group], Any], group: tp.dependency.Group) -> np.ndarray:
     """Score every channel of one group.
 
-    A group without a BatchNorm (for ``bn_scale``) falls back to L1, so every group gets scores.
+    An importance that returns None for a group (``bn_scale`` on a group without a BatchNorm) falls back
+    to L1, so every group gets scores.
 
     Args:
         importance: From :func:`make_importance`.
         group: A Torch-Pruning group holding all of its channels.
-        kind: The kind ``importance`` was made for.
 
     Returns:
-        Non-negative float64 scores, one per channel, in channel order.
+        Non-negative float64 scores, one per channel, in channel order (NaN and inf count as 0).
 
     Raises:
-        RuntimeError: If ``kind`` is ``"taylor"`` and a weight of the group has no gradient (run a
-            backward pass first).
+        RuntimeError: If ``importance`` reads gradients (Taylor, Hessian) and a weight of the group has
+            none (run a backward pass first).
+        ValueError: If ``importance`` returns something other than one number per channel of the group.
+
+    Example:
+        >>> gm = build_groups(build_model("small_resnet"), (1, 1, 28, 28))  # doctest: +SKIP
+        >>> group_scores(make_importance("l1"), gm.tp_groups[0]).shape  # doctest: +SKIP
+        (128,)
     """
-    if kind == "taylor" and not _has_grads(group):
+    if isinstance(importance, _NEEDS_GRADS) and not _has_grads(group):
         raise RuntimeError(
-            "`importance='taylor'` needs gradients on the weights: run loss.backward() before scoring"
+            f"`importance` {type(importance).__name__} ('taylor') needs gradients on the weights: run "
+            "loss.backward() before scoring"
         )
     with torch.no_grad():
         scores = importance(group)
     if scores is None:
         scores = tp.importance.GroupMagnitudeImportance(p=1, normalizer="mean")(group)
-    out = scores.detach().double().cpu().numpy().reshape(-1)
-    out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
-    return np.abs(out)
+    if isinstance(scores, torch.Tensor):
+        scores = scores.detach().double().cpu().numpy()
+    try:
+        out = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"`importance` {_name(importance)} must return one score per channel, got "
+            f"{type(scores).__name__}: {err}"
+        ) from err
+    n = len(group[0].idxs)
+    if out.ndim != 1 or out.shape[0] != n:
+        raise ValueError(
+            f"`importance` {_name(importance)} must return a 1-D tensor of {n} scores (one per channel of "
+            f"the group), got shape {tuple(out.shape)}"
+        )
+    return np.abs(np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0))
+
+
+def _name(importance: object) -> str:
+    return getattr(importance, "__qualname__", None) or type(importance).__name__

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from hwprune.prune.graph import GroupedModel
-from hwprune.prune.model_latency import floor_ms, layer_cost_fn, overhead_ms
-from hwprune.prune.planner import LatencyModel, Plan, plan_pruning
+from hwprune.prune.model_latency import LatencyModel, floor_ms, layer_cost_fn, overhead_ms
+from hwprune.prune.planner import Plan, plan_pruning
 from hwprune.staircase import Predictor, friendly_from_curve
 
 log = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ def plan_for_targets(
                 budgets_ms[t],
                 members[t].floor_ms_,
             )
-    from hwprune.measure.space import conv_layer_configs
+    from hwprune.contract import conv_layer_configs
 
     layers = {layer.name: layer.config for layer in conv_layer_configs(gm.model, shape)}
     models = {t: LatencyModel(m, layers, gm.groups) for t, m in members.items()}

@@ -20,7 +20,7 @@ BOARD = Target(name="board", backend="tvm", options={"rpc": {"host": "127.0.0.1"
 
 def _planner(predictor: object):  # noqa: ANN202
     def plan(gm, budget):  # noqa: ANN001, ANN202
-        return plan_pruning(gm, predictor, SHAPE, budget, min_ratio=0.25)  # type: ignore[arg-type]
+        return plan_pruning(gm, predictor, SHAPE, budget, min_channel_ratio=0.25)  # type: ignore[arg-type]
 
     return plan
 
@@ -50,7 +50,7 @@ def test_predicted_whole_model_latency_agrees_with_a_measurement(predictor: obje
     model = copy.deepcopy(dense)
     gm = build_groups(model, SHAPE)
     budget = 0.6 * predicted_latency(pred, dense, SHAPE)  # type: ignore[arg-type]
-    apply_removals(gm, plan_pruning(gm, pred, SHAPE, budget, min_ratio=0.25).removals)  # type: ignore[arg-type]
+    apply_removals(gm, plan_pruning(gm, pred, SHAPE, budget, min_channel_ratio=0.25).removals)  # type: ignore[arg-type]
     t_dense, t_plan = time_models("cpu_torch", [dense, model], SHAPE, rounds=5)
     for net, t in ((dense, t_dense), (model, t_plan)):
         predicted = predicted_latency(pred, net, SHAPE)  # type: ignore[arg-type]
@@ -106,10 +106,10 @@ def test_planner_stops_at_the_dispatch_floor(predictor: object) -> None:
     pred.calibration_ = [{"configs": [], "measured_ms": 1.0}]  # type: ignore[attr-defined]
     pred.floor_ms_ = 0.7 * conv_sum  # type: ignore[attr-defined]
     gm = build_groups(copy.deepcopy(dense), SHAPE)
-    plan = plan_pruning(gm, pred, SHAPE, 0.3 * conv_sum, min_ratio=0.1)  # type: ignore[arg-type]
+    plan = plan_pruning(gm, pred, SHAPE, 0.3 * conv_sum, min_channel_ratio=0.1)  # type: ignore[arg-type]
     assert not plan.feasible and plan.latency_after_ms == pytest.approx(0.7 * conv_sum)
     deep = plan_pruning(
-        build_groups(copy.deepcopy(dense), SHAPE), predictor, SHAPE, 0.3 * conv_sum, min_ratio=0.1
+        build_groups(copy.deepcopy(dense), SHAPE), predictor, SHAPE, 0.3 * conv_sum, min_channel_ratio=0.1
     )  # type: ignore[arg-type]
     kept = sum(plan.widths.values())
     assert kept > sum(deep.widths.values())  # without the floor it would have cut far deeper
