@@ -34,7 +34,6 @@ from hwprune.measure import EvaluatorConfig, Target, load_target, measure, read_
 from hwprune.measure.device_info import cpu_model
 from hwprune.measure.space import conv_layer_configs
 from hwprune.measure.table import CONFIG_COLUMNS
-from hwprune.prune.graph import resolve_ignored
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +169,8 @@ def uninstructed(
         >>> m = uninstructed(build_model("small_resnet"), (1, 1, 28, 28), 0.5)  # doctest: +SKIP
     """
     import torch_pruning as tp
+
+    from hwprune.prune.graph import resolve_ignored
 
     m = copy.deepcopy(dense).cpu().eval()
     pruner = tp.pruner.MetaPruner(

@@ -11,7 +11,8 @@ through :mod:`hwprune.measure`:
 * layer level: every conv whose shape a pruned model changed, timed alone on the plan's target at the
   planned batch against the same conv at its dense shape (:func:`benchmarks.zoo.zoo_decisions`).
 
-Without a GPU (the smoke run), the settings run on the ``cpu_torch`` target.
+Without a GPU (the smoke run), everything runs on the ``cpu_torch`` target. On the lent GPU machine it needs
+hwprune's dependencies: carry the wheels it lacks, as ``scripts/device_model_true.sh`` does.
 
     python -m benchmarks.gpu_time --zoo .bench/zoo.json --out $OUT [--quick] [--tf32-only]
 """
