@@ -56,10 +56,6 @@ TIMING = (
 """How the cpu224 models were timed (the report states it from the raw file)."""
 
 
-def _ev(d: dict[str, Any]) -> EvaluatorConfig:
-    return EvaluatorConfig(**d)
-
-
 # ---------------------------------------------------------------------------------------------- cpu224
 def stage_cpu224(zoo_path: Path, raw: Path, cfg: dict[str, Any]) -> None:
     """Time the zoo's models of ``cfg["base"]`` on ``cfg["target"]``; write ``bench_raw_cpu224.json``."""
@@ -81,11 +77,11 @@ def stage_cpu224(zoo_path: Path, raw: Path, cfg: dict[str, Any]) -> None:
     t0 = time.perf_counter()
     shape = (1, 3, size, size)
     samples = time_rounds(
-        cfg["target"], models, shape, rounds=int(cfg["rounds"]), evaluator=_ev(cfg["evaluator"])
+        cfg["target"], models, shape, rounds=int(cfg["rounds"]), evaluator=EvaluatorConfig(**cfg["evaluator"])
     )
     wall = time.perf_counter() - t0
     lay = cfg["layers"]
-    layers = zoo_decisions(keep, int(lay["batch"]), cfg["target"], _ev(lay["evaluator"]))
+    layers = zoo_decisions(keep, int(lay["batch"]), cfg["target"], EvaluatorConfig(**lay["evaluator"]))
     out = {
         **stamp(),
         "threads": 1,
@@ -115,10 +111,16 @@ def _time_gpu(finals: dict[str, nn.Module], t: dict[str, Any]) -> dict[str, Any]
     }
     for bench in (False, True):
         out[f"b256_fp32_bench{int(bench)}"] = gpu_time.time_setting(
-            finals, "fp32", 256, bench, int(t["rounds"]), _ev(t["evaluator"]), input_shape=(1, 28, 28)
+            finals,
+            "fp32",
+            256,
+            bench,
+            int(t["rounds"]),
+            EvaluatorConfig(**t["evaluator"]),
+            input_shape=(1, 28, 28),
         )
     out["b1_graph_fp32"] = gpu_time.graph_b1(
-        finals, int(t["rounds"]), _ev(t["graph_evaluator"]), input_shape=(1, 28, 28)
+        finals, int(t["rounds"]), EvaluatorConfig(**t["graph_evaluator"]), input_shape=(1, 28, 28)
     )
     return out
 
@@ -332,7 +334,11 @@ def stage_fmnist(
     else:
         ct = cfg["cpu_timing"]
         lat = time_rounds(
-            "cpu_torch", finals, (1, 1, 28, 28), rounds=int(ct["rounds"]), evaluator=_ev(ct["evaluator"])
+            "cpu_torch",
+            finals,
+            (1, 1, 28, 28),
+            rounds=int(ct["rounds"]),
+            evaluator=EvaluatorConfig(**ct["evaluator"]),
         )
         for k, v in lat.items():
             results[k]["latency_samples_ms"] = v
@@ -341,7 +347,7 @@ def stage_fmnist(
 
             tt = cfg["tvm_timing"]
             extra["tvm"] = time_tvm_rounds(
-                finals, (1, 1, 28, 28), rounds=int(tt["rounds"]), evaluator=_ev(tt["evaluator"])
+                finals, (1, 1, 28, 28), rounds=int(tt["rounds"]), evaluator=EvaluatorConfig(**tt["evaluator"])
             )
     out = {
         **stamp(),

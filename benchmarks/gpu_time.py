@@ -132,10 +132,6 @@ def _nvidia_smi() -> str:
         return f"nvidia-smi failed: {err}"
 
 
-def _evaluator(d: dict[str, Any]) -> EvaluatorConfig:
-    return EvaluatorConfig(**d)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--zoo", default=".bench/zoo.json")
@@ -155,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     t0 = time.perf_counter()
     zoo = json.loads(Path(args.zoo).read_text())["models"]
-    ev = _evaluator(cfg["evaluator"])
+    ev = EvaluatorConfig(**cfg["evaluator"])
     out: dict[str, Any] = {
         "device": torch.cuda.get_device_name(0) if cuda else "cpu (smoke run, not a GPU)",
         "nvidia_smi": _nvidia_smi(),
@@ -202,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if g and cuda and time.perf_counter() - t0 < budget:
         for base in bases:
             ms = {e["name"]: rebuild(base, e["spec"]) for e in zoo if e["base"] == base}
-            out["graph_b1"][base] = graph_b1(ms, int(g["rounds"]), _evaluator(g["evaluator"]))
+            out["graph_b1"][base] = graph_b1(ms, int(g["rounds"]), EvaluatorConfig(**g["evaluator"]))
             print(
                 f"{base} graph b1 fp32: dense {out['graph_b1'][base][f'{base}/dense']['median_ms']:.3f} ms",
                 flush=True,
@@ -212,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     lay = cfg.get("layers")
     if lay and time.perf_counter() - t0 < budget + 60:
         out["layers"] = zoo_decisions(
-            zoo, int(lay["batch"]), "cuda_cudnn" if cuda else "cpu_torch", _evaluator(lay["evaluator"])
+            zoo, int(lay["batch"]), "cuda_cudnn" if cuda else "cpu_torch", EvaluatorConfig(**lay["evaluator"])
         )
         print(f"layer level: {len(out['layers'])} layer decisions timed", flush=True)
     save()

@@ -3,9 +3,9 @@
 Staircase fidelity asks whether the predictor puts the stair edges where the measurement does. Within one
 channel sweep of a layer (all config columns fixed but one channel count), a count ``c`` is **friendly** if
 every larger count has a higher latency: it is the right edge of its stair (the one rule,
-:func:`hwprune.staircase.friendly_mask`). Fidelity is the share of the
-counts the predictor calls friendly that are friendly in the measurement too (a precision: snapping to a
-predicted edge that is not a real edge is the mistake that costs accuracy or speed).
+:func:`hwprune.staircase.friendly_mask`). Fidelity is the share of the counts the predictor calls friendly
+that are friendly in the measurement too (a precision: snapping to a predicted edge that is not a real edge
+is the mistake that costs accuracy or speed).
 """
 
 from __future__ import annotations
