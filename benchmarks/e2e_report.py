@@ -1,9 +1,10 @@
 """Write docs/BENCHMARKS.md, docs/benchmarks.json and docs/bench_*.png from the raw benchmark JSON.
 
-Called by ``benchmarks/e2e.py`` (stage ``report``). Inputs, all in the output folder:
-``bench_raw_cudnn.json`` (``gpu_time.py`` on the lent GPU), ``bench_raw_cpu224.json`` and
-``bench_raw_fmnist.json`` (``e2e.py`` here); the zoo (``zoo.json``) for params, MACs and plans. A missing
-input leaves its section marked "not measured".
+Called by ``python -m benchmarks.e2e --stage report``. Inputs, all in the output folder:
+``bench_raw_cudnn.json`` (``benchmarks.gpu_time`` on the lent GPU), ``bench_raw_cpu224.json`` and
+``bench_raw_fmnist.json`` (``benchmarks.e2e`` here); the zoo (``zoo.json``) for params, MACs and plans. A
+missing input leaves its section marked "not measured". A layer decision is a slowdown by the one rule of
+:func:`hwprune.staircase.is_slowdown`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from pathlib import Path
 from statistics import median, quantiles
 from typing import Any
 
-SLOW_TOL = 1.05  # a layer counts as a slowdown when it runs > 5% slower than its dense shape
+from benchmarks.common import stamp
+from hwprune.staircase import SLOWDOWN_TOLERANCE, is_slowdown
+
+SLOW = f"{SLOWDOWN_TOLERANCE:.0%}"  # "5%": what the prose calls a slowdown
 
 
 def _load(p: Path) -> Any:
@@ -130,10 +134,18 @@ def tf32_addendum(raw: dict[str, Any]) -> list[str]:
 
 def _layer_counts(rows: list[dict], methods: tuple[str, ...]) -> dict[str, Any]:
     sel = [r for r in rows if r["method"] in methods]
-    slow = [r for r in sel if r["pruned_ms"] > SLOW_TOL * r["dense_ms"]]
+    slow = [r for r in sel if is_slowdown(r["pruned_ms"], r["dense_ms"])]
     strict = [r for r in sel if r["pruned_ms"] > r["dense_ms"]]
     worst = max((r["pruned_ms"] / r["dense_ms"] for r in sel), default=None)
     return {"decided": len(sel), "slow": len(slow), "slow_strict": len(strict), "worst": worst}
+
+
+CUDNN_TIMING = (
+    "Each number is the median over 5 interleaved rounds (dense, then every pruned model, per round) of each "
+    "round's median of 20 (batch 32) or 10 (batch 256) forwards timed one by one with CUDA events; speedups "
+    "are the median of the per-round ratios dense/model; IQR is over all forwards."
+)
+"""How a ``bench_raw_cudnn.json`` without a ``timing`` field was timed (before hwprune.measure timed it)."""
 
 
 def cudnn_section(
@@ -158,11 +170,9 @@ def cudnn_section(
     L += [
         f"Card: **{raw['device']}** (nvidia-smi: {raw['nvidia_smi']}), torch {raw['torch']}, cuDNN "
         f"{raw['cudnn']}, CUDA {raw['cuda']}; measured {raw['date']} by `benchmarks/gpu_time.py`. "
-        f"{raw['notes']}. Each number is the median over 5 interleaved rounds (dense, then every pruned "
-        "model, per round) of each round's median of 20 (batch 32) or 10 (batch 256) forwards timed one by "
-        "one with CUDA events; speedups are the median of the per-round ratios dense/model; IQR is over all "
-        "forwards. The predictors were fitted on tables measured on an **H100** (see the tables' sidecars) "
-        "and planned at batch 32; these timings ran on the card named above.",
+        f"{raw['notes']}. {raw.get('timing') or CUDNN_TIMING} The predictors were fitted on tables measured "
+        "on an **H100** (see the tables' sidecars) and planned at batch 32; these timings ran on the card "
+        "named above.",
         "",
     ]
     rows: list[dict[str, Any]] = []
@@ -301,7 +311,7 @@ def cudnn_section(
         "Every conv whose shape a pruned model changed, timed alone on this card at batch 32 in the plan's "
         "dtype (cudnn.benchmark on, as the tables were measured), against the same conv at its dense shape "
         "(middle of three medians of 20 forwards). hwprune's models planned for cuDNN, and the Torch-Pruning "
-        f"models matched to them plus the uniform 12%/50% ones. A slowdown: > {int((SLOW_TOL - 1) * 100)}% "
+        f"models matched to them plus the uniform 12%/50% ones. A slowdown: > {SLOW} "
         "slower than dense (strictly slower in brackets).",
         "",
         "| models | layers changed | slowdowns | worst (x dense) |",
@@ -372,6 +382,13 @@ def _plot_params(rows: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
+CPU224_TIMING = (
+    "{rounds} interleaved rounds, each sample the median of 5 forwards; "
+    "speed = median over rounds of dense/model."
+)
+"""How a ``bench_raw_cpu224.json`` without a ``timing`` field was timed (before hwprune.measure timed it)."""
+
+
 def cpu224_section(raw: dict | None, zoo: dict[str, dict], out: Path) -> tuple[list[str], dict[str, Any]]:
     L = ["## This CPU at 224x224 (torch, batch 1)", ""]
     info: dict[str, Any] = {}
@@ -381,8 +398,8 @@ def cpu224_section(raw: dict | None, zoo: dict[str, dict], out: Path) -> tuple[l
     dn = s["resnet18/dense"]
     L += [
         f"{raw['machine']}, torch {raw['torch']}, {raw['threads']} thread (the cpu_torch target's setting), "
-        f"input {raw['input']}; {raw['date']}, commit {raw['commit']}. {raw['rounds']} interleaved rounds, "
-        f"each sample the median of 5 forwards; speed = median over rounds of dense/model. Load: "
+        f"input {raw['input']}; {raw['date']}, commit {raw['commit']}. "
+        f"{raw.get('timing') or CPU224_TIMING.format(rounds=raw['rounds'])} Load: "
         f"{raw['load_before']} before, {raw['load_after']} after — CPU numbers are noisy.",
         "",
         "| model | params (of dense) | median ms | min-max of round medians | speed vs dense | vs TP-L1 | "
@@ -554,14 +571,14 @@ def fmnist_section(
             "Layer decisions, measured (`benchmarks/layer_check.py`): every conv whose shape a model "
             "changed, "
             "timed alone by the measurement harness on the target named, against the same conv at its dense "
-            f"shape. A slowdown: > {int((SLOW_TOL - 1) * 100)}% slower than dense.",
+            f"shape. A slowdown: > {SLOW} slower than dense.",
             "",
             "| model | target | batch | layers changed | slowdowns | worst (x dense) |",
             "|---|---|---|---|---|---|",
         ]
         for m in sorted({c["method"] for c in checks}, key=list(r).index):
             sel = [c for c in checks if c["method"] == m]
-            slow = [c for c in sel if c["pruned_ms"] > SLOW_TOL * c["dense_ms"]]
+            slow = [c for c in sel if is_slowdown(c["pruned_ms"], c["dense_ms"])]
             worst = max(c["pruned_ms"] / c["dense_ms"] for c in sel)
             L.append(
                 f"| {m} | {sel[0]['target']} | {sel[0]['batch']} | {len(sel)} | {len(slow)} | {worst:.2f} |"
@@ -574,7 +591,7 @@ def fmnist_section(
         sel = [c for c in checks if c["method"] in hw_keys]
         fam_info[fam] = {
             "decided": len(sel) if sel else None,
-            "slow": sum(c["pruned_ms"] > SLOW_TOL * c["dense_ms"] for c in sel) if sel else None,
+            "slow": sum(is_slowdown(c["pruned_ms"], c["dense_ms"]) for c in sel) if sel else None,
             "target": sel[0]["target"] if sel else None,
         }
     # Summary for benchmarks.json: the 50% pair of each family on its own backend's timing.
@@ -673,8 +690,6 @@ def write(out: Path, zoo_path: Path) -> None:
     fm = _load(out / "bench_raw_fmnist.json")
     g18 = _load(out / "bench_raw_fmnist_resnet18_gpu.json")
     gmb = _load(out / "bench_raw_fmnist_mobilenet_v2_gpu.json")
-    from e2e import stamp
-
     st = stamp()
     tf32 = _load(out / "bench_raw_cudnn_tf32.json")
     c_lines, c_js = cudnn_section(cud, zoo, out, tf32)
@@ -727,6 +742,7 @@ def write(out: Path, zoo_path: Path) -> None:
             "device": device if fam else None,
         }
 
+    cpu_machine = (fm or {}).get("machine") or st["machine"]  # where the CPU runs were timed
     cpu_fam = f_info.get("families", {}).get("", {})
     tvm_fam = f_info.get("families", {}).get("_tvm", {})
     gpu_fam = g18_info.get("families", {}).get("", {})
@@ -740,7 +756,7 @@ def write(out: Path, zoo_path: Path) -> None:
     out_js = {
         "torch_cpu": row(
             cpu_fam,
-            f"{st['machine']} (torch CPU, 1 thread); small_resnet on Fashion-MNIST 28x28, batch 1, "
+            f"{cpu_machine} (torch CPU, 1 thread); small_resnet on Fashion-MNIST 28x28, batch 1, "
             "hwprune at a "
             "50% latency budget from the cpu_torch table; decisions: its changed convs timed with cpu_torch",
             cpu_fam.get("slow", p_info.get("slow")),
@@ -748,7 +764,7 @@ def write(out: Path, zoo_path: Path) -> None:
         ),
         "tvm_llvm": row(
             tvm_fam,
-            f"{st['machine']}, TVM {fm.get('tvm', {}).get('tvm') if fm else ''} llvm, untuned "
+            f"{cpu_machine}, TVM {fm.get('tvm', {}).get('tvm') if fm else ''} llvm, untuned "
             "(default schedules), "
             "2 cores; small_resnet on Fashion-MNIST, batch 1, hwprune at 50% planned from the "
             "cpu_tvm_llvm_untuned table; decisions timed with that target",
@@ -763,7 +779,7 @@ def write(out: Path, zoo_path: Path) -> None:
             "hwprune at 50% "
             "from the cuda_cudnn_fp32_heuristics b256 table; decisions: every hwprune conv of ResNet-18 and "
             "MobileNetV2 at 30/50/70% budgets, timed at b256",
-            sum(c["pruned_ms"] > SLOW_TOL * c["dense_ms"] for c in gpu_checks) if gpu_checks else None,
+            sum(is_slowdown(c["pruned_ms"], c["dense_ms"]) for c in gpu_checks) if gpu_checks else None,
             len(gpu_checks) or None,
         ),
         "_meta": {
@@ -814,11 +830,10 @@ def write(out: Path, zoo_path: Path) -> None:
     L = [
         "# Benchmarks: end to end (issue 6)",
         "",
-        f"Generated by `benchmarks/e2e.py --stage report` on {st['date']} at commit {st['commit']} (this "
-        f"machine: {st['machine']}). Raw data: `docs/bench_raw_*.json`; each section names the machine or "
-        "card, "
-        "date and commit of its own measurements. GPU runs used the lent GPU through the device tool "
-        "(`scripts/device_e2e_fmnist.sh`, `benchmarks/gpu_time.py`).",
+        f"Generated by `python -m benchmarks.e2e --stage report` on {st['date']} at commit {st['commit']} "
+        f"(this machine: {st['machine']}). Raw data: `docs/bench_raw_*.json`; each section names the "
+        "machine or card, date and commit of its own measurements. GPU runs used the lent GPU through the "
+        "device tool (`scripts/device_e2e_fmnist.sh`, `benchmarks/gpu_time.py`).",
         "",
         *_model_true_block(out),
         "## Against the goals (the 50% latency budget of each backend)",

@@ -3,8 +3,8 @@
 The README's main-job figure (accuracy, wall time, parameters, measured latency) is read from the files this
 script writes, so it always points to a run whose report is in the repository:
 
-    python benchmarks/main_job.py                 # ~3 min on the 2-core CI machine when idle
-    python benchmarks/main_job.py --out /tmp/mj   # anywhere else (tests use tiny overrides)
+    python -m benchmarks.main_job                 # ~3 min on the 2-core CI machine when idle
+    python -m benchmarks.main_job --out /tmp/mj   # anywhere else (tests use tiny overrides)
 
 It writes ``metrics.json``, ``pruning_report.json``, ``pruning_report.md`` and ``config.yaml`` from the run
 folder, plus ``run.json`` (machine, date, commit, command, the cached table's state and the wall time).
@@ -22,24 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import ROOT, commit, machine
+
 ARTIFACTS = ("metrics.json", "pruning_report.json", "pruning_report.md", "config.yaml")
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def run(out: Path, overrides: list[str]) -> dict[str, object]:
@@ -72,8 +57,8 @@ def run(out: Path, overrides: list[str]) -> dict[str, object]:
     record: dict[str, object] = {
         "command": "python train.py " + " ".join(overrides),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": _commit(),
-        "machine": f"{_cpu()}, {os.cpu_count()} logical cores",
+        "commit": commit(),
+        "machine": machine(),
         "wall_s": round(wall, 1),
         "cached_tables_before": cached_before,
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],

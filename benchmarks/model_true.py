@@ -15,11 +15,12 @@ For each setting (model, batch, image size) on one target, in the setting users 
    models (the calibration variants' convs) left out of the fit.
 
 Weights are random (no pretrained weights are downloaded): this benchmark measures latency only; accuracy
-is the Fashion-MNIST benchmarks' job (benchmarks/e2e.py).
+is the Fashion-MNIST benchmarks' job (``benchmarks.e2e``). Settings: ``benchmarks/conf/model_true.yaml``;
+each flag below overrides its key.
 
 Usage (the lent GPU: scripts/device_model_true.sh; this CPU: see docs/BENCHMARKS.md)::
 
-    python benchmarks/model_true.py --target cuda_cudnn_tf32 --setting resnet18:32:224 --out OUT
+    python -m benchmarks.model_true --target cuda_cudnn_tf32 --setting resnet18:32:224 --out OUT
 """
 
 from __future__ import annotations
@@ -39,71 +40,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwprune.callbacks.predictor_factory import ensure_predictor
-from hwprune.measure import Backend, EvaluatorConfig, load_target, read_table, time_models
-from hwprune.measure.space import conv_layer_configs
+from benchmarks.common import load_config, matched_uninstructed, n_params, time_decisions
+from hwprune.callbacks.predictor_factory import FAST_PREDICTOR, ensure_predictor
+from hwprune.measure import EvaluatorConfig, load_target, read_table, time_models
 from hwprune.models import build_model
 from hwprune.predict import LatencyPredictor
 from hwprune.predict.predictor import within_share
 from hwprune.prune import apply_removals, build_groups, plan_pruning
 from hwprune.prune.closed_loop import plan_and_verify
-from hwprune.staircase import SLOWDOWN_TOLERANCE
+from hwprune.staircase import is_slowdown
 
-log = logging.getLogger("model_true")
-
-BASELINES: dict[str, dict[str, Any]] = {
-    "uniform_l1": {"round_to": None, "global_pruning": False},
-    "round_to_8": {"round_to": 8, "global_pruning": False},
-    "round_to_32": {"round_to": 32, "global_pruning": False},
-    "global_round_to_8": {"round_to": 8, "global_pruning": True},
-}
-"""Torch-Pruning's uninstructed options, all with L1 (group magnitude) importance."""
-
-
-def n_params(m: nn.Module) -> int:
-    return int(sum(p.numel() for p in m.parameters()))
-
-
-def tp_prune(
-    dense: nn.Module, shape: tuple[int, ...], ratio: float, round_to: int | None, glob: bool
-) -> nn.Module:
-    """Torch-Pruning MetaPruner with L1 importance at one pruning ratio (a pruned copy)."""
-    import torch_pruning as tp
-
-    m = copy.deepcopy(dense).cpu().eval()
-    linear = [mod for mod in m.modules() if isinstance(mod, nn.Linear)]
-    pruner = tp.pruner.MetaPruner(
-        m,
-        torch.zeros(*shape[:1], *shape[1:]),
-        importance=tp.importance.GroupMagnitudeImportance(p=1),
-        pruning_ratio=ratio,
-        round_to=round_to,
-        global_pruning=glob,
-        ignored_layers=linear,
-    )
-    pruner.step()
-    return m
-
-
-def matched_baseline(
-    dense: nn.Module, shape: tuple[int, ...], params: int, round_to: int | None, glob: bool, iters: int = 8
-) -> tuple[nn.Module, float]:
-    """The Torch-Pruning model whose parameter count is closest to ``params`` (ratio by bisection)."""
-    lo, hi = 0.0, 0.95
-    best: tuple[int, nn.Module, float] | None = None
-    small = (1, *shape[1:])
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        m = tp_prune(dense, small, mid, round_to, glob)
-        p = n_params(m)
-        if best is None or abs(p - params) < best[0]:
-            best = (abs(p - params), m, mid)
-        if p > params:
-            lo = mid
-        else:
-            hi = mid
-    assert best is not None
-    return best[1], best[2]
+log = logging.getLogger(__name__)
 
 
 def hwprune_plan(
@@ -139,28 +86,8 @@ def layer_check(
     target: Any, dense: nn.Module, pruned: nn.Module, shape: tuple[int, ...], ev: EvaluatorConfig
 ) -> dict[str, Any]:
     """Time every conv whose config changed against the same conv at its dense config."""
-    d = {c.name: c.config for c in conv_layer_configs(dense, shape)}
-    p = {c.name: c.config for c in conv_layer_configs(pruned, shape)}
-    changed = [n for n in p if n in d and p[n] != d[n]]
-    backend = Backend.create(target.backend, target, ev)
-    backend.setup()
-    rows = []
-    try:
-        cache: dict[tuple[int, ...], float | None] = {}
-
-        def t(cfg: dict[str, int]) -> float | None:
-            key = tuple(sorted(cfg.items()))
-            if key not in cache:
-                cache[key] = backend.measure_one(cfg).latency_ms
-            return cache[key]
-
-        for n in changed:
-            a, b = t(d[n]), t(p[n])
-            if a and b:
-                rows.append({"layer": n, "dense": d[n], "pruned": p[n], "dense_ms": a, "pruned_ms": b})
-    finally:
-        backend.close()
-    slow = [r for r in rows if r["pruned_ms"] > r["dense_ms"] * (1 + SLOWDOWN_TOLERANCE)]
+    rows = time_decisions(target, dense, {"pruned": pruned}, shape, evaluator=ev)
+    slow = [r for r in rows if is_slowdown(r["pruned_ms"], r["dense_ms"])]
     return {
         "changed": len(rows),
         "slower": len(slow),
@@ -171,8 +98,6 @@ def layer_check(
 
 def heldout_accuracy(table: str | Path, shape: tuple[int, ...]) -> dict[str, Any]:
     """Predictor accuracy on held-out (in, out) pairs and on held-out pruned-model configs."""
-    from hwprune.callbacks.predictor_factory import FAST_PREDICTOR
-
     df = read_table(table)
     df = df[df["latency_ms"].notna()].reset_index(drop=True)
     layer = df["layer"].astype(str)
@@ -204,26 +129,27 @@ def heldout_accuracy(table: str | Path, shape: tuple[int, ...]) -> dict[str, Any
     return out
 
 
-def run_setting(args: argparse.Namespace, spec: str) -> dict[str, Any]:
+def run_setting(spec: str, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+    """One setting (``model:batch:size``): fresh-table runs, plans, baselines, timings and layer checks."""
     name, batch, size = spec.split(":")
     shape = (int(batch), 1 if name == "small_resnet" else 3, int(size), int(size))
-    target = load_target(args.target)
+    target = load_target(cfg["target"])
     dense = build_model(
         name, num_classes=10 if int(size) <= 32 else 1000, in_channels=shape[1], input_size=shape[2]
     )
     dense.eval()
-    ev = EvaluatorConfig(warmup=2, number=1, repeat=args.repeat, min_repeat_ms=args.min_repeat_ms)
+    ev = EvaluatorConfig(**cfg["evaluator"])
     res: dict[str, Any] = {"setting": spec, "input_shape": list(shape), "target": target.name, "runs": []}
     models: dict[str, nn.Module] = {"dense": dense}
-    for r in range(args.runs):
+    for r in range(int(cfg["runs"])):
         t0 = time.perf_counter()
         pred = ensure_predictor(
             target,
             dense,
             shape,
-            Path(args.out) / f"cache_run{r}",
-            step=args.step,
-            pairs=args.pairs,
+            out / f"cache_run{r}",
+            step=int(cfg["step"]),
+            pairs=int(cfg["pairs"]),
             evaluator=ev,
         )
         run: dict[str, Any] = {
@@ -238,8 +164,8 @@ def run_setting(args: argparse.Namespace, spec: str) -> dict[str, Any]:
         }
         if r == 0:
             run["heldout"] = heldout_accuracy(pred.source_table_, shape)
-        for ratio in args.ratios:
-            m, info = hwprune_plan(dense, pred, shape, ratio, target, args.min_ratio)
+        for ratio in cfg["ratios"]:
+            m, info = hwprune_plan(dense, pred, shape, ratio, target, float(cfg["min_ratio"]))
             info["params"] = n_params(m)
             models[f"hwprune_{ratio:g}_run{r}"] = m
             run["plans"][f"{ratio:g}"] = info
@@ -247,16 +173,25 @@ def run_setting(args: argparse.Namespace, spec: str) -> dict[str, Any]:
         run["predictor"] = pred
         res["runs"].append(run)
     base_info: dict[str, Any] = {}
-    for ratio in args.ratios:
+    for ratio in cfg["ratios"]:
         params = n_params(models[f"hwprune_{ratio:g}_run0"])
-        for bname, kw in BASELINES.items():
-            m, pr = matched_baseline(dense, shape, params, kw["round_to"], kw["global_pruning"])
+        for bname, kw in cfg["baselines"].items():
+            m, pr = matched_uninstructed(
+                dense,
+                params,
+                (1, *shape[1:]),
+                round_to=kw["round_to"],
+                global_pruning=kw["global_pruning"],
+                iters=int(cfg["match_iters"]),
+            )
             models[f"{bname}_{ratio:g}"] = m
             base_info[f"{bname}_{ratio:g}"] = {"pruning_ratio": pr, "params": n_params(m)}
     res["baselines"] = base_info
     names = list(models)
-    whole = EvaluatorConfig(warmup=1, number=1, repeat=3, min_repeat_ms=args.model_sample_ms)
-    timings = time_models(target, [models[n] for n in names], shape, rounds=args.rounds, evaluator=whole)
+    whole = EvaluatorConfig(warmup=1, number=1, repeat=3, min_repeat_ms=float(cfg["model_sample_ms"]))
+    timings = time_models(
+        target, [models[n] for n in names], shape, rounds=int(cfg["rounds"]), evaluator=whole
+    )
     dense_t = timings[0]
     final_pred = res["runs"][-1]["predictor"]
     res["timings"] = {
@@ -287,24 +222,35 @@ def run_setting(args: argparse.Namespace, spec: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--target", default="cpu_torch")
     ap.add_argument("--setting", action="append", required=True, help="model:batch:size, repeatable")
-    ap.add_argument("--runs", type=int, default=2, help="fresh-table runs (stability)")
-    ap.add_argument("--ratios", type=lambda s: [float(x) for x in s.split(",")], default=[0.5, 0.7])
-    ap.add_argument("--step", type=int, default=5)
-    ap.add_argument("--pairs", type=int, default=16)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--min-repeat-ms", type=float, default=5.0)
-    ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds of the final check")
-    ap.add_argument("--model-sample-ms", type=float, default=50.0, help="whole-model timing sample length")
-    ap.add_argument("--min-ratio", type=float, default=0.25, help="no group below this share of its width")
     ap.add_argument("--out", required=True)
     ap.add_argument("--json", default=None, help="results file (default OUT/model_true_<target>.json)")
+    ap.add_argument("--config", default="model_true", help="experiment config (benchmarks/conf/<name>.yaml)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    # Shorthands for config keys (the device scripts use them); unset: the config's value.
+    ap.add_argument("--target", default=None)
+    ap.add_argument("--runs", type=int, default=None, help="fresh-table runs (stability)")
+    ap.add_argument("--ratios", type=lambda s: [float(x) for x in s.split(",")], default=None)
+    ap.add_argument("--step", type=int, default=None)
+    ap.add_argument("--pairs", type=int, default=None)
+    ap.add_argument("--repeat", type=int, default=None, help="evaluator.repeat")
+    ap.add_argument("--min-repeat-ms", type=float, default=None, help="evaluator.min_repeat_ms")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds of the final check")
+    ap.add_argument("--model-sample-ms", type=float, default=None, help="whole-model timing sample length")
+    ap.add_argument("--min-ratio", type=float, default=None, help="no group below this share of its width")
     args = ap.parse_args(argv)
+    cfg = load_config(args.config, overrides=args.set)
+    for key in ("target", "runs", "ratios", "step", "pairs", "rounds", "model_sample_ms", "min_ratio"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    for key in ("repeat", "min_repeat_ms"):
+        if getattr(args, key) is not None:
+            cfg["evaluator"][key] = getattr(args, key)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("hwprune.prune.planner").setLevel(logging.WARNING)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    path = Path(args.json or Path(args.out) / f"model_true_{args.target}.json")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = Path(args.json or out / f"model_true_{cfg['target']}.json")
     results = json.loads(path.read_text()) if path.exists() else {}
     results["machine"] = {
         "host": platform.node(),
@@ -315,9 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
     }
+    results["config"] = cfg
     for spec in args.setting:
         t0 = time.perf_counter()
-        res = run_setting(args, spec)
+        res = run_setting(spec, cfg, out)
         res["wall_s"] = time.perf_counter() - t0
         results.setdefault("settings", {})[spec] = res
         path.write_text(json.dumps(results, indent=1, default=float))

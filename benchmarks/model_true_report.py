@@ -3,7 +3,7 @@
 Every figure in the page is computed here from the raw JSON files (``docs/bench_raw_model_true_*.json``);
 nothing is typed by hand. Usage::
 
-    python benchmarks/model_true_report.py            # reads docs/bench_raw_model_true_*.json
+    python -m benchmarks.model_true_report            # reads docs/bench_raw_model_true_*.json
 """
 
 from __future__ import annotations

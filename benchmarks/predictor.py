@@ -9,18 +9,20 @@ and reports two held-out splits with that model:
 * **by layer**: grouped 5-fold over layer shapes, so held-out rows come from shapes never measured.
 
 No leak through model choice: in each fold the model (estimator and target transform) is chosen by grouped
-CV on that fold's training rows only (nested CV, ``--inner-folds``), never on the rows it is scored on.
+CV on that fold's training rows only (nested CV, ``inner_folds`` of ``benchmarks/conf/predictor.yaml``),
+never on the rows it is scored on.
 
-Each fold trains on at most 2,000 rows (the goal's measurement budget). It also reports a *noise ceiling*:
-the share of rows within ±10% of the median of their two neighbouring counts in the same sweep, i.e. how
-predictable a row is from its neighbours at all. ``--repeat N`` re-times N random configs of the CPU table
-now and compares them with the table (measurement repeatability) and with the predictor.
+Each fold trains on at most ``max_train_rows`` (2,000) rows (the goal's measurement budget). It also
+reports a *noise ceiling*: the share of rows within ±10% of the median of their two neighbouring counts in
+the same sweep, i.e. how predictable a row is from its neighbours at all. ``--repeat N`` re-times N random
+configs of the CPU table now and compares them with the table (measurement repeatability) and with the
+predictor.
 ``--adaptive`` runs adaptive profiling on the default model space against a fresh dense sweep.
 
 Usage:
-    .venv/bin/python benchmarks/predictor.py               # full run, writes docs/PREDICTOR.md + plots
-    .venv/bin/python benchmarks/predictor.py --adaptive --repeat 60
-    .venv/bin/python benchmarks/predictor.py --quick       # smoke run: one table, 3 folds, prints only
+    python -m benchmarks.predictor               # full run, writes docs/PREDICTOR.md + plots
+    python -m benchmarks.predictor --adaptive --repeat 60
+    python -m benchmarks.predictor --quick       # smoke run: one table, 3 folds, prints only
 """
 
 from __future__ import annotations
@@ -30,23 +32,21 @@ import datetime as dt
 import glob
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from hwprune.measure import CONFIG_COLUMNS, EvaluatorConfig, measure, model_space, read_table  # noqa: E402
-from hwprune.predict import LatencyPredictor, within_share  # noqa: E402
-from hwprune.predict.adaptive import adaptive_measure, replay_adaptive  # noqa: E402
-from hwprune.predict.report import (  # noqa: E402
+from benchmarks.common import ROOT, load_config, machine
+from hwprune.measure import CONFIG_COLUMNS, EvaluatorConfig, measure, model_space, read_table
+from hwprune.predict import LatencyPredictor, within_share
+from hwprune.predict.adaptive import adaptive_measure, replay_adaptive
+from hwprune.predict.report import (
     PredictorReport,
     held_out_predictions,
     plot_predicted_vs_measured,
@@ -55,10 +55,8 @@ from hwprune.predict.report import (  # noqa: E402
     stair_series,
 )
 
-log = logging.getLogger("benchmarks.predictor")
+log = logging.getLogger(__name__)
 
-MAX_TRAIN_ROWS = 2000
-INNER_FOLDS = 3  # grouped CV inside each outer fold that chooses the model (nested CV)
 MARKER = "<!-- benchmarks/predictor.py output below; edit above this line only -->"
 REPLAY_BEGIN = "<!-- replay begin -->"
 REPLAY_END = "<!-- replay end -->"
@@ -116,16 +114,19 @@ def neighbour_ceiling(df: pd.DataFrame, tol: float = 0.10) -> float:
     return float(np.mean(hits)) if hits else float("nan")
 
 
-def bench_table(paths: list[str], folds: int, n_estimators: int, plot_dir: Path | None) -> TableResult:
+def bench_table(paths: list[str], cfg: dict[str, Any], plot_dir: Path | None) -> TableResult:
+    """Fit on ``paths`` (combined), score both held-out splits, time predicting 5,000 rows, plot."""
+    folds, n_estimators = int(cfg["folds"]), int(cfg["n_estimators"])
+    max_rows = int(cfg["max_train_rows"])
     df = pd.concat([read_table(p) for p in paths], ignore_index=True)
     path = paths[0] if len(paths) == 1 else f"{Path(paths[0]).parent}/*.csv ({len(paths)} tables combined)"
     t0 = time.perf_counter()
     pred = LatencyPredictor(cv_folds=folds, n_estimators=n_estimators).fit(df)
     fit_s = time.perf_counter() - t0
     # Unfitted: every fold chooses its own model on its training rows (the fit above chose on all rows).
-    nested = LatencyPredictor(cv_folds=INNER_FOLDS, n_estimators=n_estimators)
-    count_rows = held_out_predictions(nested, df, by="count", folds=folds, max_train_rows=MAX_TRAIN_ROWS)
-    layer_rows = held_out_predictions(nested, df, by="layer", folds=folds, max_train_rows=MAX_TRAIN_ROWS)
+    nested = LatencyPredictor(cv_folds=int(cfg["inner_folds"]), n_estimators=n_estimators)
+    count_rows = held_out_predictions(nested, df, by="count", folds=folds, max_train_rows=max_rows)
+    layer_rows = held_out_predictions(nested, df, by="layer", folds=folds, max_train_rows=max_rows)
     big = pd.concat([df] * (5000 // len(df) + 1)).iloc[:5000]
     pred.predict(big.iloc[:10])
     t1 = time.perf_counter()
@@ -308,23 +309,17 @@ def render(
     results: list[TableResult],
     rep: dict[str, float] | None,
     ad: dict[str, object] | None,
-    folds: int,
+    cfg: dict[str, Any],
     wall_s: float,
 ) -> str:
+    folds, inner, max_rows = cfg["folds"], cfg["inner_folds"], int(cfg["max_train_rows"])
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = machine().rsplit(",", 1)[0]
     load = os.getloadavg()
     L: list[str] = []
     L.append("# Latency predictor: measured accuracy (benchmark P1)\n")
     L.append(
-        f"Generated by `benchmarks/predictor.py` on {now}. Fits and predictions ran on {cpu} "
+        f"Generated by `python -m benchmarks.predictor` on {now}. Fits and predictions ran on {cpu} "
         f"({os.cpu_count()} vCPU, KVM guest, load average {load[0]:.1f} while this ran: the machine was "
         f"shared with other jobs). Wall time {wall_s / 60:.1f} min. Each table names the device it "
         "was *measured* on (its `device` column).\n"
@@ -336,7 +331,7 @@ def render(
         f"shipped predictor). The held-out scores do not reuse it: in each of the {folds} outer folds (by "
         "count: grouped by configuration, so a configuration repeated across combined tables is held out "
         "with all its copies; by layer: grouped by layer shape) the model is chosen by "
-        f"{INNER_FOLDS}-fold grouped CV on that fold's training rows only (at most {MAX_TRAIN_ROWS:,}). "
+        f"{inner}-fold grouped CV on that fold's training rows only (at most {max_rows:,}). "
         "*Noise ceiling*: share of sweep rows within ±10% of the "
         "median of their two neighbouring counts (a row that jumps away from both neighbours cannot be "
         "predicted from them). *Spread*: median IQR/median of the repeats of a row.\n"
@@ -367,7 +362,7 @@ def render(
     L.append("## Against the goal (>= 99% within ±10%, <= 2,000 measurements per backend)\n")
     L.append(
         "One predictor per target; where a target has several tables they are combined, and every fold "
-        f"trains on at most {MAX_TRAIN_ROWS:,} of its rows.\n"
+        f"trains on at most {max_rows:,} of its rows.\n"
     )
     per_target: dict[str, TableResult] = {}
     for r in results:
@@ -428,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--adaptive", action="store_true", help="run adaptive vs dense profiling on this CPU")
     ap.add_argument("--adaptive-goal", type=float, default=0.99, help="adaptive goal (share within 10%%)")
     ap.add_argument("--adaptive-budget", type=float, default=0.4, help="budget as a fraction of dense time")
+    ap.add_argument("--config", default="predictor", help="experiment config (benchmarks/conf/<name>.yaml)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     ap.add_argument(
         "--replay-only",
         action="store_true",
@@ -458,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(text)
         print(f"updated {out}")
         return 0
-    folds, n_est = (3, 50) if args.quick else (5, 200)
+    cfg = load_config(args.config, quick=args.quick, overrides=args.set)
     if args.quick:
         tables = tables[:1]
     results = []
@@ -467,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         by_target.setdefault(str(Path(path).parent), []).append(path)
     jobs = [[p] for p in tables] + [ps for ps in by_target.values() if len(ps) > 1 and not args.quick]
     for paths in jobs:
-        r = bench_table(paths, folds, n_est, None if args.quick else args.plot_dir)
+        r = bench_table(paths, cfg, None if args.quick else args.plot_dir)
         print(
             f"{r.path}: count ±10% {_pct(r.count.within10)}, layer ±10% {_pct(r.layer.within10)}, "
             f"ceiling {_pct(r.ceiling10)}, fit {r.fit_s:.0f} s",
@@ -482,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     ad = adaptive_vs_dense(args.adaptive_goal, args.adaptive_budget) if args.adaptive else None
     if ad is not None:
         print("adaptive", ad, flush=True)
-    text = render(results, rep, ad, folds, time.perf_counter() - t0)
+    text = render(results, rep, ad, cfg, time.perf_counter() - t0)
     if args.quick and args.out is None:
         print(text)
         return 0

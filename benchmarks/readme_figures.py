@@ -1,6 +1,6 @@
 """Figures of the README computed from the tables and artifacts the project ships (issue 12, items 10, 16).
 
-    python benchmarks/readme_figures.py      # prints each figure's sentence, as the README states it
+    python -m benchmarks.readme_figures      # prints each figure's sentence, as the README states it
 
 ``tests/benchmarks/test_readme_figures.py`` checks that the README states exactly these sentences, so a
 figure that the data does not bear out fails the test suite.
@@ -12,9 +12,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.common import ROOT
 from hwprune.measure.table import read_table
+from hwprune.staircase import SLOWDOWN_TOLERANCE, is_slowdown
 
-ROOT = Path(__file__).resolve().parents[1]
 #: The opening figure's table: cuDNN fp32 (TF32 off, cudnn.benchmark on), measured on an H100.
 OPENING_TABLE = ROOT / "tables" / "cuda_cudnn_fp32" / "resnet18_224.csv"
 MAIN_JOB = ROOT / "docs" / "main_job"
@@ -30,7 +31,7 @@ class Slowdowns:
         layer: The layer label.
         dense: The unpruned out-channel count.
         counts: Pruned counts in ``[lo, hi]`` with a timing.
-        slower: Counts more than ``tol`` slower than the unpruned layer.
+        slower: Counts slower than the unpruned layer by more than the tolerance.
         worst: Largest ratio pruned / unpruned latency.
         worst_count: The count where it occurs.
     """
@@ -46,7 +47,7 @@ class Slowdowns:
 
 
 def slowdowns(
-    table: Path, layer: str, batch: int, lo: int, hi: int, dense: int, tol: float = 0.05
+    table: Path, layer: str, batch: int, lo: int, hi: int, dense: int, tol: float = SLOWDOWN_TOLERANCE
 ) -> Slowdowns:
     """Count the counts in ``[lo, hi]`` of ``layer``'s out-channel sweep that are > ``tol`` slower than dense.
 
@@ -57,7 +58,7 @@ def slowdowns(
         lo: Smallest count.
         hi: Largest pruned count.
         dense: The unpruned count.
-        tol: Relative slowdown that counts (0.05: 5%).
+        tol: Relative slowdown that counts (:data:`hwprune.staircase.SLOWDOWN_TOLERANCE`, 5%).
 
     Returns:
         The :class:`Slowdowns`.
@@ -75,7 +76,7 @@ def slowdowns(
         layer=layer,
         dense=dense,
         counts=len(ratio),
-        slower=int((ratio > 1 + tol).sum()),
+        slower=int(is_slowdown(ratio, 1.0, tol).sum()),
         worst=float(ratio.max()),
         worst_count=int(ratio.idxmax()),
     )
@@ -87,13 +88,14 @@ def opening_sentence() -> str:
     return (
         f"On an {s.device.replace('NVIDIA ', '')} with cuDNN {s.cudnn} (fp32, batch 1, ResNet-18's layer2 "
         f"3x3 conv, 128->c channels at 28x28; the shipped table `{OPENING_TABLE.relative_to(ROOT)}`), "
-        f"{s.slower} of the {s.counts} counts from 32 to 112 channels ran more than 5% slower than the "
+        f"{s.slower} of the {s.counts} counts from 32 to 112 channels ran more than {SLOWDOWN_TOLERANCE:.0%} "
+        "slower than the "
         f"unpruned layer, up to {s.worst:.2f}x slower (at {s.worst_count} channels)."
     )
 
 
 def main_job_sentence(folder: Path = MAIN_JOB) -> str:
-    """The README's main-job figure, from the committed artifacts of `benchmarks/main_job.py`."""
+    """The README's main-job figure, from the committed artifacts of `python -m benchmarks.main_job`."""
     m = json.loads((folder / "metrics.json").read_text())
     r = json.loads((folder / "pruning_report.json").read_text())
     run = json.loads((folder / "run.json").read_text())
@@ -134,7 +136,7 @@ class SlowDecision:
     measured: bool
 
 
-def slow_decisions(tol: float = 0.05) -> list[SlowDecision]:
+def slow_decisions(tol: float = SLOWDOWN_TOLERANCE) -> list[SlowDecision]:
     """The slow hwprune decisions of the GPU Fashion-MNIST runs, each checked against its plan table.
 
     Returns:
@@ -160,7 +162,7 @@ def slow_decisions(tol: float = 0.05) -> list[SlowDecision]:
             ].to_numpy()
         }
         for c in raw["layer_check"]:
-            if not c["method"].startswith("hwprune") or c["pruned_ms"] <= (1 + tol) * c["dense_ms"]:
+            if not c["method"].startswith("hwprune") or not is_slowdown(c["pruned_ms"], c["dense_ms"], tol):
                 continue
             cfg = convs[c["layer"]]
             ci, co = (int(x) for x in c["pruned_in_out"])

@@ -1,7 +1,7 @@
 """Run the reliability suite and count what it shows, for docs/RELIABILITY.md.
 
-    .venv/bin/python benchmarks/reliability.py            # tests/reliability only
-    .venv/bin/python benchmarks/reliability.py --callbacks  # plus the kill -9 fine-tune and DDP tests
+    python -m benchmarks.reliability              # tests/reliability only
+    python -m benchmarks.reliability --callbacks  # plus the kill -9 fine-tune and DDP tests
 
 It runs pytest on ``tests/reliability`` (and, with ``--callbacks``, the resume and DDP tests of
 ``tests/callbacks/test_hw_pruning.py``), reads the JUnit XML and the figures the fault and fuzz tests write,
@@ -24,7 +24,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.common import ROOT as REPO
+from hwprune.measure.device_info import cpu_model
 
 
 def shipped_tables_sentence() -> str:
@@ -51,12 +52,6 @@ CALLBACK_TESTS = [
     "tests/callbacks/test_hw_pruning.py::test_resume_after_kill_restores_architecture_and_schedule",
     "tests/callbacks/test_hw_pruning.py::test_ddp_ranks_hold_identical_architectures",
 ]
-
-
-def _cpu() -> str:
-    from hwprune.measure.device_info import cpu_model
-
-    return cpu_model()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{_cpu()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "wall_s": round(wall, 1),
         "pytest_exit_code": rc,

@@ -12,15 +12,14 @@ performance-aware pruning gave 3x (cuDNN) and over 10x (ACL, TVM) speedups. For 
 
 and writes ``docs/REPRODUCTION.md`` with staircase plots ``docs/repro_*.png``.
 
-    .venv/bin/python benchmarks/reproduce_paper.py
-    .venv/bin/python benchmarks/reproduce_paper.py --quick --out /tmp/r   # one table
+    python -m benchmarks.reproduce_paper
+    python -m benchmarks.reproduce_paper --quick --out /tmp/r   # one table
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,16 +27,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from e2e import stamp  # noqa: E402
-
-from hwprune.measure.table import CONFIG_COLUMNS  # noqa: E402
-from hwprune.predict import LatencyPredictor  # noqa: E402
-from hwprune.staircase import friendly_counts  # noqa: E402
+from benchmarks.common import ROOT, stamp
+from hwprune.callbacks.predictor_factory import FAST_PREDICTOR
+from hwprune.measure.table import CONFIG_COLUMNS
+from hwprune.predict import LatencyPredictor
+from hwprune.staircase import SLOWDOWN_TOLERANCE, friendly_counts, is_slowdown
 
 CONFIG = list(CONFIG_COLUMNS)
-SLOW = 1.05
+SLOW = f"{SLOWDOWN_TOLERANCE:.0%}"  # "5%": what the prose calls slower (hwprune.staircase.is_slowdown)
 
 
 def _lat_at(sweep: pd.DataFrame, count: int) -> tuple[int, float]:
@@ -92,12 +89,7 @@ def analyse_table(path: Path, quick: bool) -> tuple[list[dict[str, Any]], dict[s
     df = df[df["latency_ms"].notna() & (df["latency_ms"] > 0)]
     side = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").is_file() else {}
     t0 = time.perf_counter()
-    pred = LatencyPredictor(
-        estimator="extra_trees",
-        target_transform="log_per_flop",
-        cv_folds=0,
-        n_estimators=50 if quick else 100,
-    ).fit(path)
+    pred = LatencyPredictor(**{**FAST_PREDICTOR, "n_estimators": 50} if quick else FAST_PREDICTOR).fit(path)
     fit_s = time.perf_counter() - t0
     rows = []
     for cfg, g in _sweeps(df, path):
@@ -112,7 +104,7 @@ def analyse_table(path: Path, quick: bool) -> tuple[list[dict[str, Any]], dict[s
         rng = g[(g["out_channels"] >= 0.5 * C) & (g["out_channels"] <= C)]
         worst_i = int(rng["latency_ms"].to_numpy().argmax())
         worst = float(rng["latency_ms"].iloc[worst_i]) / dense
-        slow_counts = int((rng["latency_ms"] > SLOW * dense).sum())
+        slow_counts = int(is_slowdown(rng["latency_ms"], dense).sum())
         layer_cfg = {
             "batch": int(cfg["batch"]),
             "in_channels": int(cfg["in_channels"]),
@@ -135,7 +127,7 @@ def analyse_table(path: Path, quick: bool) -> tuple[list[dict[str, Any]], dict[s
         fr_meas = [c for c in fr if c in measured and c < C]
         fr_lat = {c: float(rng[rng["out_channels"] == c]["latency_ms"].iloc[0]) for c in fr_meas}
         best = max((dense / v for v in fr_lat.values()), default=None)
-        fr_slow = sum(v > SLOW * dense for v in fr_lat.values())
+        fr_slow = sum(is_slowdown(v, dense) for v in fr_lat.values())
         # The oracle: friendly counts read off the measured curve itself (what a perfect predictor gives).
         oracle = max((dense / v for v in rng[rng["out_channels"] < C]["latency_ms"]), default=None)
         rows.append(
@@ -245,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "width) at "
         "each batch size. 'Friendly' = `hwprune.staircase.friendly_counts` from a `LatencyPredictor` "
         "fitted on the same table (in-sample, so optimistic), restricted to counts that were measured; "
-        f"'slower' = > {int((SLOW - 1) * 100)}% slower than the dense layer. 'Best any' = the best measured "
+        f"'slower' = > {SLOW} slower than the dense layer. 'Best any' = the best measured "
         "count in the range (an oracle).",
         "",
         "| | paper (Radu et al. 2019, embedded GPUs/CPUs) | here |",
@@ -264,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     paper_rows = [r for rows in paper_summary(all_rows).values() for r in rows] or all_rows
     worst12 = max(paper_rows, key=lambda r: r["ratio12"]) if paper_rows else None
     worst = max(paper_rows, key=lambda r: r["worst"]) if paper_rows else None
-    n12 = sum(r["ratio12"] > SLOW for r in paper_rows)
+    n12 = sum(is_slowdown(r["ratio12"], 1.0) for r in paper_rows)
 
     def best_for(prefix: str) -> dict | None:
         sel = [r for r in all_rows if r["target"].startswith(prefix) and r["best_friendly"]]
@@ -309,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         bf = [r["best_friendly"] for r in rows if r["best_friendly"]]
         L.append(
             f"| {tgt} | {model} | {len(rows)} | {np.median(r12):.2f} | {max(r12):.2f} | "
-            f"{sum(x > SLOW for x in r12)} of {len(rows)} | {max(r['worst'] for r in rows):.2f} | "
+            f"{sum(is_slowdown(x, 1.0) for x in r12)} of {len(rows)} | {max(r['worst'] for r in rows):.2f} | "
             f"{sum(r['slow_counts'] for r in rows)} of {sum(r['counts'] for r in rows)} | "
             f"{sum(r['friendly_slow'] for r in rows)} of {sum(r['friendly_measured'] for r in rows)} | "
             f"{_f(float(np.median(bf)) if bf else None)} / {_f(max(bf) if bf else None)} |"

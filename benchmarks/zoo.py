@@ -1,11 +1,12 @@
 """Prune ResNet-18 and MobileNetV2 at 224x224 with each method, to matched parameter counts.
 
-Runs on this machine (hwprune, Torch-Pruning). Writes ``<out>/zoo.json``: one entry per pruned model
-with its method, the target whose predictor planned it, the budget, params, MACs, predicted latencies and
-the architecture as per-module shapes (see ``_arch.py``), which ``gpu_time.py`` and ``e2e.py`` rebuild.
+Runs on this machine (hwprune, Torch-Pruning), following ``benchmarks/conf/zoo.yaml``. Writes
+``<out>/zoo.json``: one entry per pruned model with its method, the target whose predictor planned it, the
+budget, params, MACs, predicted latencies and the architecture as per-module shapes (``benchmarks.arch``),
+which ``benchmarks.gpu_time`` and ``benchmarks.e2e`` rebuild.
 
-    .venv/bin/python benchmarks/zoo.py --out .bench        # full
-    .venv/bin/python benchmarks/zoo.py --out /tmp/z --quick  # ResNet-18, one budget
+    python -m benchmarks.zoo --out .bench             # full
+    python -m benchmarks.zoo --out /tmp/z --quick     # ResNet-18, one budget
 """
 
 from __future__ import annotations
@@ -14,98 +15,39 @@ import argparse
 import copy
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _arch import arch_spec, rebuild  # noqa: E402
+from benchmarks.arch import arch_spec, rebuild
+from benchmarks.common import (
+    ROOT,
+    commit,
+    load_config,
+    matched_uninstructed,
+    n_params,
+    time_decisions,
+    uninstructed,
+)
+from hwprune.callbacks.predictor_factory import FAST_PREDICTOR
+from hwprune.measure import EvaluatorConfig
+from hwprune.models.factory import build_model
+from hwprune.predict import LatencyPredictor
+from hwprune.prune import predicted_latency, prune_to_budget
+from hwprune.prune.graph import count_macs
 
-from hwprune.models.factory import build_model  # noqa: E402
-from hwprune.predict import LatencyPredictor  # noqa: E402
-from hwprune.prune import predicted_latency, prune_to_budget  # noqa: E402
-from hwprune.prune.graph import resolve_ignored  # noqa: E402
+log = logging.getLogger(__name__)
 
-log = logging.getLogger("zoo")
-TRACE = (1, 3, 64, 64)  # Torch-Pruning traces at 64x64: same graph as 224, 12x less compute per trace
-TABLES = {
-    ("resnet18", "cuda_cudnn_fp32"): "tables/cuda_cudnn_fp32/resnet18_224.csv",
-    ("resnet18", "cuda_cudnn_fp16"): "tables/cuda_cudnn_fp16/resnet18_224.csv",
-    ("resnet18", "cpu_torch"): "tables/cpu_torch/resnet18_224.csv",
-    ("mobilenet_v2", "cuda_cudnn_fp32"): "tables/cuda_cudnn_fp32/mobilenet_v2_224.csv",
-    ("mobilenet_v2", "cuda_cudnn_fp16"): "tables/cuda_cudnn_fp16/mobilenet_v2_224.csv",
-}
-# Batch each predictor plans for: the cuDNN tables hold batch 1 and 32; the issue times cuDNN at 32.
-PLAN_BATCH = {"cuda_cudnn_fp32": 32, "cuda_cudnn_fp16": 32, "cpu_torch": 1}
-FULL_BUDGETS: dict[tuple[str, str], list[float]] = {
-    ("resnet18", "cuda_cudnn_fp32"): [0.85, 0.7, 0.5, 0.35],
-    ("resnet18", "cuda_cudnn_fp16"): [0.7, 0.5],
-    ("resnet18", "cpu_torch"): [0.7, 0.5],
-    ("mobilenet_v2", "cuda_cudnn_fp32"): [0.85, 0.7, 0.5],
-    ("mobilenet_v2", "cuda_cudnn_fp16"): [0.5],
-}
-QUICK_BUDGETS = {("resnet18", "cpu_torch"): [0.5]}
-UNIFORM_RATIOS = [0.12, 0.5]  # the issue's reference points: 12% and 50% of channels removed, uniform L1
-
-
-def n_params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
-
-
-def macs(m: nn.Module, shape: tuple[int, ...]) -> int:
-    ops, _ = tp.utils.count_ops_and_params(m, torch.zeros(*shape))
-    return int(ops)
-
-
-def tp_uniform(dense: nn.Module, ratio: float, round_to: int | None) -> nn.Module:
-    """Torch-Pruning's uninstructed baseline: uniform L1 channel pruning (as UninstructedPruning does)."""
-    m = copy.deepcopy(dense)
-    pruner = tp.pruner.MetaPruner(
-        m,
-        torch.zeros(*TRACE),
-        importance=tp.importance.GroupMagnitudeImportance(p=1),
-        pruning_ratio=ratio,
-        round_to=round_to,
-        ignored_layers=resolve_ignored(m),
-    )
-    pruner.step()
-    return m
-
-
-def tp_matched(
-    dense: nn.Module, target_params: int, round_to: int | None, iters: int
-) -> tuple[nn.Module, float]:
-    """Uniform L1 at the ratio whose parameter count is nearest ``target_params`` (secant on sqrt)."""
-    p0 = n_params(dense)
-    lo, hi = 0.0, 0.95
-    r = min(0.9, max(0.01, 1.0 - (target_params / p0) ** 0.5))  # params ~ (1 - r)^2
-    best: tuple[float, nn.Module, float] | None = None
-    for _ in range(iters):
-        m = tp_uniform(dense, r, round_to)
-        err = (n_params(m) - target_params) / target_params
-        if best is None or abs(err) < abs(best[0]):
-            best = (err, m, r)
-        if abs(err) < 0.01:
-            break
-        if err > 0:
-            lo = r
-        else:
-            hi = r
-        # Correct the sqrt model by the observed error, but stay inside the bracket.
-        guess = 1.0 - (1.0 - r) * (1.0 + err) ** -0.5
-        r = guess if lo < guess < hi else (lo + hi) / 2
-    assert best is not None
-    return best[1], best[2]
+__all__ = ["build_zoo", "entry", "zoo_decisions"]
 
 
 def entry(
-    name: str, base: str, method: str, model: nn.Module, dense_params: int, **extra: Any
+    name: str, base: str, method: str, model: nn.Module, dense_params: int, size: int, **extra: Any
 ) -> dict[str, Any]:
+    """One zoo.json entry: the model's shapes, params and per-sample MACs at ``size`` x ``size``."""
     model.eval()
     spec = arch_spec(model)
     assert n_params(rebuild(base, spec)) == n_params(model), f"{name}: rebuilt params differ"
@@ -115,37 +57,42 @@ def entry(
         "method": method,
         "params": n_params(model),
         "param_ratio": n_params(model) / dense_params,
-        "macs": macs(model, (1, 3, 224, 224)),
+        "macs": count_macs(model, (1, 3, size, size)),
         "spec": spec,
         **extra,
     }
 
 
-def predict_all(preds: dict[str, LatencyPredictor], m: nn.Module) -> dict[str, float]:
-    return {t: float(predicted_latency(p, m, (PLAN_BATCH[t], 3, 224, 224))) for t, p in preds.items()}
+def build_zoo(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Prune every base of ``cfg["models"]`` with hwprune and the uninstructed baselines.
 
+    Args:
+        cfg: A ``zoo`` config (:func:`benchmarks.common.load_config`).
 
-def build_zoo(quick: bool) -> dict[str, Any]:
-    budgets = QUICK_BUDGETS if quick else FULL_BUDGETS
-    bases = sorted({b for b, _ in budgets})
+    Returns:
+        The ``zoo.json`` document.
+    """
+    size = int(cfg["input_size"])
+    trace = tuple(cfg["trace_shape"])
+    plan_batch = cfg["plan_batch"]
     out: list[dict[str, Any]] = []
     t_start = time.perf_counter()
-    for base in bases:
-        dense = build_model(base, num_classes=1000, in_channels=3, input_size=224).eval()
+    for base, targets in cfg["models"].items():
+        dense = build_model(base, num_classes=1000, in_channels=3, input_size=size).eval()
         torch.manual_seed(0)
         p0 = n_params(dense)
-        preds = {
-            t: LatencyPredictor(
-                estimator="extra_trees", target_transform="log_per_flop", cv_folds=0, n_estimators=100
-            ).fit(path)
-            for (b, t), path in TABLES.items()
-            if b == base and (not quick or (b, t) in budgets)
-        }
-        out.append(entry(f"{base}/dense", base, "dense", dense, p0, predicted_ms=predict_all(preds, dense)))
-        for ratio in [] if quick else UNIFORM_RATIOS:
-            for rt in (None, 8):
-                m = tp_uniform(dense, ratio, rt)
-                tag = "tp_l1" if rt is None else "tp_l1_r8"
+        preds = {t: LatencyPredictor(**FAST_PREDICTOR).fit(ROOT / v["table"]) for t, v in targets.items()}
+
+        def predict_all(m: nn.Module, preds: dict[str, LatencyPredictor] = preds) -> dict[str, float]:
+            return {
+                t: float(predicted_latency(p, m, (plan_batch[t], 3, size, size))) for t, p in preds.items()
+            }
+
+        out.append(entry(f"{base}/dense", base, "dense", dense, p0, size, predicted_ms=predict_all(dense)))
+        for ratio in cfg["uniform_ratios"]:
+            for rt in cfg["round_to"]:
+                m = uninstructed(dense, trace, ratio, round_to=rt)
+                tag = "tp_l1" if rt is None else f"tp_l1_r{rt}"
                 out.append(
                     entry(
                         f"{base}/{tag}_uniform{int(ratio * 100)}",
@@ -153,20 +100,19 @@ def build_zoo(quick: bool) -> dict[str, Any]:
                         tag,
                         m,
                         p0,
+                        size,
                         channel_ratio=ratio,
-                        predicted_ms=predict_all(preds, m),
+                        predicted_ms=predict_all(m),
                     )
                 )
-        for (b, target), ratios in budgets.items():
-            if b != base:
-                continue
+        for target, spec in targets.items():
             pred = preds[target]
-            shape = (PLAN_BATCH[target], 3, 224, 224)
+            shape = (plan_batch[target], 3, size, size)
             dense_ms = predicted_latency(pred, dense, shape)
-            for lr in ratios:
+            for lr in spec["budgets"]:
                 m = copy.deepcopy(dense)
                 t0 = time.perf_counter()
-                res = prune_to_budget(m, pred, shape, lr * dense_ms, min_ratio=0.25)
+                res = prune_to_budget(m, pred, shape, lr * dense_ms, min_ratio=cfg["min_ratio"])
                 plan_s = time.perf_counter() - t0
                 hw_name = f"{base}/hwprune_{target}_{int(lr * 100)}"
                 decisions = [
@@ -180,12 +126,13 @@ def build_zoo(quick: bool) -> dict[str, Any]:
                         "hwprune",
                         m,
                         p0,
+                        size,
                         plan_target=target,
                         latency_ratio=lr,
                         plan_s=plan_s,
                         feasible=bool(res.plan.feasible),
                         decisions=decisions,
-                        predicted_ms=predict_all(preds, m),
+                        predicted_ms=predict_all(m),
                     )
                 )
                 log.info(
@@ -195,9 +142,11 @@ def build_zoo(quick: bool) -> dict[str, Any]:
                     res.latency_after_ms / dense_ms,
                     plan_s,
                 )
-                for rt in (None, 8) if not quick else (None,):
-                    mt, r = tp_matched(dense, n_params(m), rt, iters=2 if quick else 6)
-                    tag = "tp_l1" if rt is None else "tp_l1_r8"
+                for rt in cfg["round_to"]:
+                    mt, r = matched_uninstructed(
+                        dense, n_params(m), trace, round_to=rt, iters=cfg["match_iters"]
+                    )
+                    tag = "tp_l1" if rt is None else f"tp_l1_r{rt}"
                     out.append(
                         entry(
                             f"{hw_name}/{tag}",
@@ -205,32 +154,66 @@ def build_zoo(quick: bool) -> dict[str, Any]:
                             tag,
                             mt,
                             p0,
+                            size,
                             channel_ratio=r,
                             matched_to=hw_name,
-                            predicted_ms=predict_all(preds, mt),
+                            predicted_ms=predict_all(mt),
                         )
                     )
                     log.info("  %s matched: ratio %.3f, params %.3f", tag, r, n_params(mt) / p0)
-    import subprocess
-
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except Exception:  # noqa: BLE001
-        rev = "unknown"
     return {
         "models": out,
         "wall_s": time.perf_counter() - t_start,
-        "trace_shape": list(TRACE),
-        "commit": rev,
+        "trace_shape": list(trace),
+        "commit": commit(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "plan_batch": PLAN_BATCH,
+        "plan_batch": plan_batch,
     }
+
+
+def zoo_decisions(
+    zoo: list[dict[str, Any]],
+    batch: int,
+    prefix: str,
+    evaluator: EvaluatorConfig | None = None,
+) -> list[dict[str, Any]]:
+    """Time every layer decision of the zoo's models planned for targets named ``prefix*``.
+
+    A hwprune model is timed on the target that planned it, a matched Torch-Pruning model on its hwprune
+    model's target, the uniform ones on ``cuda_cudnn_fp32`` (or ``prefix`` itself for another prefix), each
+    at ``batch`` (:func:`benchmarks.common.time_decisions`).
+
+    Args:
+        zoo: ``zoo.json``'s ``models``.
+        batch: Batch the convs are timed at.
+        prefix: Target-name prefix, e.g. ``cuda_cudnn`` or ``cpu_torch``.
+        evaluator: Timing settings.
+
+    Returns:
+        One row per decision (``time_decisions``' fields plus ``method`` and ``dtype``).
+    """
+    dense = {e["base"]: e for e in zoo if e["method"] == "dense"}
+    by_target: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for e in zoo:
+        if e["method"] == "hwprune":
+            target = e["plan_target"]
+        elif e.get("matched_to"):
+            target = next(z["plan_target"] for z in zoo if z["name"] == e["matched_to"])
+        elif e["method"].startswith("tp_l1"):  # the issue's uniform 12% / 50%, in the backend's default dtype
+            target = "cuda_cudnn_fp32" if prefix == "cuda_cudnn" else prefix
+        else:
+            continue
+        if target.startswith(prefix):
+            by_target.setdefault((e["base"], target), []).append(e)
+    rows: list[dict[str, Any]] = []
+    for (base, target), entries in by_target.items():
+        ref = rebuild(base, dense[base]["spec"])
+        models = {e["name"]: rebuild(base, e["spec"]) for e in entries}
+        method = {e["name"]: e["method"] for e in entries}
+        dtype = "fp16" if target.endswith("fp16") else "fp32"
+        for r in time_decisions(target, ref, models, (batch, 3, 224, 224), evaluator=evaluator):
+            rows.append({**r, "method": method[r["model"]], "dtype": dtype})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,10 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--quick", action="store_true", help="ResNet-18, one cpu_torch budget, one matched baseline"
     )
+    ap.add_argument(
+        "--config", default="zoo", help="experiment config (benchmarks/conf/<name>.yaml or a path)"
+    )
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
-    zoo = build_zoo(args.quick)
+    zoo = build_zoo(load_config(args.config, quick=args.quick, overrides=args.set))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "zoo.json").write_text(json.dumps(zoo))
     print(f"wrote {args.out}/zoo.json: {len(zoo['models'])} models in {zoo['wall_s']:.0f} s")

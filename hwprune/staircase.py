@@ -4,6 +4,11 @@ Latency against channel count is a staircase whose edges depend on the backend, 
 the layer's shape. A count is *friendly* when every larger count (up to the layer's width) has a strictly
 higher predicted latency: it is the most channels one can keep for that latency. :func:`friendly_counts`
 finds them from a predictor, :func:`snap` moves a count onto them.
+
+This module is the one definition of the staircase ideas the whole package shares: the friendly rule
+(:func:`friendly_mask`, :func:`friendly_from_curve`) and what counts as a slowdown
+(:data:`SLOWDOWN_TOLERANCE`, :func:`is_slowdown`). It imports nothing from the package, so every stage
+(the measurement plots, the predictor report, the planner, the callback) uses it without an import cycle.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ __all__ = [
     "SnapMode",
     "friendly_counts",
     "friendly_from_curve",
+    "friendly_mask",
+    "is_slowdown",
     "snap",
     "vary_channels",
 ]
@@ -31,6 +38,8 @@ __all__ = [
 SLOWDOWN_TOLERANCE: float = 0.05
 """A pruned layer or model counts as *slower* when it runs more than this share slower than the reference
 (timing noise on a quiet machine stays well inside it)."""
+
+_ArrayLike = float | np.ndarray | pd.Series
 
 SnapMode = Literal["up", "down", "nearest"]
 _SNAP_MODES: tuple[str, ...] = ("up", "down", "nearest")
@@ -45,11 +54,60 @@ class Predictor(Protocol):
         ...
 
 
-def friendly_from_curve(counts: Sequence[int], latencies: Sequence[float]) -> list[int]:
-    """Return the counts on the right edge of each stair of a latency curve.
+def is_slowdown(
+    latency_ms: _ArrayLike, reference_ms: _ArrayLike, tolerance: float = SLOWDOWN_TOLERANCE
+) -> bool | np.ndarray | pd.Series:
+    """Whether a latency counts as slower than its reference: more than ``tolerance`` above it.
 
-    A count is kept when its latency is strictly lower than that of every larger count. The largest count
-    is always friendly.
+    Args:
+        latency_ms: The pruned layer's or model's latency (a number, array or Series).
+        reference_ms: The reference (dense) latency, broadcast against ``latency_ms``.
+        tolerance: Share above the reference that still counts as not slower (>= 0).
+
+    Returns:
+        A bool, or a boolean array / Series shaped like the broadcast inputs.
+
+    Raises:
+        ValueError: If ``tolerance`` is negative or not a number.
+
+    Example:
+        >>> is_slowdown(1.06, 1.0), is_slowdown(1.05, 1.0)
+        (True, False)
+    """
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not tolerance >= 0:
+        raise ValueError(f"`tolerance` must be a share >= 0, got {tolerance!r}")
+    out = latency_ms > reference_ms * (1.0 + tolerance)
+    return bool(out) if isinstance(out, bool | np.bool_) else out
+
+
+def friendly_mask(latencies: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Which counts of a latency curve are friendly: strictly faster than every larger count.
+
+    The one definition of the friendly rule. ``latencies`` belong to strictly increasing channel counts;
+    the largest count is always friendly. A NaN latency (a failed timing) is never friendly and hides no
+    other count.
+
+    Args:
+        latencies: Latency of each count, ordered by count ascending.
+
+    Returns:
+        A boolean array of the same length.
+
+    Example:
+        >>> friendly_mask([1.0, 2.0, 2.0, 3.0]).tolist()
+        [True, False, True, True]
+    """
+    lat = np.asarray(latencies, dtype=float).reshape(-1)
+    if lat.size == 0:
+        return np.zeros(0, dtype=bool)
+    later_min = np.fmin.accumulate(lat[::-1])[::-1]  # fmin: a NaN does not mask the counts below it
+    best_above = np.append(later_min[1:], np.inf)
+    with np.errstate(invalid="ignore"):
+        return lat < best_above
+
+
+def friendly_from_curve(counts: Sequence[int], latencies: Sequence[float]) -> list[int]:
+    """Return the counts on the right edge of each stair of a latency curve (:func:`friendly_mask`).
 
     Args:
         counts: Strictly increasing channel counts.
@@ -71,13 +129,8 @@ def friendly_from_curve(counts: Sequence[int], latencies: Sequence[float]) -> li
         raise ValueError("`counts` must not be empty")
     if any(b <= a for a, b in zip(counts, counts[1:], strict=False)):
         raise ValueError("`counts` must be strictly increasing")
-    friendly: list[int] = []
-    best = float("inf")
-    for c, lat in zip(reversed(counts), reversed(latencies), strict=True):
-        if lat < best:
-            friendly.append(int(c))
-            best = float(lat)
-    return friendly[::-1]
+    mask = friendly_mask(latencies)
+    return [int(c) for c, keep in zip(counts, mask, strict=True) if keep]
 
 
 def vary_channels(

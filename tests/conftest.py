@@ -35,6 +35,7 @@ def predictor(request: pytest.FixtureRequest):  # noqa: ANN201 - LatencyPredicto
     already there, so only the first session pays for the measurement (about 15 s on 2 cores). It covers
     small_resnet's convs and mobilenet_v2's depthwise and 1x1 convs at 28x28.
     """
+    from hwprune.callbacks.predictor_factory import FAST_PREDICTOR
     from hwprune.measure import EvaluatorConfig, measure, model_space
     from hwprune.predict import LatencyPredictor
 
@@ -46,9 +47,7 @@ def predictor(request: pytest.FixtureRequest):  # noqa: ANN201 - LatencyPredicto
     )
     evaluator = EvaluatorConfig(warmup=1, repeat=3, min_repeat_ms=2.0)
     measure("cpu_torch", space, path, evaluator=evaluator, progress=False)
-    return LatencyPredictor(
-        estimator="extra_trees", target_transform="log_per_flop", cv_folds=0, n_estimators=50
-    ).fit(path)
+    return LatencyPredictor(**{**FAST_PREDICTOR, "n_estimators": 50}).fit(path)
 
 
 @pytest.fixture(scope="session")

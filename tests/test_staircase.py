@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hwprune.staircase import friendly_from_curve, snap, vary_channels
+from hwprune.staircase import (
+    SLOWDOWN_TOLERANCE,
+    friendly_from_curve,
+    friendly_mask,
+    is_slowdown,
+    snap,
+    vary_channels,
+)
 
 
 def test_friendly_from_curve_keeps_right_edges() -> None:
@@ -63,3 +73,52 @@ def test_vary_channels_depthwise_moves_groups() -> None:
 def test_friendly_from_curve_validates() -> None:
     with pytest.raises(ValueError, match="strictly increasing"):
         friendly_from_curve([2, 1], [1.0, 1.0])
+
+
+# The one friendly rule and the one slowdown threshold (issue 13, item 4) --------------------------------
+
+
+def test_friendly_mask_and_from_curve_agree_on_one_rule() -> None:
+    counts = [4, 8, 12, 16, 20]
+    lat = [1.0, 1.0, 2.0, 1.5, 3.0]
+    assert friendly_from_curve(counts, lat) == [8, 16, 20]
+    assert friendly_mask(lat).tolist() == [False, True, False, True, True]
+    assert friendly_mask([]).tolist() == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.01, 10.0, allow_nan=False), min_size=1, max_size=40))
+def test_friendly_rule_holds_for_any_curve(lat: list[float]) -> None:
+    counts = list(range(1, len(lat) + 1))
+    fr = set(friendly_from_curve(counts, lat))
+    for i, c in enumerate(counts):
+        later = lat[i + 1 :]
+        # friendly <=> strictly faster than every larger count (the largest count always is)
+        assert (c in fr) == all(lat[i] < x for x in later)
+
+
+def test_friendly_mask_skips_failed_timings() -> None:
+    # A NaN (failed timing) is never friendly and does not hide the counts below it.
+    assert friendly_mask([1.0, float("nan"), 2.0]).tolist() == [True, False, True]
+    assert friendly_mask([float("nan"), float("nan")]).tolist() == [False, False]
+
+
+def test_report_and_plot_use_the_staircase_rule() -> None:
+    import hwprune.measure.plot as measure_plot
+    from hwprune.predict import report
+
+    assert report.friendly_mask is friendly_mask  # re-exported, not a second copy
+    assert not hasattr(measure_plot, "friendly")  # the plotting helper copy is gone
+
+
+def test_is_slowdown_uses_the_tolerance() -> None:
+    assert SLOWDOWN_TOLERANCE == 0.05
+    assert is_slowdown(1.051, 1.0) is True and is_slowdown(1.05, 1.0) is False  # strictly more than 5%
+    assert is_slowdown(1.2, 1.0, tolerance=0.25) is False
+    mask = is_slowdown(np.array([0.9, 1.04, 1.06, 2.0]), 1.0)
+    assert mask.tolist() == [False, False, True, True]
+    series = is_slowdown(pd.Series([1.0, 3.0]), pd.Series([1.0, 2.0]))
+    assert series.tolist() == [False, True]
+    for bad in (-0.1, float("nan"), "5%", True):
+        with pytest.raises(ValueError, match="`tolerance` must be a share >= 0"):
+            is_slowdown(1.0, 1.0, tolerance=bad)  # type: ignore[arg-type]

@@ -1,39 +1,119 @@
-"""The staircase plot: latency against out-channels for one layer of a measurement table."""
+"""The staircase plot: latency against channel count, the unpruned latency and the friendly counts.
+
+:func:`draw_staircase` is the one drawing, used for a measurement table (:func:`plot_staircase`, the
+``hwprune staircase`` command) and for a predictor against its measurements
+(:func:`hwprune.predict.report.plot_staircase`). Friendly counts and slowdowns follow the one rule of
+:mod:`hwprune.staircase` (a leaf module that imports nothing from the package).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+
+from hwprune.staircase import SLOWDOWN_TOLERANCE, friendly_mask, is_slowdown
 
 log = logging.getLogger(__name__)
 
-__all__ = ["friendly", "plot_staircase"]
+__all__ = ["draw_staircase", "plot_staircase"]
 
 
-def friendly(latency: Mapping[int, float]) -> list[int]:
-    """Counts whose every larger count is slower (the right edges of the stairs).
+def draw_staircase(
+    counts: Sequence[int],
+    latency_ms: Sequence[float],
+    out: str | os.PathLike[str],
+    *,
+    spread_ms: Sequence[float] | None = None,
+    predicted_ms: Sequence[float] | None = None,
+    title: str = "",
+    xlabel: str = "out channels",
+) -> Path:
+    """Draw one latency staircase to a PNG.
 
-    A local helper for plotting; the canonical ``friendly_counts`` lives in :mod:`hwprune.staircase`.
+    The measured curve (with each point's IQR as an error bar when ``spread_ms`` is given), the unpruned
+    latency (that of the largest count) as a dashed line, and the measured friendly counts as dots. With
+    ``predicted_ms``, the predicted curve is overlaid as steps with its own friendly counts as triangles.
 
     Args:
-        latency: Channel count -> latency.
+        counts: Channel counts, strictly increasing.
+        latency_ms: Measured latency of each count.
+        out: PNG path (its folder is created).
+        spread_ms: IQR of each measured point, or None.
+        predicted_ms: Predicted latency of each count, or None.
+        title: Plot title.
+        xlabel: Label of the channel axis.
 
     Returns:
-        The friendly counts, ascending.
+        The PNG's path.
+
+    Raises:
+        ValueError: If fewer than 2 counts are given, the counts are not strictly increasing, or a
+            series has a different length.
 
     Example:
-        >>> friendly({8: 1.0, 12: 2.0, 16: 2.0, 24: 3.0})
-        [8, 16, 24]
+        >>> draw_staircase([8, 12, 16], [1.0, 2.0, 2.0], "s.png")  # doctest: +SKIP
     """
-    out: list[int] = []
-    best_above = float("inf")
-    for c in sorted(latency, reverse=True):
-        if latency[c] < best_above:
-            out.append(c)
-        best_above = min(best_above, latency[c])
-    return sorted(out)
+    c = np.asarray(counts, dtype=int).reshape(-1)
+    lat = np.asarray(latency_ms, dtype=float).reshape(-1)
+    if c.size < 2:
+        raise ValueError(f"`counts` must hold 2 or more counts, got {c.size}")
+    if np.any(np.diff(c) <= 0):
+        raise ValueError("`counts` must be strictly increasing")
+    for name, series in (("latency_ms", lat), ("spread_ms", spread_ms), ("predicted_ms", predicted_ms)):
+        if series is not None and len(series) != c.size:
+            raise ValueError(f"`{name}` must have one value per count ({c.size}), got {len(series)}")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    full = float(lat[-1])
+    mf = friendly_mask(lat)
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
+    yerr = None if spread_ms is None else np.asarray(spread_ms, dtype=float) / 2
+    label = "measured median (bar: IQR)" if spread_ms is not None else "measured"
+    ax.errorbar(c, lat, yerr=yerr, fmt="-", lw=1, color="tab:blue", ecolor="0.8", label=label)
+    ax.axhline(full, color="tab:red", ls="--", lw=1, label=f"unpruned ({int(c[-1])} ch): {full:.4g} ms")
+    ax.scatter(
+        c[mf],
+        lat[mf],
+        color="tab:green",
+        zorder=3,
+        s=18,
+        label=f"{'measured ' if predicted_ms is not None else ''}friendly counts ({int(mf.sum())})",
+    )
+    if predicted_ms is not None:
+        pv = np.asarray(predicted_ms, dtype=float)
+        pf = friendly_mask(pv)
+        ax.step(c, pv, where="mid", lw=1.5, color="tab:orange", label="predicted")
+        ax.scatter(
+            c[pf],
+            pv[pf],
+            marker="^",
+            s=40,
+            facecolors="none",
+            edgecolors="tab:orange",
+            zorder=3,
+            label=f"predicted friendly counts ({int(pf.sum())})",
+        )
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    log.info("wrote %s (%d counts, %d friendly)", path, c.size, int(mf.sum()))
+    return path
 
 
 def plot_staircase(
@@ -44,18 +124,18 @@ def plot_staircase(
     batch: int | None = None,
     title: str | None = None,
 ) -> Path:
-    """Draw latency vs out-channels for ``layer``; the unpruned latency as a line; friendly counts marked.
+    """Draw latency vs out-channels for ``layer`` of a measurement table (:func:`draw_staircase`).
 
     The rows are those whose ``layer`` label (``;``-separated) names ``layer``, at the original
     in-channels (the largest seen) and, when the table holds several batches, at ``batch`` (default: the
-    smallest). Error bars show each point's IQR.
+    smallest). Each count's median latency is drawn, with the median IQR as its error bar.
 
     Args:
         table: Measurement table.
         layer: Layer label, e.g. ``layer2.0.conv2``.
         out: PNG path.
         batch: Batch to plot.
-        title: Plot title (default: target, layer, batch).
+        title: Plot title (default: target, layer, batch and how many pruned counts are slower).
 
     Returns:
         The PNG's path.
@@ -66,11 +146,6 @@ def plot_staircase(
     Example:
         >>> plot_staircase("tables/cpu_torch/resnet18_224.csv", "layer2.0.conv2", "s.png")  # doctest: +SKIP
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from hwprune.measure.table import read_table
 
     df = read_table(table, allow_mixed_targets=True)
@@ -90,38 +165,15 @@ def plot_staircase(
         raise ValueError(
             f"`layer` {layer!r} has {len(d)} swept count(s) at batch {batch} in {table}: need 2+"
         )
-    orig = int(d.index.max())
-    full = float(d.loc[orig, "lat"])
-    fr = friendly(d["lat"].to_dict())
+    full = float(d["lat"].iloc[-1])
+    slower = int(is_slowdown(d["lat"].iloc[:-1], full).sum())
     tgt = str(df["target"].iloc[0])
-    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
-    ax.errorbar(
-        d.index,
-        d["lat"],
-        yerr=d["iqr"] / 2,
-        fmt="-",
-        lw=1,
-        color="tab:blue",
-        ecolor="0.8",
-        label="measured median (bar: IQR)",
+    return draw_staircase(
+        d.index.tolist(),
+        d["lat"].tolist(),
+        out,
+        spread_ms=d["iqr"].tolist(),
+        title=title
+        or f"{tgt}: {layer}, batch {batch} — {slower}/{len(d) - 1} pruned counts "
+        f">{SLOWDOWN_TOLERANCE:.0%} slower than unpruned",
     )
-    ax.axhline(full, color="tab:red", ls="--", lw=1, label=f"unpruned ({orig} ch): {full:.4g} ms")
-    ax.scatter(fr, d.loc[fr, "lat"], color="tab:green", zorder=3, s=18, label=f"friendly counts ({len(fr)})")
-    slower = int((d["lat"].drop(orig) > 1.05 * full).sum())
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel("out channels")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title(
-        title
-        or f"{tgt}: {layer}, batch {batch} — {slower}/{len(d) - 1} pruned counts >5% slower than unpruned",
-        fontsize=10,
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    log.info("wrote %s (%d counts, %d friendly)", out, len(d), len(fr))
-    return out

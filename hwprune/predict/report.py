@@ -2,9 +2,10 @@
 
 Staircase fidelity asks whether the predictor puts the stair edges where the measurement does. Within one
 channel sweep of a layer (all config columns fixed but one channel count), a count ``c`` is **friendly** if
-every larger count has a higher latency: it is the right edge of its stair. Fidelity is the share of the
-counts the predictor calls friendly that are friendly in the measurement too (a precision: snapping to a
-predicted edge that is not a real edge is the mistake that costs accuracy or speed).
+every larger count has a higher latency: it is the right edge of its stair (the one rule,
+:func:`hwprune.staircase.friendly_mask`). Fidelity is the share of the counts the predictor calls friendly
+that are friendly in the measurement too (a precision: snapping to a predicted edge that is not a real edge
+is the mistake that costs accuracy or speed).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 from hwprune.measure.table import warn_if_noisy
 from hwprune.predict.features import CONFIG_COLUMNS, config_frame, layer_family, layer_key
 from hwprune.predict.predictor import LatencyPredictor, TableLike, load_table, within_share
+from hwprune.staircase import friendly_mask  # the one friendly rule; re-exported for hwprune.predict
 
 log = logging.getLogger(__name__)
 
@@ -121,27 +123,6 @@ class PredictorReport:
             >>> json.dumps(report.to_dict())  # doctest: +SKIP
         """
         return asdict(self)
-
-
-def friendly_mask(latencies: np.ndarray) -> np.ndarray:
-    """Which counts of an ascending sweep are friendly: every larger count has a higher latency.
-
-    Args:
-        latencies: Latencies of the counts, sorted by count ascending.
-
-    Returns:
-        A boolean array; the largest count is always friendly.
-
-    Example:
-        >>> friendly_mask(np.array([1.0, 2.0, 2.0, 3.0])).tolist()
-        [True, False, True, True]
-    """
-    lat = np.asarray(latencies, dtype=float)
-    if lat.size == 0:
-        return np.zeros(0, dtype=bool)
-    later_min = np.minimum.accumulate(lat[::-1])[::-1]
-    nxt = np.append(later_min[1:], np.inf)
-    return lat < nxt
 
 
 def stair_series(table: pd.DataFrame, *, min_points: int = 3) -> list[StairSeries]:
@@ -329,6 +310,8 @@ def plot_staircase(
 ) -> Path:
     """Overlay predicted and measured latency against channel count for one sweep, friendly counts marked.
 
+    The sweep is chosen here; the drawing is :func:`hwprune.measure.plot.draw_staircase`.
+
     Args:
         rows: From :func:`evaluate`.
         path: PNG to write.
@@ -344,10 +327,7 @@ def plot_staircase(
     Example:
         >>> plot_staircase(rows, "docs/predictor_staircase.png", layer="layers.2.conv2")  # doctest: +SKIP
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from hwprune.measure.plot import draw_staircase
 
     series = [s for s in stair_series(rows) if layer is None or layer in s.label]
     if not series:
@@ -356,26 +336,14 @@ def plot_staircase(
     rows = rows.reset_index(drop=True)
     c, mv = _series_latency(s, rows["latency_ms"].to_numpy())
     _, pv = _series_latency(s, rows["predicted_ms"].to_numpy())
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(c, mv, ".-", lw=0.8, label="measured")
-    ax.step(c, pv, where="mid", lw=1.5, label="predicted")
-    mf, pf = friendly_mask(mv), friendly_mask(pv)
-    ax.scatter(
-        c[pf], pv[pf], marker="^", s=40, facecolors="none", edgecolors="C1", label="predicted friendly"
-    )
-    ax.scatter(c[mf], mv[mf], marker="o", s=14, color="C0", label="measured friendly")
-    ax.set(
-        xlabel=s.swept if s.swept != "depthwise" else "channels (depthwise)",
-        ylabel="latency (ms)",
+    return draw_staircase(
+        c.tolist(),
+        mv.tolist(),
+        path,
+        predicted_ms=pv.tolist(),
         title=title or s.label,
+        xlabel=s.swept if s.swept != "depthwise" else "channels (depthwise)",
     )
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def write_json(rep: PredictorReport, path: str | os.PathLike[str]) -> Path:

@@ -22,9 +22,9 @@ FIELDS = {
 }
 
 
-def _run(script: str, out: Path) -> None:
+def _run(module: str, out: Path) -> None:
     subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out", str(out)],
+        [sys.executable, "-m", f"benchmarks.{module}", "--quick", "--out", str(out)],
         check=True,
         cwd=ROOT,
         timeout=240,
@@ -33,13 +33,12 @@ def _run(script: str, out: Path) -> None:
 
 @pytest.mark.skipif(not (ROOT / "tables/cpu_torch/small_resnet_28.csv").is_file(), reason="no shipped table")
 def test_quick_benchmarks_write_structured_outputs(tmp_path: Path) -> None:
-    pytest.importorskip("torch_pruning")
-    _run("reproduce_paper.py", tmp_path)
+    _run("reproduce_paper", tmp_path)
     repro = json.loads((tmp_path / "reproduction.json").read_text())
     assert repro["layers"] and {"ratio12", "worst", "best_friendly"} <= set(repro["layers"][0])
     assert "# Reproducing" in (tmp_path / "REPRODUCTION.md").read_text()
 
-    _run("e2e.py", tmp_path)
+    _run("e2e", tmp_path)
     bench = json.loads((tmp_path / "benchmarks.json").read_text())
     assert {"torch_cpu", "tvm_llvm", "cudnn"} <= set(bench)
     for key in ("torch_cpu", "tvm_llvm", "cudnn"):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks import e2e_report, predictor, readme_figures, reliability
 
-import readme_figures  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _flat(text: str) -> str:
@@ -36,8 +34,6 @@ def test_main_job_figure_points_to_committed_artifacts() -> None:
 def test_benchmark_prose_is_computed_from_the_raw_json() -> None:
     """Issue 12, item 11: no hand-written figure in the report's sentences."""
     import json
-
-    import e2e_report
 
     docs = ROOT / "docs"
     raw = json.loads((docs / "bench_raw_cudnn.json").read_text())
@@ -69,8 +65,6 @@ def test_slow_decision_explanation_is_regenerated_from_the_data() -> None:
 
 def test_reliability_table_count_comes_from_the_files() -> None:
     """Issue 12, item 13: no stale count of the shipped tables."""
-    import reliability
-
     sentence = reliability.shipped_tables_sentence()
     n_tables = len(list(ROOT.glob("tables/**/*.csv")))
     assert sentence.startswith(f"All {n_tables} committed tables (")
@@ -78,8 +72,6 @@ def test_reliability_table_count_comes_from_the_files() -> None:
 
 
 def test_predictor_doc_counts_come_from_the_files() -> None:
-    import predictor
-
     sentence = predictor.table_counts()
     n_tables = len(list(ROOT.glob("tables/**/*.csv")))
     assert sentence.startswith(f"The project ships {n_tables} tables with ")

@@ -9,7 +9,6 @@ import pytest
 
 from hwprune.cli import main
 from hwprune.measure import read_table
-from hwprune.measure.plot import friendly
 
 
 def test_devices_lists_pocl_cpu_and_versions(capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,10 +95,6 @@ def test_measure_model_with_limit(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_bad_input_shape_is_a_usage_error() -> None:
     with pytest.raises(SystemExit):
         main(["measure", "--input", "1,28,28"])
-
-
-def test_friendly_counts_helper() -> None:
-    assert friendly({4: 1.0, 8: 1.0, 12: 2.0, 16: 1.5, 20: 3.0}) == [8, 16, 20]
 
 
 _SMALL = [

@@ -19,11 +19,10 @@ REAL_TABLE = REPO / "tables" / "cpu_torch" / "small_resnet_28.csv"
 @pytest.fixture(scope="session")
 def fitted_predictor():  # noqa: ANN201 - LatencyPredictor, imported lazily
     """A real LatencyPredictor fitted on the committed CPU table (extra trees, no CV: about 1 s)."""
+    from hwprune.callbacks.predictor_factory import FAST_PREDICTOR
     from hwprune.predict import LatencyPredictor
 
-    return LatencyPredictor(
-        estimator="extra_trees", target_transform="log_per_flop", cv_folds=0, n_estimators=10
-    ).fit(REAL_TABLE)
+    return LatencyPredictor(**{**FAST_PREDICTOR, "n_estimators": 10}).fit(REAL_TABLE)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,9 @@
 """Pruned architectures as plain data, rebuilt with torch + torchvision alone.
 
-The benchmarks prune on this machine (hwprune, Torch-Pruning) and time the results elsewhere, on a GPU
-machine that has torch and torchvision but not hwprune's other dependencies. Latency does not depend on
-the weights' values, so an architecture travels as its per-module shapes (a few KB), not as a state dict
-(47 MB for ResNet-18), and is rebuilt there with fresh weights.
+The benchmarks prune on this machine (hwprune, Torch-Pruning) and time the results elsewhere (the lent
+GPU). Latency does not depend on the weights' values, so an architecture travels as its per-module shapes
+(a few KB in ``zoo.json`` or a raw benchmark JSON), not as a state dict (47 MB for ResNet-18), and is
+rebuilt there with fresh weights.
 
 Example:
     >>> spec = arch_spec(torchvision.models.resnet18())  # doctest: +SKIP
@@ -12,15 +12,13 @@ Example:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
-import torch
 import torchvision
 from torch import nn
 
-__all__ = ["BASES", "arch_spec", "conv_from_spec", "fmnist_base", "rebuild", "time_cpu_rounds"]
+__all__ = ["BASES", "arch_spec", "conv_from_spec", "fmnist_base", "rebuild"]
 
 # Dense ImageNet models at 224x224, as hwprune.models.build_model(name, 1000, 3, 224) builds them (at
 # input_size >= 64 that factory keeps torchvision's stems and module names).
@@ -113,38 +111,3 @@ def rebuild(base: str | Callable[[], nn.Module], spec: dict[str, dict[str, Any]]
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, new)
     return model.eval()
-
-
-def time_cpu_rounds(
-    models: dict[str, nn.Module], x: torch.Tensor, rounds: int, number: int, warmup: int = 2
-) -> dict[str, list[float]]:
-    """Time each model on the CPU in interleaved rounds (wall clock, ms per forward).
-
-    Each round times every model once (the median of ``number`` forwards), so slow drift of a shared
-    machine's load hits all models alike; ratios are taken per round.
-
-    Args:
-        models: Name -> model (eval mode).
-        x: The input.
-        rounds: Rounds over all models.
-        number: Forwards per sample (the sample is their median).
-        warmup: Untimed forwards per model before the first round.
-
-    Returns:
-        Name -> one sample (ms) per round.
-    """
-    out: dict[str, list[float]] = {k: [] for k in models}
-    with torch.inference_mode():
-        for m in models.values():
-            for _ in range(warmup):
-                m(x)
-        for _ in range(rounds):
-            for k, m in models.items():
-                ts = []
-                for _ in range(number):
-                    t0 = time.perf_counter()
-                    m(x)
-                    ts.append((time.perf_counter() - t0) * 1e3)
-                ts.sort()
-                out[k].append(ts[len(ts) // 2])
-    return out
