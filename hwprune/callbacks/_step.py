@@ -19,6 +19,7 @@ from torch import nn
 
 from hwprune.callbacks._lightning import rank_zero_only
 from hwprune.callbacks._trainer import rebuild_optimizers
+from hwprune.callbacks.report import PruneStepLog
 from hwprune.prune.graph import PruneRecord, apply_removals, build_groups
 from hwprune.prune.optim import carry_optimizer_state, optimizer_states_by_name, prune_tracking_kept
 from hwprune.prune.planner import plan_pruning
@@ -59,6 +60,34 @@ class PruneDecision:
     measured_after_ms: float | None = None
     closed_loop: tuple[dict[str, Any], ...] = ()
     closed_loop_note: str = ""
+
+    def to_log(self, step: int, epoch: int, score_before: float | None, apply_seconds: float) -> PruneStepLog:
+        """The step as reported, once applied (``"pruned"``, or ``"no-op"`` without removals).
+
+        Args:
+            step: The step's number (0-based, counting attempts).
+            epoch: The epoch at whose start it ran.
+            score_before: The monitored metric at the time of the step.
+            apply_seconds: Wall time of applying it (added to the planning time).
+
+        Returns:
+            The :class:`~hwprune.callbacks.report.PruneStepLog`.
+        """
+        return PruneStepLog(
+            step=step,
+            epoch=epoch,
+            budget_ms=self.budget_ms,
+            latency_before_ms=self.before_ms,
+            latency_after_ms=self.after_ms,
+            feasible=self.feasible,
+            plan_seconds=self.plan_seconds + apply_seconds,
+            score_before=score_before,
+            outcome="pruned" if self.removals else "no-op",
+            measured_before_ms=self.measured_before_ms,
+            measured_after_ms=self.measured_after_ms,
+            closed_loop=self.closed_loop,
+            closed_loop_note=self.closed_loop_note,
+        )
 
 
 def _plan_step(gm: Any, budget_ms: float, **kwargs: Any) -> Any:

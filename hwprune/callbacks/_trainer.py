@@ -71,9 +71,9 @@ def _checkpoint_being_restored(trainer: pl.Trainer) -> Mapping[str, Any]:
 
 
 def restore_before_weights(
-    trainer: pl.Trainer, pl_module: nn.Module, restore: Callable[[Mapping[str, Any]], None]
+    trainer: pl.Trainer, pl_module: nn.Module, restore: Callable[[nn.Module, Mapping[str, Any]], None]
 ) -> RemovableHandle:
-    """Call ``restore(checkpoint)`` right before Lightning loads a checkpoint's weights into ``pl_module``.
+    """Call ``restore(pl_module, checkpoint)`` right before Lightning loads the checkpoint's weights.
 
     This is hwprune's one workaround for a missing Lightning hook. Lightning 2.x (both
     ``lightning.pytorch`` and ``pytorch_lightning``) restores a checkpoint in this order: ``setup``
@@ -85,15 +85,15 @@ def restore_before_weights(
     user's methods; every callback instance registers its own (two callbacks each restore their own
     history); the caller removes it with the returned handle (in ``teardown``). The hook acts only while
     the Trainer restores a checkpoint, and reads the checkpoint Lightning has already loaded (the checkpoint
-    connector's ``_loaded_checkpoint``: the one private Lightning name hwprune uses).
+    connector's ``_loaded_checkpoint``, the only private part of the Trainer that hwprune reads).
 
     The module's own ``on_load_checkpoint`` runs first, on the network as it is before the restore (dense).
 
     Args:
         trainer: The Trainer (held weakly).
         pl_module: The LightningModule whose ``load_state_dict`` Lightning calls.
-        restore: Called with the whole checkpoint dict; it must rebuild the architecture in place, and
-            do nothing when there is nothing to rebuild.
+        restore: Called with ``pl_module`` and the whole checkpoint dict; it must rebuild the architecture
+            in place, and do nothing when there is nothing to rebuild.
 
     Returns:
         The hook's handle.
@@ -111,6 +111,6 @@ def restore_before_weights(
             return
         checkpoint = _checkpoint_being_restored(trainer)
         if checkpoint:
-            restore(checkpoint)
+            restore(module, checkpoint)
 
     return pl_module.register_load_state_dict_pre_hook(hook)

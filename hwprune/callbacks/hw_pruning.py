@@ -202,7 +202,6 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         self.steps: list[PruneStepLog] = []
         # Run-time links, not state.
         self._template: nn.Module | None = None  # a CPU copy of the dense network
-        self._module: nn.Module | None = None  # the LightningModule, for the restore hook
         self._applied = 0  # history steps present in the live model
         self._budget_checked = False  # latency_ms checked against the smallest reachable model
         self._attr: str | None = None  # the network's attribute, resolved from model_attr in setup
@@ -280,7 +279,7 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
                 "the architecture must be restored before the weights load (pass ckpt_path to Trainer.fit)"
             )
 
-    def restore_architecture(self, checkpoint: Mapping[str, Any]) -> None:
+    def restore_architecture(self, pl_module: nn.Module, checkpoint: Mapping[str, Any]) -> None:
         """Replay this callback's pruning history from ``checkpoint`` on the still-dense network.
 
         Lightning calls it (through :func:`~hwprune.callbacks._trainer.restore_before_weights`) just before
@@ -288,13 +287,14 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         callback or the history is already applied.
 
         Args:
+            pl_module: The LightningModule being restored.
             checkpoint: The Lightning checkpoint being restored.
         """
         state = checkpoint.get("callbacks", {}).get(self.state_key)
-        if state is None or self._applied or self._module is None:
+        if state is None or self._applied:
             return
         self.load_state_dict(state)
-        replay_history(self._net(self._module), self.input_shape, self.history, self.ignored_layers)
+        replay_history(self._net(pl_module), self.input_shape, self.history, self.ignored_layers)
         self._applied = len(self.history)
         rank_zero_only(log.info)("resumed the pruned architecture: %d prune steps replayed", self._applied)
 
@@ -350,7 +350,6 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             self._template = copy_network(pl_module, self._attr, leave_behind=[trainer])
         if not self.dense_widths:
             self.dense_widths = conv_widths(net)
-        self._module = pl_module
         if self._restore_hook is None:
             self._restore_hook = restore_before_weights(trainer, pl_module, self.restore_architecture)
         if stage != "fit":
@@ -457,8 +456,8 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
     ) -> None:
         """Every rank: apply the decided removals and record the step."""
         t0 = time.perf_counter()
-        net = self._net(pl_module)
         if decision.removals:
+            net = self._net(pl_module)
             self.history.append(
                 apply_step(trainer, pl_module, net, self.input_shape, decision.removals, self.ignored_layers)
             )
@@ -466,26 +465,7 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         self.fraction_done = fraction
         self.steps_attempted += 1
         self.pending_check = bool(decision.removals)
-        entry = PruneStepLog(
-            step=self.steps_attempted - 1,
-            epoch=epoch,
-            budget_ms=decision.budget_ms,
-            latency_before_ms=decision.before_ms,
-            latency_after_ms=decision.after_ms,
-            feasible=decision.feasible,
-            plan_seconds=decision.plan_seconds + time.perf_counter() - t0,
-            score_before=self.last_score,
-            outcome="pruned" if decision.removals else "no-op",
-            measured_before_ms=decision.measured_before_ms,
-            measured_after_ms=decision.measured_after_ms,
-            closed_loop=decision.closed_loop,
-            closed_loop_note=decision.closed_loop_note,
-        )
-        before, after = entry.measured_before_ms, entry.measured_after_ms
-        if before is not None and after is not None and after > before:
-            rank_zero_only(log.warning)(
-                "prune step %d measured slower on the target: %.4f -> %.4f ms", entry.step, before, after
-            )
+        entry = decision.to_log(self.steps_attempted - 1, epoch, self.last_score, time.perf_counter() - t0)
         self.steps.append(entry)
         log_step(trainer, self._net(pl_module), self.input_shape, entry)
 
@@ -583,9 +563,8 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             scheduled_steps=self.num_steps,
         )
         write_report(result, out_dir)
-        bundle = out_dir / "pruned.pt"
         write_bundle(
-            bundle,
+            out_dir / "pruned.pt",
             net,
             self.input_shape,
             self.history,

@@ -107,6 +107,8 @@ def step_metrics(net: nn.Module, input_shape: Sequence[int], entry: PruneStepLog
 def log_step(trainer: Any, net: nn.Module, input_shape: Sequence[int], entry: PruneStepLog) -> None:
     """Log a prune step's :func:`step_metrics` to the Trainer's loggers, and a line to this logger.
 
+    A step measured slower on the target than the model before it is also logged as a warning.
+
     Args:
         trainer: The Trainer (its ``loggers`` and ``global_step``).
         net: The network after the step.
@@ -116,6 +118,11 @@ def log_step(trainer: Any, net: nn.Module, input_shape: Sequence[int], entry: Pr
     metrics = step_metrics(net, input_shape, entry)
     for logger in trainer.loggers:
         logger.log_metrics(metrics, step=trainer.global_step)
+    before, after = entry.measured_before_ms, entry.measured_after_ms
+    if before is not None and after is not None and after > before:
+        rank_zero_only(log.warning)(
+            "prune step %d measured slower on the target: %.4f -> %.4f ms", entry.step, before, after
+        )
     rank_zero_only(log.info)(
         "prune step %d (epoch %d): predicted %.4f -> %.4f ms (budget %.4f), %d params, %.2f MMACs, %s",
         entry.step,

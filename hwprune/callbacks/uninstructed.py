@@ -79,7 +79,6 @@ class UninstructedPruning(*CALLBACK_BASES):  # type: ignore[misc]
         self.done = False
         self.history: list[PruneRecord] = []  # Torch-Pruning's records of the prune
         self._applied = False  # whether the live network holds the history
-        self._module: nn.Module | None = None
         self._restore_hook: RemovableHandle | None = None
 
     @override
@@ -92,18 +91,19 @@ class UninstructedPruning(*CALLBACK_BASES):  # type: ignore[misc]
         # Checkpoints written before the history was kept hold none.
         self.history = [(str(n), bool(o), [int(i) for i in ix]) for n, o, ix in state_dict.get("history", [])]
 
-    def restore_architecture(self, checkpoint: Mapping[str, Any]) -> None:
+    def restore_architecture(self, pl_module: nn.Module, checkpoint: Mapping[str, Any]) -> None:
         """Replay the prune recorded in ``checkpoint`` on the still-dense network (before its weights load).
 
         Args:
+            pl_module: The LightningModule being restored.
             checkpoint: The Lightning checkpoint being restored.
         """
         state = checkpoint.get("callbacks", {}).get(self.state_key)
-        if state is None or self._applied or self._module is None:
+        if state is None or self._applied:
             return
         self.load_state_dict(state)
         if self.history:
-            net = find_network(self._module, self.model_attr)[1]
+            net = find_network(pl_module, self.model_attr)[1]
             replay_history(net, self.input_shape, [self.history], self.ignored_layers)
             self._applied = True
             rank_zero_only(log.info)(
@@ -113,7 +113,6 @@ class UninstructedPruning(*CALLBACK_BASES):  # type: ignore[misc]
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         use_package_of(trainer)
-        self._module = pl_module
         if self._restore_hook is None:
             self._restore_hook = restore_before_weights(trainer, pl_module, self.restore_architecture)
 

@@ -417,3 +417,19 @@ def test_two_callbacks_resume_their_own_networks(tmp_path: Path, predictor: obje
     assert type(resumed).on_load_checkpoint is L.LightningModule.on_load_checkpoint
     assert "on_load_checkpoint" not in vars(resumed)  # the user's module is not patched
     assert not resumed._load_state_dict_pre_hooks  # the restore hooks are gone after the fit
+
+
+def test_restore_hook_names_a_lightning_that_hides_the_checkpoint() -> None:
+    """The workaround's one private read fails loudly, and its handle takes the hook away again."""
+    from hwprune.callbacks._trainer import restore_before_weights
+
+    class NoConnector:
+        """A Trainer of a Lightning version without ``_checkpoint_connector``."""
+
+    trainer, net, calls = NoConnector(), nn.Conv2d(1, 2, 1), []
+    handle = restore_before_weights(trainer, net, lambda module, ckpt: calls.append(ckpt))  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match=r"cannot read the checkpoint being restored .*_loaded_checkpoint"):
+        net.load_state_dict(net.state_dict())
+    handle.remove()
+    net.load_state_dict(net.state_dict())
+    assert calls == []
