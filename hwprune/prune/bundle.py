@@ -35,6 +35,15 @@ EXPORT_FORMATS: tuple[str, ...] = ("torch_export", "onnx")
 _SUFFIX = {"torch_export": ".pt2", "onnx": ".onnx"}
 
 
+def _plain(value: Any) -> Any:
+    """Plain dicts and lists all the way down (a Hydra ``DictConfig`` would not load with weights_only)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [_plain(v) for v in value]
+    return value
+
+
 def write_bundle(
     path: str | os.PathLike[str],
     model: nn.Module,
@@ -67,7 +76,7 @@ def write_bundle(
         "input_shape": [int(s) for s in input_shape],
         "history": [[[str(n), bool(o), [int(i) for i in ix]] for n, o, ix in step] for step in history],
         "ignored_layers": [str(n) for n in ignored_layers],
-        "model_spec": None if model_spec is None else dict(model_spec),
+        "model_spec": None if model_spec is None else _plain(model_spec),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     torch.save(bundle, path)

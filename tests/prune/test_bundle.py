@@ -51,3 +51,19 @@ def test_bundle_errors_name_the_problem(tmp_path: Path) -> None:
         load_pruned(plain)
     with pytest.raises(ValueError, match=r"`fmt` must be any of \('torch_export', 'onnx'\), got 'tflite'"):
         export_model(build_model("small_resnet"), (1, 1, 28, 28), tmp_path, "tflite")  # type: ignore[arg-type]
+
+
+def test_a_hydra_model_spec_is_stored_as_plain_data(tmp_path: Path) -> None:
+    """A nested Hydra spec (DictConfig, ListConfig) loads with ``weights_only=True`` and builds the model."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    conv = {"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": 3}
+    spec = OmegaConf.create({"_target_": "torch.nn.Sequential", "_args_": [conv]})
+    model = instantiate(spec)
+    path = write_bundle(tmp_path / "b.pt", model, (1, 1, 8, 8), [], model_spec=spec)
+    assert torch.load(path, weights_only=True)["model_spec"] == {
+        "_target_": "torch.nn.Sequential",
+        "_args_": [conv],
+    }
+    torch.testing.assert_close(load_pruned(path)[0].weight, model[0].weight)
