@@ -112,7 +112,7 @@ def warn_on_mismatch(predictor: Any, target: Any, input_shape: Sequence[int]) ->
             f"{input_shape[0]} (`input_shape`): latency does not scale linearly with the batch, "
             "so measure the layer space at the deployment batch",
             UserWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
     fitted_on = str(getattr(predictor, "device_", "") or "")
     if target is None or not fitted_on or fitted_on == "unknown":
@@ -124,7 +124,7 @@ def warn_on_mismatch(predictor: Any, target: Any, input_shape: Sequence[int]) ->
             f"{target.name!r} on {here!r}: its stairs may fall elsewhere here; the closed loop "
             "corrects the whole-model calibration, not the per-layer stairs",
             UserWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
 
 
