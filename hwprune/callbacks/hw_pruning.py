@@ -13,13 +13,14 @@ checkpoint's weights (:func:`hwprune.callbacks._trainer.restore_before_weights`)
 :mod:`hwprune.callbacks.report`, the bundle and export by :mod:`hwprune.prune.bundle`.
 """
 
-from __future__ import annotations
-
 # Size: about 570 lines, over the package's ~500. Half is the Lightning callback's surface: 27 documented
 # constructor arguments, the checkpoint state (state_dict/load_state_dict, the restore) and the hooks. What
 # remains is the schedule, decide/apply and the rollback; their mechanics already live in _step, _trainer,
 # _checks, _resolve, report and hwprune.prune (optim, bundle). Splitting the class itself would scatter
 # one callback over several files.
+
+from __future__ import annotations
+
 import copy
 import logging
 import os
