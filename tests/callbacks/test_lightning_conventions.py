@@ -411,7 +411,8 @@ def test_two_callbacks_resume_their_own_networks(tmp_path: Path, predictor: obje
     pruned = {"teacher": _widths(first.teacher), "student": _widths(first.student)}
     assert dense != pruned["teacher"] != pruned["student"] != dense
     resumed = lit_teacher_student(L)
-    teacher, student = run(resumed, 3, ckpt_path=ckpt / "last.ckpt")
+    # max_epochs as before: Lightning restores the checkpoint, then finds nothing left to train.
+    teacher, student = run(resumed, 2, ckpt_path=ckpt / "last.ckpt")
     assert {"teacher": _widths(resumed.teacher), "student": _widths(resumed.student)} == pruned
     assert len(teacher.history) == len(student.history) == 1 and len(teacher.steps) == 1
     assert type(resumed).on_load_checkpoint is L.LightningModule.on_load_checkpoint
