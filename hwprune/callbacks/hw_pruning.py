@@ -311,6 +311,9 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._run_teardown()
+
+    def _run_teardown(self) -> None:
         if self._restore_hook is not None:
             self._restore_hook.remove()
             self._restore_hook = None
@@ -356,8 +359,8 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             self._template = copy_network(pl_module, self._attr, leave_behind=[trainer])
         if not self.dense_widths:
             self.dense_widths = conv_widths(net)
-        if self._restore_hook is None:
-            self._restore_hook = restore_before_weights(trainer, pl_module, self.restore_architecture)
+        self._run_teardown()  # a fit that raised skips teardown: a hook of its Trainer may be left
+        self._restore_hook = restore_before_weights(trainer, pl_module, self.restore_architecture)
         if stage != "fit":
             return
         _checks.check_schedule(

@@ -113,11 +113,14 @@ class UninstructedPruning(*CALLBACK_BASES):  # type: ignore[misc]
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         use_package_of(trainer)
-        if self._restore_hook is None:
-            self._restore_hook = restore_before_weights(trainer, pl_module, self.restore_architecture)
+        self._run_teardown()  # a fit that raised skips teardown: a hook of its Trainer may be left
+        self._restore_hook = restore_before_weights(trainer, pl_module, self.restore_architecture)
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._run_teardown()
+
+    def _run_teardown(self) -> None:
         if self._restore_hook is not None:
             self._restore_hook.remove()
             self._restore_hook = None
