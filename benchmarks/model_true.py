@@ -54,13 +54,13 @@ log = logging.getLogger(__name__)
 
 
 def hwprune_plan(
-    dense: nn.Module, pred: Any, shape: tuple[int, ...], ratio: float, target: Any, min_ratio: float
+    dense: nn.Module, pred: Any, shape: tuple[int, ...], ratio: float, target: Any, min_channel_ratio: float
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Plan to ``ratio`` of the dense model's predicted latency through the closed loop; apply it."""
     model = copy.deepcopy(dense)
     dense_pred = float(pred.predict_model(dense, shape))
     budget = ratio * dense_pred
-    planner = partial(_plan, predictor=pred, shape=shape, min_ratio=min_ratio)
+    planner = partial(_plan, predictor=pred, shape=shape, min_channel_ratio=min_channel_ratio)
     t0 = time.perf_counter()
     vp = plan_and_verify(model, pred, shape, budget, planner, target=target)
     seconds = time.perf_counter() - t0
@@ -78,8 +78,8 @@ def hwprune_plan(
     }
 
 
-def _plan(gm: Any, budget: float, *, predictor: Any, shape: tuple[int, ...], min_ratio: float) -> Any:
-    return plan_pruning(gm, predictor, shape, budget, importance="l1", snap_mode="up", min_ratio=min_ratio)
+def _plan(gm: Any, budget: float, *, predictor: Any, shape: tuple[int, ...], min_channel_ratio: float) -> Any:
+    return plan_pruning(gm, predictor, shape, budget, importance="l1", snap="up", min_channel_ratio=min_channel_ratio)
 
 
 def layer_check(
@@ -165,7 +165,7 @@ def run_setting(spec: str, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
         if r == 0:
             run["heldout"] = heldout_accuracy(pred.source_table_, shape)
         for ratio in cfg["ratios"]:
-            m, info = hwprune_plan(dense, pred, shape, ratio, target, float(cfg["min_ratio"]))
+            m, info = hwprune_plan(dense, pred, shape, ratio, target, float(cfg["min_channel_ratio"]))
             info["params"] = n_params(m)
             models[f"hwprune_{ratio:g}_run{r}"] = m
             run["plans"][f"{ratio:g}"] = info
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-ratio", type=float, default=None, help="no group below this share of its width")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, overrides=args.set)
-    for key in ("target", "runs", "ratios", "step", "pairs", "rounds", "model_sample_ms", "min_ratio"):
+    for key in ("target", "runs", "ratios", "step", "pairs", "rounds", "model_sample_ms", "min_channel_ratio"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     for key in ("repeat", "min_repeat_ms"):

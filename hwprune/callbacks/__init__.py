@@ -5,14 +5,12 @@ Example:
     >>> cb = HardwareAwarePruning("pred.skops", (1, 1, 28, 28), latency_ratio=0.5)  # doctest: +SKIP
 """
 
-from hwprune.callbacks.hw_pruning import (
-    HardwareAwarePruning,
-    PruneStepLog,
-    load_pruned,
-    remap_optimizer_state,
-)
+from hwprune.callbacks.hw_pruning import HardwareAwarePruning
 from hwprune.callbacks.predictor_factory import PredictorFactory, ensure_predictor
+from hwprune.callbacks.report import PruneStepLog
 from hwprune.callbacks.uninstructed import UninstructedPruning
+from hwprune.prune.bundle import load_pruned
+from hwprune.prune.optim import remap_optimizer_state
 
 __all__ = [
     "HardwareAwarePruning",

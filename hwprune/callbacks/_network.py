@@ -19,9 +19,13 @@ Example:
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+from typing import Any
+
 from torch import nn
 
-__all__ = ["find_network", "network_candidates"]
+__all__ = ["copy_network", "find_network", "network_candidates", "set_network"]
 
 
 def _has_conv(m: nn.Module) -> bool:
@@ -120,3 +124,46 @@ def _several_networks(module: nn.Module, candidates: list[str]) -> bool:
         return _has_conv(m) and any(isinstance(x, nn.Linear) for x in m.modules())
 
     return sum(looks_complete(getattr(module, c)) for c in candidates) >= 2
+
+
+def set_network(module: nn.Module, attr: str, net: nn.Module) -> None:
+    """Put ``net`` (a rebuilt copy of the network) in place of the network of ``module``.
+
+    Args:
+        module: The LightningModule.
+        attr: The network's attribute (:func:`find_network`), ``""`` for the module itself.
+        net: The new network; for ``attr=""``, a copy of the module itself.
+
+    Example:
+        >>> m = nn.Sequential(nn.Conv2d(1, 2, 1))
+        >>> set_network(m, "", nn.Sequential(nn.Conv2d(1, 3, 1)))
+        >>> m[0].out_channels
+        3
+    """
+    if attr:
+        setattr(module, attr, net)
+        return
+    # The network is the module itself: the copy's shapes may differ from the live module's, so the parts
+    # that hold weights are swapped in, instead of loading a state dict across shapes.
+    for name, child in net.named_children():
+        if any(True for _ in child.parameters()) or any(True for _ in child.buffers()):
+            setattr(module, name, child)
+    for name, p in net.named_parameters(recurse=False):
+        setattr(module, name, p)
+
+
+def copy_network(module: nn.Module, attr: str, leave_behind: Sequence[object] = ()) -> nn.Module:
+    """A CPU copy of the network of ``module``.
+
+    Args:
+        module: The LightningModule.
+        attr: The network's attribute (:func:`find_network`), ``""`` for the module itself.
+        leave_behind: Objects the copy must not duplicate (the Trainer, when the network is the module
+            itself); they become None in the copy.
+
+    Returns:
+        The copy, on the CPU.
+    """
+    net = getattr(module, attr) if attr else module
+    memo: dict[int, Any] = {id(o): None for o in leave_behind} if not attr else {}
+    return copy.deepcopy(net, memo).cpu()

@@ -1,19 +1,28 @@
-"""The uninstructed baseline: Torch-Pruning's uniform L1 channel pruning, blind to latency."""
+"""The uninstructed baseline: Torch-Pruning's uniform L1 channel pruning, blind to latency.
+
+Its state is Torch-Pruning's pruning history, so that ``Trainer.fit(ckpt_path=...)`` after the prune
+rebuilds the pruned architecture before the checkpoint's weights load, as
+:class:`~hwprune.callbacks.HardwareAwarePruning` does
+(:func:`hwprune.callbacks._trainer.restore_before_weights`).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
 from hwprune.callbacks._lightning import CALLBACK_BASES, rank_zero_only, use_package_of
 from hwprune.callbacks._network import find_network
-from hwprune.prune.graph import resolve_ignored
+from hwprune.callbacks._trainer import rebuild_optimizers, restore_before_weights
+from hwprune.measure.space import check_input_shape
+from hwprune.prune.graph import PruneRecord, replay_history, resolve_ignored
 
 if TYPE_CHECKING:  # either package works at run time (see hwprune.callbacks._lightning)
     import pytorch_lightning as pl
@@ -54,9 +63,7 @@ class UninstructedPruning(*CALLBACK_BASES):  # type: ignore[misc]
         model_attr: str | None = None,
     ) -> None:
         super().__init__()
-        shape = tuple(int(s) for s in input_shape)
-        if len(shape) != 4 or any(s <= 0 for s in shape):
-            raise ValueError(f"`input_shape` must be 4 positive ints, got {input_shape!r}")
+        shape = check_input_shape(input_shape)
         if not isinstance(pruning_ratio, int | float) or not 0.0 < pruning_ratio < 1.0:
             raise ValueError(f"`pruning_ratio` must be a fraction in (0, 1), got {pruning_ratio!r}")
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
@@ -70,14 +77,53 @@ class UninstructedPruning(*CALLBACK_BASES):  # type: ignore[misc]
         self.ignored_layers = tuple(ignored_layers)
         self.model_attr = model_attr
         self.done = False
+        self.history: list[PruneRecord] = []  # Torch-Pruning's records of the prune
+        self._applied = False  # whether the live network holds the history
+        self._restore_hook: RemovableHandle | None = None
 
     @override
-    def state_dict(self) -> dict[str, bool]:
-        return {"done": self.done}
+    def state_dict(self) -> dict[str, Any]:
+        return {"done": self.done, "history": [list(r) for r in self.history]}
 
     @override
-    def load_state_dict(self, state_dict: dict[str, bool]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.done = bool(state_dict["done"])
+        # Checkpoints written before the history was kept hold none.
+        self.history = [(str(n), bool(o), [int(i) for i in ix]) for n, o, ix in state_dict.get("history", [])]
+
+    def restore_architecture(self, pl_module: nn.Module, checkpoint: Mapping[str, Any]) -> None:
+        """Replay the prune recorded in ``checkpoint`` on the still-dense network (before its weights load).
+
+        Args:
+            pl_module: The LightningModule being restored.
+            checkpoint: The Lightning checkpoint being restored.
+        """
+        state = checkpoint.get("callbacks", {}).get(self.state_key)
+        if state is None or self._applied:
+            return
+        self.load_state_dict(state)
+        if self.history:
+            net = find_network(pl_module, self.model_attr)[1]
+            replay_history(net, self.input_shape, [self.history], self.ignored_layers)
+            self._applied = True
+            rank_zero_only(log.info)(
+                "resumed the uninstructed prune (%d records replayed)", len(self.history)
+            )
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        use_package_of(trainer)
+        self._run_teardown()  # a fit that raised skips teardown: a hook of its Trainer may be left
+        self._restore_hook = restore_before_weights(trainer, pl_module, self.restore_architecture)
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._run_teardown()
+
+    def _run_teardown(self) -> None:
+        if self._restore_hook is not None:
+            self._restore_hook.remove()
+            self._restore_hook = None
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -100,8 +146,10 @@ class UninstructedPruning(*CALLBACK_BASES):  # type: ignore[misc]
         before = sum(q.numel() for q in net.parameters())
         pruner.step()
         after = sum(q.numel() for q in net.parameters())
+        self.history = [(str(n), bool(o), [int(i) for i in ix]) for n, o, ix in pruner.pruning_history()]
+        self._applied = True
         self.done = True
-        trainer.strategy.setup_optimizers(trainer)
+        rebuild_optimizers(trainer, keep_schedulers=False)
         for logger in trainer.loggers:
             logger.log_metrics({"pruning/params": float(after)}, step=trainer.global_step)
         rank_zero_only(log.info)(

@@ -124,8 +124,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
-    import torch
-
     from hwprune.models.factory import build_model
     from hwprune.predict import LatencyPredictor
     from hwprune.prune import conv_widths, predicted_latency, prune_to_budget
@@ -180,21 +178,14 @@ def _cmd_prune(args: argparse.Namespace) -> int:
             f"{list(d.friendly[-8:])}"
         )
     if args.out:
-        torch.save(
-            {
-                "format": "hwprune-pruned/1",
-                "input_shape": list(shape),
-                "history": [res.history],
-                "ignored_layers": [],
-                "model_spec": {
-                    "_target_": "hwprune.models.build_model",
-                    "name": args.model,
-                    "in_channels": shape[1],
-                    "input_size": shape[-1],
-                },
-                "state_dict": model.state_dict(),
-            },
-            Path(args.out),
-        )
+        from hwprune.prune.bundle import write_bundle
+
+        spec = {
+            "_target_": "hwprune.models.build_model",
+            "name": args.model,
+            "in_channels": shape[1],
+            "input_size": shape[-1],
+        }
+        write_bundle(args.out, model, shape, [res.history], model_spec=spec)
         print(f"wrote {args.out} ({sum(dense.values())} -> {sum(conv_widths(model).values())} conv channels)")
     return 0

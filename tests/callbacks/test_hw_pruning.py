@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from hwprune.callbacks import HardwareAwarePruning, load_pruned
+from hwprune.callbacks._resolve import warn_on_mismatch
 from hwprune.models.factory import build_model
 from hwprune.module import ClassificationModule
 from hwprune.prune import conv_widths, predicted_latency
@@ -334,7 +335,5 @@ def test_predictor_and_shape_are_validated(tmp_path: Path, predictor: object) ->
 
 
 def test_warns_when_the_predictor_was_fitted_for_another_batch(predictor: object) -> None:
-    cb = HardwareAwarePruning(predictor, (4, 1, 28, 28), latency_ratio=0.5, verify=False)
-    cb.predictor = predictor  # type: ignore[assignment]
     with pytest.warns(UserWarning, match=r"fitted on batch \[1\], but this run plans for batch 4"):
-        cb._warn_on_mismatch()
+        warn_on_mismatch(predictor, None, (4, 1, 28, 28))

@@ -1,5 +1,6 @@
 """Lightning's conventions (issue 12, items 1-5): both packages, finding the network, a strict monitor, a
-schedule that fits in ``max_epochs``, and the input shape checked against the data.
+schedule that fits in ``max_epochs``, and the input shape checked against the data; and (issue 13) resume
+and rollback without touching the user's module's methods.
 
 Modules here are written the way Lightning's docs write them: ``import lightning as L``, the network under
 ``self.net`` or the layers on the module itself, ``self.log("val_acc", ...)``.
@@ -103,19 +104,19 @@ def lit_teacher_student(L: ModuleType) -> Any:
 
 
 def _trainer(L: ModuleType, tmp_path: Path, callbacks: list[Any], epochs: int = 2, **kw: Any) -> Any:
-    return L.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        callbacks=callbacks,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        default_root_dir=tmp_path,
-        num_sanity_val_steps=0,
-        **kw,
-    )
+    args: dict[str, Any] = {
+        "max_epochs": epochs,
+        "accelerator": "cpu",
+        "devices": 1,
+        "callbacks": callbacks,
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,
+        "default_root_dir": tmp_path,
+        "num_sanity_val_steps": 0,
+    }
+    return L.Trainer(**{**args, **kw})
 
 
 def _cb(predictor: object, tmp_path: Path, **kw: Any) -> HardwareAwarePruning:
@@ -313,3 +314,123 @@ def test_input_shape_is_checked_on_the_first_batch(
 def test_new_arguments_are_validated(kwargs: dict[str, Any], match: str, predictor: object) -> None:
     with pytest.raises(ValueError, match=match):
         HardwareAwarePruning(predictor, SHAPE, latency_ratio=0.5, **kwargs)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ issue 13: rollback and resume
+def _widths(net: nn.Module) -> dict[str, int]:
+    return {n: m.out_channels for n, m in net.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+def test_module_itself_rolls_back_to_a_pruned_step(tmp_path: Path, predictor: object) -> None:
+    """``model_attr=""``: a rollback to a pruned (not dense) step swaps the layers of that step back in."""
+    L = importlib.import_module("lightning.pytorch")
+    L.seed_everything(0)
+    module = lit_layers(L)
+    cb = _cb(
+        predictor,
+        tmp_path,
+        model_attr="",
+        monitor="probe",
+        max_accuracy_drop=0.05,
+        rollback="stop",
+        latency_ratio=0.5,
+        num_steps=2,
+    )
+
+    class Collapse(L.Callback):
+        """The score collapses once the second step is applied; the first step is good."""
+
+        def __init__(self) -> None:
+            self.after_first: dict[str, int] = {}
+
+        def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            if len(cb.history) == 1 and not self.after_first:
+                self.after_first = _widths(pl_module)
+            pl_module.log("probe", 0.2 if len(cb.history) >= 2 else 0.9)
+
+    probe = Collapse()
+    _trainer(L, tmp_path, [probe, cb], epochs=3).fit(module, _data(0), _data(1))
+    assert [s.outcome for s in cb.steps] == ["pruned", "rolled back"] and cb.stopped
+    assert len(cb.history) == 1
+    assert _widths(module) == probe.after_first != {"conv1": 32, "conv2": 64}
+    assert cb.good_state is not None
+    for k, v in module.state_dict().items():  # the weights committed after the first step, in its shapes
+        torch.testing.assert_close(v.cpu(), cb.good_state[k])
+    assert module(torch.zeros(2, *SHAPE[1:])).shape == (2, 10)
+
+
+def test_uninstructed_resumes_the_pruned_architecture(tmp_path: Path) -> None:
+    L = importlib.import_module("lightning.pytorch")
+    L.seed_everything(0)
+    ckpt = tmp_path / "ckpt"
+
+    class AtStart(L.Callback):
+        """The weights training goes on from (after any restore)."""
+
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+    def run(module: Any, epochs: int, **fit: Any) -> tuple[UninstructedPruning, AtStart]:
+        cb, start = UninstructedPruning(SHAPE, pruning_ratio=0.5, epoch=1, round_to=8), AtStart()
+        saver = L.callbacks.ModelCheckpoint(dirpath=ckpt, save_last=True)
+        trainer = _trainer(L, tmp_path, [start, cb, saver], epochs=epochs, enable_checkpointing=True)
+        trainer.fit(module, _data(0), **fit)
+        return cb, start
+
+    run(lit_layers(L), 2)
+    saved = torch.load(ckpt / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert saved["conv1.weight"].shape[0] == 16 and saved["conv2.weight"].shape[0] == 32
+    resumed = lit_layers(L)
+    cb, start = run(resumed, 3, ckpt_path=ckpt / "last.ckpt")
+    assert cb.done and cb.history
+    for k, v in saved.items():  # the checkpoint's pruned weights loaded into the rebuilt architecture
+        torch.testing.assert_close(start.state[k], v)
+    assert (resumed.conv1.out_channels, resumed.conv2.out_channels) == (16, 32)  # not pruned a second time
+    assert (resumed.fc.in_features, resumed.fc.out_features) == (32, 10)
+
+
+def test_two_callbacks_resume_their_own_networks(tmp_path: Path, predictor: object) -> None:
+    """Two callbacks on one module (teacher and student), each restoring its own history on resume."""
+    L = importlib.import_module("lightning.pytorch")
+    L.seed_everything(0)
+    ckpt = tmp_path / "ckpt"
+    dense = _widths(build_model("small_resnet"))
+
+    def run(module: Any, epochs: int, **fit: Any) -> tuple[HardwareAwarePruning, HardwareAwarePruning]:
+        teacher = _cb(predictor, tmp_path, model_attr="teacher", latency_ratio=0.7, report_dir=tmp_path / "t")
+        student = _cb(predictor, tmp_path, model_attr="student", latency_ratio=0.4, report_dir=tmp_path / "s")
+        saver = L.callbacks.ModelCheckpoint(dirpath=ckpt, save_last=True)
+        callbacks = [teacher, student, saver]
+        _trainer(L, tmp_path, callbacks, epochs=epochs, enable_checkpointing=True).fit(
+            module, _data(0), **fit
+        )
+        return teacher, student
+
+    first = lit_teacher_student(L)
+    run(first, 2)
+    pruned = {"teacher": _widths(first.teacher), "student": _widths(first.student)}
+    assert dense != pruned["teacher"] != pruned["student"] != dense
+    resumed = lit_teacher_student(L)
+    # max_epochs as before: Lightning restores the checkpoint, then finds nothing left to train.
+    teacher, student = run(resumed, 2, ckpt_path=ckpt / "last.ckpt")
+    assert {"teacher": _widths(resumed.teacher), "student": _widths(resumed.student)} == pruned
+    assert len(teacher.history) == len(student.history) == 1 and len(teacher.steps) == 1
+    assert type(resumed).on_load_checkpoint is L.LightningModule.on_load_checkpoint
+    assert "on_load_checkpoint" not in vars(resumed)  # the user's module is not patched
+    assert not resumed._load_state_dict_pre_hooks  # the restore hooks are gone after the fit
+
+
+def test_restore_hook_names_a_lightning_that_hides_the_checkpoint() -> None:
+    """The workaround's one private read fails loudly, and its handle takes the hook away again."""
+    from hwprune.callbacks._trainer import restore_before_weights
+
+    class NoConnector:
+        """A Trainer of a Lightning version without ``_checkpoint_connector``."""
+
+    trainer, net, calls = NoConnector(), nn.Conv2d(1, 2, 1), []
+    handle = restore_before_weights(trainer, net, lambda module, ckpt: calls.append(ckpt))  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match=r"cannot read the checkpoint being restored .*_loaded_checkpoint"):
+        net.load_state_dict(net.state_dict())
+    handle.remove()
+    net.load_state_dict(net.state_dict())
+    assert calls == []
