@@ -52,6 +52,7 @@ ARGUMENTS = frozenset(
         "strict",
         "schedule_check",
         "shape_check",
+        "target",
     }
 )
 """The constructor arguments that :func:`check_arguments` checks (``input_shape`` has its own check)."""
@@ -62,6 +63,10 @@ def _is_int_at_least(value: Any, low: int) -> bool:
 
 
 def _check_predictor(predictor: Any) -> None:
+    if isinstance(predictor, Mapping):  # several targets: each value is one target's predictor
+        for value in predictor.values():
+            _check_predictor(value)
+        return
     if isinstance(predictor, str | os.PathLike):
         if not Path(predictor).exists():
             raise FileNotFoundError(f"`predictor` path {predictor} does not exist")
@@ -79,10 +84,15 @@ def _check_budget_and_schedule(a: Mapping[str, Any]) -> None:
             f"exactly one of `latency_ratio` and `latency_ms` must be given, got latency_ratio={ratio!r}, "
             f"latency_ms={ms!r}"
         )
-    if ratio is not None and not (isinstance(ratio, int | float) and 0.0 < float(ratio) < 1.0):
-        raise ValueError(f"`latency_ratio` must be a fraction in (0, 1), got {ratio!r}")
-    if ms is not None and not (isinstance(ms, int | float) and math.isfinite(ms) and ms > 0):
-        raise ValueError(f"`latency_ms` must be a latency in ms (> 0), got {ms!r}")
+    if isinstance(a["predictor"], Mapping):
+        from hwprune.callbacks._multi import check_multi
+
+        check_multi(a["predictor"], ratio, ms, a["target"])
+    else:
+        if ratio is not None and not (isinstance(ratio, int | float) and 0.0 < float(ratio) < 1.0):
+            raise ValueError(f"`latency_ratio` must be a fraction in (0, 1), got {ratio!r}")
+        if ms is not None and not (isinstance(ms, int | float) and math.isfinite(ms) and ms > 0):
+            raise ValueError(f"`latency_ms` must be a latency in ms (> 0), got {ms!r}")
     for name, low in (("start_epoch", 0), ("prune_every_n_epochs", 1), ("num_steps", 1)):
         if not _is_int_at_least(a[name], low):
             raise ValueError(f"`{name}` must be an int >= {low}, got {a[name]!r}")

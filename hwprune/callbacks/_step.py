@@ -48,6 +48,8 @@ class PruneDecision:
         measured_after_ms: The candidate timed on the target (the current model's time for a no-op).
         closed_loop: The closed loop's rounds, as dicts.
         closed_loop_note: Why the closed loop accepted or refused the step.
+        per_target: With several targets, each target's budget, predicted and measured latency, and
+            where it gave way (see :mod:`hwprune.callbacks._multi`); empty with one target.
     """
 
     removals: dict[str, list[int]]
@@ -60,6 +62,7 @@ class PruneDecision:
     measured_after_ms: float | None = None
     closed_loop: tuple[dict[str, Any], ...] = ()
     closed_loop_note: str = ""
+    per_target: tuple[dict[str, Any], ...] = ()
 
     def to_log(self, step: int, epoch: int, score_before: float | None, apply_seconds: float) -> PruneStepLog:
         """The step as reported, once applied (``"pruned"``, or ``"no-op"`` without removals).
@@ -87,6 +90,7 @@ class PruneDecision:
             measured_after_ms=self.measured_after_ms,
             closed_loop=self.closed_loop,
             closed_loop_note=self.closed_loop_note,
+            per_target=self.per_target,
         )
 
 

@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
-from hwprune.callbacks import _checks, _resolve
+from hwprune.callbacks import _checks, _multi, _resolve
 from hwprune.callbacks._lightning import CALLBACK_BASES, rank_zero_only, use_package_of
 from hwprune.callbacks._network import copy_network, find_network, set_network
 from hwprune.callbacks._step import PruneDecision, apply_step, decide_step
@@ -60,6 +60,11 @@ RollbackMode = Literal["stop", "shrink"]
 CheckAction = Literal["raise", "warn"]
 
 
+def _one(value: Any) -> float | None:
+    """A budget as one float; None when absent or given per target (several targets)."""
+    return None if value is None or isinstance(value, Mapping) else float(value)
+
+
 class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
     """Prune channels during fine-tuning until the model meets a latency budget on a target.
 
@@ -68,9 +73,16 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             :class:`hwprune.predict.LatencyPredictor`), the path of a saved one, or a callable
             ``(model, input_shape) -> predictor`` called once in :meth:`setup` (e.g.
             :func:`hwprune.callbacks.ensure_predictor`, which measures and fits when no table is cached).
+            Several targets: a mapping target name -> one of those. One architecture is then planned that
+            meets every target's budget, each target priced at its own batch (a factory's target batch, or
+            a predictor's only fitted batch, else ``input_shape``'s) by
+            :func:`hwprune.prune.multi_target.plan_for_targets`; the report gives every target's predicted
+            and (where it can be timed here) measured latency, and where a target gave way. The first
+            target is the primary one, whose figures fill the single-target fields of logs and report.
         input_shape: The model's input shape including batch, e.g. ``(1, 1, 28, 28)``.
         latency_ratio: Budget as a fraction in (0, 1) of the dense model's predicted latency.
         latency_ms: Budget as an absolute predicted latency in ms (> 0). Give exactly one of the two.
+            With several targets, either may be one value for all or a mapping target name -> value.
         start_epoch: Epoch (>= 0) at whose start the first step runs.
         prune_every_n_epochs: Epochs (>= 1) of fine-tuning between steps.
         num_steps: Steps (>= 1) from dense to the budget; the budget shrinks linearly.
@@ -101,7 +113,8 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         model_spec: Optional Hydra config of the dense model, stored in the bundle so that
             :func:`load_pruned` can rebuild without code.
         target: The :class:`~hwprune.measure.Target` (or catalogue name) to time on; default: the
-            predictor's ``target_``, at the run's batch.
+            predictor's ``target_``, at the run's batch. With several targets: None, or a mapping target
+            name -> Target, catalogue name, None (the predictor's ``target_``) or False (never timed here).
         closed_loop_rounds: Re-plans (>= 0) of a step whose candidate misses its budget by more than 5%
             when timed; each first measures the configs the table lacks and refits the predictor.
         strict: As in ``EarlyStopping``: raise when ``monitor`` is not among the logged metrics at
@@ -167,8 +180,9 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         _checks.check_arguments(**{k: v for k, v in locals().items() if k in _checks.ARGUMENTS})
         self.predictor_arg = predictor
         self.input_shape = check_input_shape(input_shape)
-        self.latency_ratio = None if latency_ratio is None else float(latency_ratio)
-        self.latency_ms = None if latency_ms is None else float(latency_ms)
+        self.latency_ratio_arg, self.latency_ms_arg = latency_ratio, latency_ms  # floats, or per target
+        self.latency_ratio = _one(latency_ratio)
+        self.latency_ms = _one(latency_ms)
         self.start_epoch = start_epoch
         self.prune_every_n_epochs = prune_every_n_epochs
         self.num_steps = num_steps
@@ -190,7 +204,9 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         self.strict = strict
         self.schedule_check = schedule_check
         self.shape_check = shape_check
-        self.predictor: Predictor | None = None
+        self.predictor: Predictor | None = None  # with several targets: the primary (first) target's
+        self.sides: dict[str, _multi.TargetSide] | None = None  # several targets (rank 0, in setup)
+        self.dense_by_target: dict[str, float] = {}  # several targets: each one's dense latency
         self._target: Any = None  # resolved in setup (rank 0): the Target timed end to end, or None
         # State (see state_dict): the schedule position and the architecture.
         self.history: list[list[PruneRecord]] = []
@@ -239,6 +255,7 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             "last_score": self.last_score,
             "dense_widths": dict(self.dense_widths),
             "dense_latency_ms": self.dense_latency_ms,
+            "dense_by_target": dict(self.dense_by_target),
             "good_history_len": self.good_history_len,
             "good_state": self.good_state,
             "steps": [asdict(s) for s in self.steps],
@@ -259,6 +276,7 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         self.last_score = state_dict["last_score"]
         self.dense_widths = {str(k): int(v) for k, v in state_dict["dense_widths"].items()}
         self.dense_latency_ms = state_dict["dense_latency_ms"]
+        self.dense_by_target = {str(k): float(v) for k, v in state_dict.get("dense_by_target", {}).items()}
         self.good_history_len = int(state_dict["good_history_len"])
         self.good_state = state_dict["good_state"]
         self.steps = [PruneStepLog(**s) for s in state_dict["steps"]]
@@ -371,6 +389,16 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             self.schedule_check,
             trainer.fast_dev_run,
         )
+        if _multi.is_multi(self.predictor_arg):
+            if trainer.is_global_zero and self.sides is None:
+                self.sides = _multi.resolve_sides(
+                    self.predictor_arg, self.target_arg, self.verify, net, self.input_shape
+                )
+                primary = next(iter(self.sides.values()))
+                self.predictor, self._target = primary.predictor, primary.timing
+                self.dense_by_target = _multi.dense_latencies(self.sides, self._template, self.input_shape)
+                self.dense_latency_ms = next(iter(self.dense_by_target.values()))
+            return  # each target's budget is checked by the planner: a step says which target is NOT met
         if trainer.is_global_zero and self.predictor is None:
             self.predictor = _resolve.resolve_predictor(self.predictor_arg, net, self.input_shape)
         if trainer.is_global_zero and self.predictor is not None and self._target is None:
@@ -406,10 +434,16 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ the schedule
     def _target_ms(self) -> float:
+        if self.sides is not None:  # several targets: the primary one's final budget
+            return next(iter(self._budgets(1.0).values()))
         if self.latency_ms is not None:
             return self.latency_ms
         assert self.dense_latency_ms is not None and self.latency_ratio is not None  # set in setup
         return self.latency_ratio * self.dense_latency_ms
+
+    def _budgets(self, fraction: float) -> dict[str, float]:
+        """Several targets: each one's budget ``fraction`` of the way from its dense latency to its own."""
+        return _multi.budgets_ms(self.dense_by_target, self.latency_ratio_arg, self.latency_ms_arg, fraction)
 
     def _is_prune_epoch(self, epoch: int) -> bool:
         return epoch >= self.start_epoch and (epoch - self.start_epoch) % self.prune_every_n_epochs == 0
@@ -436,6 +470,15 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
     def _decide(self, pl_module: pl.LightningModule, fraction: float) -> PruneDecision:
         """Rank 0: the step that moves ``fraction`` of the way from the dense latency to the budget."""
         assert self.predictor is not None and self._template is not None
+        if self.sides is not None:
+            return _multi.decide(
+                self._net(pl_module),
+                self.sides,
+                self.input_shape,
+                self._budgets(fraction),
+                planner_options=self._planner_options(),
+                ignored_layers=self.ignored_layers,
+            )
         # The closed loop recalibrates the predictor between steps: price the dense model with the
         # predictor as it is now, so a ratio budget stays a ratio of like with like.
         dense = predicted_latency(self.predictor, self._template, self.input_shape)
@@ -568,6 +611,36 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             steps=self.steps,
             scheduled_steps=self.num_steps,
         )
+        if self.sides is not None:
+            targets = _multi.report_targets(
+                self.sides,
+                self._template,
+                net,
+                self.input_shape,
+                self._budgets(1.0),
+                asdict(self.steps[-1]) if self.steps else None,
+                self.verify,
+            )
+            result["targets"] = targets
+            missed = [t["target"] for t in targets if not t["met"]]
+            result["budget"] = {
+                "met": not missed,
+                "summary": (
+                    f"budget {'NOT met on ' + ', '.join(missed) if missed else 'met'} "
+                    f"({len(targets) - len(missed)} of {len(targets)} targets met: "
+                    + "; ".join(
+                        f"{t['target']} predicted {t['predicted_ms']['after']:.4f} ms"
+                        + (
+                            f", measured {t['measured_ms']['after_ms']:.4f} ms"
+                            if t["measured_ms"]["after_ms"] is not None
+                            else ""
+                        )
+                        + f" vs budget {t['budget_ms']:.4f} ms"
+                        for t in targets
+                    )
+                    + ")"
+                ),
+            }
         write_report(result, out_dir)
         write_bundle(
             out_dir / "pruned.pt",

@@ -61,6 +61,7 @@ class PruneStepLog:
             one above ``measured_before_ms``.
         closed_loop: The closed loop's rounds (predicted, measured, current ms, configs added).
         closed_loop_note: Why the step was accepted or refused.
+        per_target: With several targets, each target's side of the step (empty with one target).
     """
 
     step: int
@@ -76,6 +77,7 @@ class PruneStepLog:
     measured_after_ms: float | None = None
     closed_loop: tuple[dict[str, Any], ...] = ()
     closed_loop_note: str = ""
+    per_target: tuple[dict[str, Any], ...] = ()
 
 
 def step_metrics(net: nn.Module, input_shape: Sequence[int], entry: PruneStepLog) -> dict[str, float]:
@@ -325,6 +327,7 @@ def render_markdown(r: Mapping[str, Any]) -> str:
         "",
         f"measured: {meas['note']}",
         "",
+        *_targets_markdown(r.get("targets") or []),
         "| layer | in before | in after | out before | out after |",
         "|---|---|---|---|---|",
     ]
@@ -345,6 +348,32 @@ def render_markdown(r: Mapping[str, Any]) -> str:
         for s in r["steps"]
     ]
     return "\n".join(lines) + "\n"
+
+
+def _targets_markdown(targets: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Several targets: one row per target, and where the shared plan was not friendly on it."""
+    if not targets:
+        return []
+    lines = [
+        "| target | batch | budget ms | predicted before | after | measured before | after | met "
+        "| gave way (ms, groups) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in targets:
+        p, m = t["predicted_ms"], t["measured_ms"]
+        lines.append(
+            f"| {t['target']} | {t['batch']} | {t['budget_ms']:.4f} | {_fmt(p['before'])} | {_fmt(p['after'])} "
+            f"| {_fmt(m['before_ms'])} | {_fmt(m['after_ms'])} | {'yes' if t['met'] else 'NO'} "
+            f"| {float(t['gave_way_ms']):.4f}, {len(t['conflicts'])} |"
+        )
+    lines.append("")
+    for t in targets:
+        for root, width, below, extra in t["conflicts"]:
+            lines.append(
+                f"- {t['target']} gave way on `{root}`: {width} channels is not a friendly count there"
+                + (f"; its next friendly count below, {below}, would save {extra:.4f} ms" if below else "")
+            )
+    return [*lines, ""] if any(t["conflicts"] for t in targets) else lines
 
 
 def write_report(report: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:

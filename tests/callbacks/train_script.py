@@ -1,7 +1,7 @@
 """A real, tiny training run with HardwareAwarePruning; the resume and DDP tests start it as a process.
 
 python train_script.py PREDICTOR OUT_DIR [--ddp] [--hang-at-epoch N] [--resume CKPT] [--max-epochs N]
-    [--num-steps N] [--package pytorch_lightning|lightning.pytorch]
+    [--num-steps N] [--package pytorch_lightning|lightning.pytorch] [--second PREDICTOR]
 
 With ``--package lightning.pytorch`` the module is written the way Lightning's docs write one
 (:func:`lit_classifier`: ``import lightning as L``, the network under ``self.net``, ``val_acc`` logged) and
@@ -124,6 +124,7 @@ def main() -> None:
     ap.add_argument("--resume", default=None)
     ap.add_argument("--max-epochs", type=int, default=4)
     ap.add_argument("--num-steps", type=int, default=3)
+    ap.add_argument("--second", default=None, help="a second target's predictor: plan for both")
     ap.add_argument(
         "--package", default="pytorch_lightning", choices=("pytorch_lightning", "lightning.pytorch")
     )
@@ -139,7 +140,7 @@ def main() -> None:
     else:
         module = lit_classifier(pl)
     prune = HardwareAwarePruning(
-        args.predictor,
+        args.predictor if args.second is None else {"first": args.predictor, "second": args.second},
         SHAPE,
         latency_ratio=0.5,
         start_epoch=1,
@@ -185,6 +186,7 @@ def main() -> None:
                 "package": type(trainer).__module__.split(".trainer")[0],
                 "epochs": [s.epoch for s in prune.steps],
                 "world": trainer.world_size,
+                "per_target": [list(s.per_target) for s in prune.steps],
             }
         )
     )
