@@ -6,7 +6,7 @@ Example:
 """
 
 from hwprune.callbacks.hw_pruning import HardwareAwarePruning
-from hwprune.callbacks.predictor_factory import PredictorFactory, ensure_predictor
+from hwprune.callbacks.predictor_factory import PredictorFactory, ensure_predictor, predictor_factories
 from hwprune.callbacks.report import PruneStepLog
 from hwprune.callbacks.uninstructed import UninstructedPruning
 from hwprune.prune.bundle import load_pruned
@@ -18,6 +18,7 @@ __all__ = [
     "PruneStepLog",
     "UninstructedPruning",
     "ensure_predictor",
+    "predictor_factories",
     "load_pruned",
     "remap_optimizer_state",
 ]

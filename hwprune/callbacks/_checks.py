@@ -104,8 +104,15 @@ def _check_budget_and_schedule(a: Mapping[str, Any]) -> None:
 
 
 def _check_choices(a: Mapping[str, Any]) -> None:
+    imp = a["importance"]
+    if isinstance(imp, str) and imp not in IMPORTANCE_KINDS:
+        raise ValueError(f"`importance` must be any of {IMPORTANCE_KINDS}, got {imp!r}")
+    if not isinstance(imp, str) and not callable(imp):
+        raise ValueError(
+            "`importance` must be a name, a Torch-Pruning Importance or a callable (group -> scores), got "
+            f"{type(imp).__name__}"
+        )
     for name, choices in (
-        ("importance", IMPORTANCE_KINDS),
         ("snap", SNAPS),
         ("mode", ("max", "min")),
         ("rollback", ROLLBACKS),

@@ -42,7 +42,8 @@ from hwprune.callbacks._step import PruneDecision, apply_step, decide_step
 from hwprune.callbacks._trainer import rebuild_optimizers, restore_before_weights
 from hwprune.callbacks.report import PruneStepLog, build_report, log_step, write_report
 from hwprune.measure.space import check_input_shape
-from hwprune.prune import ImportanceKind, PruneRecord, conv_widths, predicted_latency, replay_history
+from hwprune.prune import PruneRecord, conv_widths, predicted_latency, replay_history
+from hwprune.prune.importance import ImportanceLike
 from hwprune.prune.bundle import ExportFormat, export_model, load_pruned, write_bundle
 from hwprune.prune.optim import remap_optimizer_state
 from hwprune.staircase import Predictor, SnapMode
@@ -86,7 +87,9 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         start_epoch: Epoch (>= 0) at whose start the first step runs.
         prune_every_n_epochs: Epochs (>= 1) of fine-tuning between steps.
         num_steps: Steps (>= 1) from dense to the budget; the budget shrinks linearly.
-        importance: ``"l1"``, ``"l2"``, ``"bn_scale"`` or ``"taylor"`` (uses the last batch's gradients).
+        importance: ``"l1"``, ``"l2"``, ``"bn_scale"`` or ``"taylor"`` (uses the last batch's gradients), a
+            Torch-Pruning ``Importance`` (e.g. ``tp.importance.GroupMagnitudeImportance(p=2)``) or any callable
+            group -> per-channel scores.
         snap: How widths land on friendly counts: ``"up"``, ``"down"``, ``"nearest"`` or ``None``.
         monitor: Metric tracked for the accuracy check (``trainer.callback_metrics`` key, as the module
             logs it, e.g. ``"val_acc"`` for ``self.log("val_acc", ...)``).
@@ -157,7 +160,7 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         start_epoch: int = 1,
         prune_every_n_epochs: int = 1,
         num_steps: int = 3,
-        importance: ImportanceKind = "l1",
+        importance: ImportanceLike = "l1",
         snap: SnapMode | None = "up",
         monitor: str = "val/acc",
         mode: Literal["max", "min"] = "max",

@@ -17,7 +17,7 @@ from hwprune.measure import EvaluatorConfig, Target, load_target, measure, model
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FAST_PREDICTOR", "PredictorFactory", "cache_table_path", "ensure_predictor"]
+__all__ = ["FAST_PREDICTOR", "PredictorFactory", "cache_table_path", "ensure_predictor", "predictor_factories"]
 
 
 def _slug(text: str) -> str:
@@ -228,3 +228,47 @@ class PredictorFactory:
             evaluator=EvaluatorConfig(repeat=self.repeat, min_repeat_ms=self.min_repeat_ms),
             predictor_kwargs=dict(self.predictor_kwargs) or None,
         )
+
+
+def predictor_factories(target: Any, **kwargs: Any) -> PredictorFactory | dict[str, PredictorFactory]:
+    """One :class:`PredictorFactory` for a target, or one per target for a mapping of targets.
+
+    What ``conf/pruning/hw_aware.yaml`` instantiates: with ``devices=[cpu_torch,cuda_cudnn_tf32]`` its
+    ``target`` is a mapping, and :class:`HardwareAwarePruning` plans one model for every target.
+
+    Args:
+        target: A target (a :class:`~hwprune.measure.Target` or catalogue name), or a mapping name -> target.
+        **kwargs: :class:`PredictorFactory`'s other arguments, shared by every target.
+
+    Returns:
+        The factory, or a dict name -> factory in the mapping's order.
+
+    Raises:
+        ValueError: If ``target`` is an empty mapping.
+
+    Example:
+        >>> sorted(predictor_factories({"cpu_torch": "cpu_torch", "cuda_cudnn_tf32": "cuda_cudnn_tf32"}))
+        ['cpu_torch', 'cuda_cudnn_tf32']
+    """
+    if isinstance(target, Mapping):
+        if not target:
+            raise ValueError("`target` must name at least one target, got an empty mapping")
+        return {str(name): PredictorFactory(_as_target(t), **kwargs) for name, t in target.items()}
+    return PredictorFactory(_as_target(target), **kwargs)
+
+
+def _as_target(target: Any) -> Any:
+    """A target as Hydra hands it inside a mapping -> the Target.
+
+    Hydra instantiates each ``_target_: ...Target`` node of ``devices``, then stores the dataclass back
+    into the mapping's config node as a structured config: ``OmegaConf.to_object`` gives the Target back.
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(target, DictConfig):
+        target = OmegaConf.to_object(target)
+    if isinstance(target, Mapping) and "_target_" in target:
+        from hydra.utils import instantiate
+
+        return instantiate(target)
+    return target

@@ -180,3 +180,31 @@ def test_two_targets_under_ddp_and_resume(tmp_path: Path, predictor: object, tvm
     shapes = {k: v.shape for k, v in saved["state_dict"].items()}
     assert result["start_widths"] == {n: shapes[f"model.{n}.weight"][0] for n in result["start_widths"]}
     assert len(result["per_target"]) == 3 and all(len(step) == 2 for step in result["per_target"])
+
+
+def test_hydra_devices_list_gives_one_factory_per_target(compose_cfg) -> None:  # noqa: ANN001
+    """`devices=[a,b]` (conf/devices/) instantiates a factory per target, each at its target's batch."""
+    from hydra.utils import instantiate
+
+    from hwprune.callbacks import PredictorFactory
+    from hwprune.measure.targets import Target
+
+    cfg = compose_cfg("devices=[cpu_torch,cuda_cudnn_tf32]", "pruning.callbacks.hw_aware.latency_ratio=0.6")
+    cb = instantiate(cfg.pruning.callbacks.hw_aware)
+    assert isinstance(cb, HardwareAwarePruning) and isinstance(cb.predictor_arg, dict)
+    assert list(cb.predictor_arg) == ["cpu_torch", "cuda_cudnn_tf32"]
+    for name, factory in cb.predictor_arg.items():
+        assert isinstance(factory, PredictorFactory) and isinstance(factory.target, Target)
+        assert factory.target.name == name
+    assert [f.target.batch for f in cb.predictor_arg.values()] == [1, 32]
+    single = instantiate(compose_cfg().pruning.callbacks.hw_aware)
+    assert isinstance(single.predictor_arg, PredictorFactory) and single.predictor_arg.target.name == "cpu_torch"
+
+
+def test_a_torch_pruning_importance_is_accepted(predictor: object) -> None:
+    import torch_pruning as tp
+
+    cb = HardwareAwarePruning(predictor, SHAPE, latency_ratio=0.5, importance=tp.importance.GroupMagnitudeImportance(p=2))
+    assert callable(cb.importance)
+    with pytest.raises(ValueError, match="`importance` must be a name, a Torch-Pruning Importance or a callable"):
+        HardwareAwarePruning(predictor, SHAPE, latency_ratio=0.5, importance=3)
