@@ -152,7 +152,9 @@ def _shape(side: TargetSide, input_shape: Sequence[int]) -> tuple[int, ...]:
     return (side.batch, *(int(s) for s in input_shape[1:]))
 
 
-def dense_latencies(sides: Mapping[str, TargetSide], dense: nn.Module, input_shape: Sequence[int]) -> dict[str, float]:
+def dense_latencies(
+    sides: Mapping[str, TargetSide], dense: nn.Module, input_shape: Sequence[int]
+) -> dict[str, float]:
     """Each target's predicted latency of ``dense`` in ms."""
     return {n: predicted_latency(s.predictor, dense, _shape(s, input_shape)) for n, s in sides.items()}
 
@@ -239,7 +241,9 @@ def decide(
                 "weight": r.weight,
                 "gave_way_ms": r.gave_way_ms,
                 "conflicts": [
-                    [c.root, c.width, c.friendly_below, round(c.extra_ms, 6)] for c in mp.conflicts if c.target == n
+                    [c.root, c.width, c.friendly_below, round(c.extra_ms, 6)]
+                    for c in mp.conflicts
+                    if c.target == n
                 ],
                 "measured_before_ms": None if m is None else m[0],
                 "measured_after_ms": None if m is None else (m[1] if removals else m[0]),

@@ -43,8 +43,8 @@ from hwprune.callbacks._trainer import rebuild_optimizers, restore_before_weight
 from hwprune.callbacks.report import PruneStepLog, build_report, log_step, write_report
 from hwprune.measure.space import check_input_shape
 from hwprune.prune import PruneRecord, conv_widths, predicted_latency, replay_history
-from hwprune.prune.importance import ImportanceLike
 from hwprune.prune.bundle import ExportFormat, export_model, load_pruned, write_bundle
+from hwprune.prune.importance import ImportanceLike
 from hwprune.prune.optim import remap_optimizer_state
 from hwprune.staircase import Predictor, SnapMode
 
@@ -87,9 +87,9 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         start_epoch: Epoch (>= 0) at whose start the first step runs.
         prune_every_n_epochs: Epochs (>= 1) of fine-tuning between steps.
         num_steps: Steps (>= 1) from dense to the budget; the budget shrinks linearly.
-        importance: ``"l1"``, ``"l2"``, ``"bn_scale"`` or ``"taylor"`` (uses the last batch's gradients), a
-            Torch-Pruning ``Importance`` (e.g. ``tp.importance.GroupMagnitudeImportance(p=2)``) or any callable
-            group -> per-channel scores.
+        importance: ``"l1"``, ``"l2"``, ``"bn_scale"`` or ``"taylor"`` (uses the last batch's gradients),
+            a Torch-Pruning ``Importance`` (e.g. ``tp.importance.GroupMagnitudeImportance(p=2)``) or any
+            callable group -> per-channel scores.
         snap: How widths land on friendly counts: ``"up"``, ``"down"``, ``"nearest"`` or ``None``.
         monitor: Metric tracked for the accuracy check (``trainer.callback_metrics`` key, as the module
             logs it, e.g. ``"val_acc"`` for ``self.log("val_acc", ...)``).

@@ -17,7 +17,13 @@ from hwprune.measure import EvaluatorConfig, Target, load_target, measure, model
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FAST_PREDICTOR", "PredictorFactory", "cache_table_path", "ensure_predictor", "predictor_factories"]
+__all__ = [
+    "FAST_PREDICTOR",
+    "PredictorFactory",
+    "cache_table_path",
+    "ensure_predictor",
+    "predictor_factories",
+]
 
 
 def _slug(text: str) -> str:

@@ -362,7 +362,8 @@ def _targets_markdown(targets: Sequence[Mapping[str, Any]]) -> list[str]:
     for t in targets:
         p, m = t["predicted_ms"], t["measured_ms"]
         lines.append(
-            f"| {t['target']} | {t['batch']} | {t['budget_ms']:.4f} | {_fmt(p['before'])} | {_fmt(p['after'])} "
+            f"| {t['target']} | {t['batch']} | {t['budget_ms']:.4f} | {_fmt(p['before'])} "
+            f"| {_fmt(p['after'])} "
             f"| {_fmt(m['before_ms'])} | {_fmt(m['after_ms'])} | {'yes' if t['met'] else 'NO'} "
             f"| {float(t['gave_way_ms']):.4f}, {len(t['conflicts'])} |"
         )

@@ -9,10 +9,11 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from hwprune._lazy import lazy_exports
 
 # Re-exports load on first use, so that `hwprune --help` (which imports hwprune.prune.cli) imports no torch.
 _EXPORTS: dict[str, str] = {
@@ -159,13 +160,4 @@ def prune_to_budget(
     return StepResult(plan, history, predicted_latency(predictor, model, input_shape))
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -66,7 +66,9 @@ class AtBatch:
 class _Folded:
     """The targets folded into one cost: ``sum_t w_t * cost_t / B_t`` (see the module docstring)."""
 
-    def __init__(self, members: Mapping[str, AtBatch], budgets: Mapping[str, float], weights: Mapping[str, float]):
+    def __init__(
+        self, members: Mapping[str, AtBatch], budgets: Mapping[str, float], weights: Mapping[str, float]
+    ):
         self.members = dict(members)
         self.scale = {t: float(weights[t]) / float(budgets[t]) for t in self.members}
         self.overhead_ms_ = sum(self.scale[t] * m.overhead_ms_ for t, m in self.members.items())
@@ -155,9 +157,13 @@ class MultiTargetPlan:
         return self.plan.removals
 
 
-def _check(predictors: Mapping[str, Predictor], budgets: Mapping[str, float], batches: Mapping[str, int]) -> None:
+def _check(
+    predictors: Mapping[str, Predictor], budgets: Mapping[str, float], batches: Mapping[str, int]
+) -> None:
     if not isinstance(predictors, Mapping) or not predictors:
-        raise ValueError(f"`predictors` must be a non-empty mapping of target name -> predictor, got {predictors!r}")
+        raise ValueError(
+            f"`predictors` must be a non-empty mapping of target name -> predictor, got {predictors!r}"
+        )
     for name, p in predictors.items():
         if not hasattr(p, "predict"):
             raise TypeError(f"`predictors[{name!r}]` must have predict(DataFrame), got {type(p).__name__}")
@@ -165,7 +171,9 @@ def _check(predictors: Mapping[str, Predictor], budgets: Mapping[str, float], ba
         missing = sorted(set(predictors) - set(m))
         extra = sorted(set(m) - set(predictors))
         if missing or extra:
-            raise ValueError(f"`{what}` must name the same targets as `predictors`: missing {missing}, extra {extra}")
+            raise ValueError(
+                f"`{what}` must name the same targets as `predictors`: missing {missing}, extra {extra}"
+            )
     for name, b in budgets.items():
         if not (isinstance(b, int | float) and math.isfinite(b) and b > 0):
             raise ValueError(f"`budgets_ms[{name!r}]` must be a latency in ms (> 0), got {b!r}")

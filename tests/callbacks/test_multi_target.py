@@ -14,9 +14,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 from functools import partial
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -26,10 +25,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from hwprune.callbacks import HardwareAwarePruning
 from hwprune.callbacks.predictor_factory import FAST_PREDICTOR
 from hwprune.models.factory import build_model
+from hwprune.module import ClassificationModule
 from hwprune.predict import LatencyPredictor
 from hwprune.prune import conv_widths, predicted_latency
-
-from hwprune.module import ClassificationModule
 
 SHAPE = (1, 1, 28, 28)
 
@@ -67,7 +65,9 @@ def tvm_predictor() -> LatencyPredictor:
     return LatencyPredictor(**{**FAST_PREDICTOR, "n_estimators": 50}).fit(TVM_TABLE)
 
 
-def test_one_plan_meets_both_budgets_in_a_fit(tmp_path: Path, predictor: object, tvm_predictor: object) -> None:
+def test_one_plan_meets_both_budgets_in_a_fit(
+    tmp_path: Path, predictor: object, tvm_predictor: object
+) -> None:
     ratios = {"cpu_torch": 0.7, "cpu_tvm_llvm_untuned": 0.6}
     cb = HardwareAwarePruning(
         {"cpu_torch": predictor, "cpu_tvm_llvm_untuned": tvm_predictor},
@@ -90,13 +90,20 @@ def test_one_plan_meets_both_budgets_in_a_fit(tmp_path: Path, predictor: object,
         pred = {"cpu_torch": predictor, "cpu_tvm_llvm_untuned": tvm_predictor}[name]
         # Each target's figures are its own predictor's whole-model latency of the two networks.
         assert t["predicted_ms"]["before"] == pytest.approx(predicted_latency(pred, dense, SHAPE), rel=1e-6)
-        assert t["predicted_ms"]["after"] == pytest.approx(predicted_latency(pred, module.model.cpu(), SHAPE), rel=1e-6)
+        assert t["predicted_ms"]["after"] == pytest.approx(
+            predicted_latency(pred, module.model.cpu(), SHAPE), rel=1e-6
+        )
         assert t["budget_ms"] == pytest.approx(ratios[name] * t["predicted_ms"]["before"], rel=1e-6)
     # The TVM side is planned open loop: met on the prediction, and never timed.
     tvm = targets["cpu_tvm_llvm_untuned"]
-    assert tvm["measured_ms"]["after_ms"] is None and tvm["predicted_ms"]["after"] <= tvm["budget_ms"] * (1 + 1e-6)
+    assert tvm["measured_ms"]["after_ms"] is None and tvm["predicted_ms"]["after"] <= tvm["budget_ms"] * (
+        1 + 1e-6
+    )
     # The CPU side is timed here, before and after.
-    assert targets["cpu_torch"]["measured_ms"]["before_ms"] > 0 and targets["cpu_torch"]["measured_ms"]["after_ms"] > 0
+    assert (
+        targets["cpu_torch"]["measured_ms"]["before_ms"] > 0
+        and targets["cpu_torch"]["measured_ms"]["after_ms"] > 0
+    )
     step = report["steps"][0]
     assert [p["target"] for p in step["per_target"]] == list(targets)
     assert report["budget"]["summary"].startswith("budget ")
@@ -108,8 +115,14 @@ def test_one_plan_meets_both_budgets_in_a_fit(tmp_path: Path, predictor: object,
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(latency_ratio={"a": 0.5}), r"`latency_ratio` must name the same targets as `predictor` \(\['a', 'b'\]\)"),
-        (dict(latency_ratio={"a": 0.5, "b": 1.5}), r"`latency_ratio\['b'\]` must be a fraction in \(0, 1\), got 1.5"),
+        (
+            dict(latency_ratio={"a": 0.5}),
+            r"`latency_ratio` must name the same targets as `predictor` \(\['a', 'b'\]\)",
+        ),
+        (
+            dict(latency_ratio={"a": 0.5, "b": 1.5}),
+            r"`latency_ratio\['b'\]` must be a fraction in \(0, 1\), got 1.5",
+        ),
         (dict(latency_ratio=0.5, target="cpu_torch"), "`target` must be None or a mapping"),
         (dict(latency_ratio=0.5, target={"a": None}), r"`target` must name the same targets"),
         (dict(latency_ms={"a": 1.0, "b": -1.0}), r"`latency_ms\['b'\]` must be a latency in ms"),
@@ -128,7 +141,12 @@ def test_an_empty_target_mapping_is_refused(predictor: object) -> None:
 def _run(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, str(SCRIPT), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -139,7 +157,9 @@ def test_two_targets_under_ddp_and_resume(tmp_path: Path, predictor: object, tvm
     tvm_predictor.save(second)  # type: ignore[attr-defined]
     out = tmp_path / "ddp"
     out.mkdir()
-    res = _run([str(first), str(out), "--second", str(second), "--ddp", "--max-epochs", "3", "--num-steps", "2"])
+    res = _run(
+        [str(first), str(out), "--second", str(second), "--ddp", "--max-epochs", "3", "--num-steps", "2"]
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     r0 = json.loads((out / "result_rank0.json").read_text())
     r1 = json.loads((out / "result_rank1.json").read_text())
@@ -198,13 +218,19 @@ def test_hydra_devices_list_gives_one_factory_per_target(compose_cfg) -> None:  
         assert factory.target.name == name
     assert [f.target.batch for f in cb.predictor_arg.values()] == [1, 32]
     single = instantiate(compose_cfg().pruning.callbacks.hw_aware)
-    assert isinstance(single.predictor_arg, PredictorFactory) and single.predictor_arg.target.name == "cpu_torch"
+    assert (
+        isinstance(single.predictor_arg, PredictorFactory) and single.predictor_arg.target.name == "cpu_torch"
+    )
 
 
 def test_a_torch_pruning_importance_is_accepted(predictor: object) -> None:
     import torch_pruning as tp
 
-    cb = HardwareAwarePruning(predictor, SHAPE, latency_ratio=0.5, importance=tp.importance.GroupMagnitudeImportance(p=2))
+    cb = HardwareAwarePruning(
+        predictor, SHAPE, latency_ratio=0.5, importance=tp.importance.GroupMagnitudeImportance(p=2)
+    )
     assert callable(cb.importance)
-    with pytest.raises(ValueError, match="`importance` must be a name, a Torch-Pruning Importance or a callable"):
+    with pytest.raises(
+        ValueError, match="`importance` must be a name, a Torch-Pruning Importance or a callable"
+    ):
         HardwareAwarePruning(predictor, SHAPE, latency_ratio=0.5, importance=3)

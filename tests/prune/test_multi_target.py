@@ -51,7 +51,19 @@ def _latency(pred, gm, plan_widths, batch: int) -> float:
 
 def test_at_batch_prices_each_target_at_its_own_batch() -> None:
     frame = pd.DataFrame(
-        [dict(batch=1, in_channels=16, out_channels=16, height=8, width=8, kernel_size=3, stride=1, padding=1, groups=1)]
+        [
+            dict(
+                batch=1,
+                in_channels=16,
+                out_channels=16,
+                height=8,
+                width=8,
+                kernel_size=3,
+                stride=1,
+                padding=1,
+                groups=1,
+            )
+        ]
     )
     p = Stairs(8)
     assert AtBatch(p, 32).layer_costs(frame)[0] == pytest.approx(32 * p.predict(frame)[0])
@@ -119,10 +131,18 @@ def test_single_target_fold_is_the_plain_plan() -> None:
     ("kwargs", "err", "match"),
     [
         (dict(predictors={}), ValueError, "non-empty mapping"),
-        (dict(budgets_ms={"a8": 1.0}), ValueError, r"`budgets_ms` must name the same targets.*missing \['b12'\]"),
+        (
+            dict(budgets_ms={"a8": 1.0}),
+            ValueError,
+            r"`budgets_ms` must name the same targets.*missing \['b12'\]",
+        ),
         (dict(budgets_ms={"a8": 1.0, "b12": 0.0}), ValueError, r"`budgets_ms\['b12'\]` must be a latency"),
         (dict(batches={"a8": 1, "b12": 0}), ValueError, r"`batches\['b12'\]` must be an int >= 1"),
-        (dict(predictors={"a8": Stairs(8), "b12": object()}), TypeError, r"`predictors\['b12'\]` must have predict"),
+        (
+            dict(predictors={"a8": Stairs(8), "b12": object()}),
+            TypeError,
+            r"`predictors\['b12'\]` must have predict",
+        ),
         (dict(rounds=0), ValueError, "`rounds` must be an int >= 1"),
     ],
 )
