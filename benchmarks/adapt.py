@@ -194,9 +194,10 @@ def run_pair(
     ``order`` gives the pool's pick order when it was selected before (``--measure-here``); by default
     :func:`select_configs` orders the pool here.
     """
-    sizes = sorted(
-        {len(pool) if b == "full" else int(b) for b in budgets if b == "full" or int(b) < len(pool)}
-    )
+    labels: dict[int, int | str] = {int(b): int(b) for b in budgets if b != "full" and int(b) <= len(pool)}
+    if "full" in budgets:
+        labels[len(pool)] = "full"
+    sizes = sorted(labels)
     if order is None:
         picked = select_configs(prior, pool, max(sizes), seed=seed)
         pos = {k: i for i, k in enumerate(_keys(pool))}
@@ -208,7 +209,7 @@ def run_pair(
     out: list[dict[str, Any]] = []
 
     def record(n: int, method: str, selection: str, pred: np.ndarray, wall: float, **extra: Any) -> None:
-        label = "full" if n == len(pool) else n
+        label = labels.get(n, n)
         out.append(
             {
                 "pair": name,
@@ -312,7 +313,7 @@ def run_here(args: argparse.Namespace) -> tuple[Pair, list[dict[str, Any]], dict
     rng = np.random.default_rng(args.measure_seed)
     hold = np.sort(rng.choice(len(space), size=min(args.holdout, len(space) // 2), replace=False))
     pool_space = space.drop(index=hold).reset_index(drop=True)
-    sizes = [b for b in args.budgets if b == "full" or int(b) < len(pool_space)]
+    sizes = [b for b in args.budgets if b == "full" or int(b) <= len(pool_space)]
     most = len(pool_space) if "full" in sizes else max(int(b) for b in sizes)
     order = select_configs(prior, pool_space, most, seed=args.measure_seed)
     info = collect()

@@ -24,6 +24,7 @@ PRIOR_TABLE = ROOT / "tables/cuda_cudnn_tf32/resnet18_224_b1.csv"
 NEW_TABLE = ROOT / "tables/cuda_cudnn_tf32/resnet18_224_b32.csv"
 CPU_PRIOR = ROOT / "tables/cpu_torch/small_resnet_28.csv"
 C = list(CONFIG_COLUMNS)
+N_TRAIN = 100
 FAST_TIMING = ["--repeat", "3", "--min-repeat-ms", "2", "--warmup", "1", "--no-progress"]
 
 
@@ -42,19 +43,26 @@ def new() -> pd.DataFrame:
     return df.drop_duplicates(subset=C).reset_index(drop=True)
 
 
+def _split(new: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pool (what a user could measure) and a held-out test set (a seeded 25%)."""
+    test = np.random.default_rng(seed).random(len(new)) < 0.25
+    return new[~test].reset_index(drop=True), new[test].reset_index(drop=True)
+
+
+def _selected(prior: LatencyPredictor, pool: pd.DataFrame, n: int) -> pd.DataFrame:
+    pos = {k: i for i, k in enumerate(_keys(pool))}
+    return pool.iloc[[pos[k] for k in _keys(pd.DataFrame(select_configs(prior, pool, n)))]]
+
+
 @pytest.fixture(scope="module")
 def split(new: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pool (what a user could measure) and a held-out test set (a seeded 25%)."""
-    test = np.random.default_rng(0).random(len(new)) < 0.25
-    return new[~test].reset_index(drop=True), new[test].reset_index(drop=True)
+    return _split(new, 0)
 
 
 @pytest.fixture(scope="module")
 def adapted(prior: LatencyPredictor, split: tuple[pd.DataFrame, pd.DataFrame]) -> AdaptedPredictor:
-    pool, _ = split
-    picks = select_configs(prior, pool, 150)
-    pos = {k: i for i, k in enumerate(_keys(pool))}
-    return adapt(prior, pool.iloc[[pos[k] for k in _keys(pd.DataFrame(picks))]])
+    """Adapted from 100 selected rows (3-fold CV for the validation metrics)."""
+    return adapt(prior, _selected(prior, split[0], N_TRAIN), cv_folds=3)
 
 
 # ------------------------------------------------------------------------------------------ selection
@@ -98,27 +106,26 @@ def test_selection_is_more_representative_than_its_extremes(
 
 # ------------------------------------------------------------------------------------------ accuracy
 def test_adapted_beats_scratch_on_the_same_rows(
-    prior: LatencyPredictor, split: tuple[pd.DataFrame, pd.DataFrame], adapted: AdaptedPredictor
+    prior: LatencyPredictor, new: pd.DataFrame, adapted: AdaptedPredictor
 ) -> None:
-    pool, test = split
-    picks = select_configs(prior, pool, 150)
-    pos = {k: i for i, k in enumerate(_keys(pool))}
-    train = pool.iloc[[pos[k] for k in _keys(pd.DataFrame(picks))]]
-    assert adapted.n_train_rows_ == len(train) == 150
-    scratch = LatencyPredictor(cv_folds=3).fit(train)
-    true = test["latency_ms"].to_numpy()
-    mape = {
-        name: float(np.mean(np.abs(p.predict(test) / true - 1.0)))
-        for name, p in (("adapted", adapted), ("scratch", scratch))
-    }
-    hit = {
-        name: within_share(p.predict(test), true, 0.10)
-        for name, p in (("adapted", adapted), ("scratch", scratch))
-    }
-    assert mape["adapted"] < 0.85 * mape["scratch"], mape
-    assert hit["adapted"] > hit["scratch"] + 0.05, hit
+    """With 100 measurements of batch 32, the batch-1 prior helps (benchmarks/adapt.py: the gain shrinks
+    towards parity by N = 300 on this pair, docs/PREDICTOR.md)."""
+    mape: dict[str, list[float]] = {"adapted": [], "scratch": []}
+    hit: dict[str, list[float]] = {"adapted": [], "scratch": []}
+    for seed in (0, 1):
+        pool, test = _split(new, seed)
+        train = _selected(prior, pool, N_TRAIN)
+        ours = adapted if seed == 0 else adapt(prior, train, cv_folds=0)
+        assert ours.n_train_rows_ == len(train) == N_TRAIN
+        scratch = LatencyPredictor(cv_folds=3).fit(train)  # model chosen by grouped CV, as `hwprune fit`
+        true = test["latency_ms"].to_numpy()
+        for name, p in (("adapted", ours), ("scratch", scratch)):
+            mape[name].append(float(np.mean(np.abs(p.predict(test) / true - 1.0))))
+            hit[name].append(within_share(p.predict(test), true, 0.10))
+    assert np.mean(mape["adapted"]) < 0.9 * np.mean(mape["scratch"]), mape
+    assert np.mean(hit["adapted"]) > np.mean(hit["scratch"]) + 0.03, hit
     # The prior alone (batch 1 asked about batch 32) is far off: the correction does the work.
-    assert adapted.validation_["prior_within10"] < hit["adapted"]
+    assert adapted.validation_["prior_within10"] < 0.5 * np.mean(hit["adapted"])
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -129,14 +136,16 @@ def test_save_load_round_trip_and_works_like_a_predictor(
 
     _, test = split
     path = adapted.save(tmp_path / "a.skops")
+    assert adapted.correction_ == "blend" and len(adapted.parts_) == 3
     for loaded in (LatencyPredictor.load(path), AdaptedPredictor.load(path, expected_target=adapted.target_)):
         assert isinstance(loaded, AdaptedPredictor)
         np.testing.assert_array_equal(loaded.predict(test), adapted.predict(test))
         assert loaded.correction_ == adapted.correction_ and loaded.prior_.target_ == "cuda_cudnn_tf32"
         assert loaded.metadata()["prior"]["batches"] == [1]
     model = build_model("resnet18", num_classes=10, in_channels=3, input_size=224)
-    ms = adapted.predict_model(model, (32, 3, 224, 224))
-    assert ms == pytest.approx(sum(adapted.conv_latencies(model, (32, 3, 224, 224)).values()))
+    shape = (2, 3, 224, 224)  # a small batch keeps the forward pass that finds the convs cheap
+    ms = adapted.predict_model(model, shape)
+    assert ms > 0 and ms == pytest.approx(sum(adapted.conv_latencies(model, shape).values()))
     with pytest.raises(PredictorFileError, match="not an adapted one"):
         AdaptedPredictor.load(adapted.prior_.save(tmp_path / "plain.skops"))
 
@@ -179,15 +188,16 @@ def test_clear_errors(prior: LatencyPredictor, new: pd.DataFrame, tmp_path: Path
         load_prior(tmp_path / "missing.skops")
     with pytest.raises(TypeError, match="`prior` must be a LatencyPredictor"):
         load_prior(42)  # type: ignore[arg-type]
-    small = model_space("small_resnet", (1, 1, 28, 28), step=8)  # 28x28 layers: none at 224x224
+    # MobileNetV2 on the same card shares no layer shape with ResNet-18 (depthwise, other sizes).
+    other = read_table(ROOT / "tables/cuda_cudnn_tf32/mobilenet_v2_224_b32.csv")
     with pytest.raises(ValueError, match="knows nothing of this layer space"):
-        select_configs(prior, small, 5)
+        select_configs(prior, other, 5)
     with pytest.raises(ValueError, match="knows nothing of this layer space"):
-        adapt(load_prior(CPU_PRIOR), new.head(20))
+        adapt(prior, other.head(40))
     with pytest.raises(ValueError, match="`correction` must be any of"):
         adapt(prior, new.head(20), correction="magic")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`cv_folds` must be >= 2 when `correction` is 'auto'"):
-        adapt(prior, new.head(20), cv_folds=0)
+        adapt(prior, new.head(20), correction="auto", cv_folds=0)
 
 
 # ------------------------------------------------------------------------------------------ on this CPU
@@ -230,6 +240,8 @@ def test_cli_measures_at_most_budget_then_adapts(tmp_path: Path, capsys) -> None
     measured = time_models("cpu_torch", [model], shape, rounds=1)[0].median_ms
     pred.calibrate([(model, shape, measured)])
     assert pred.calibrated and pred.predict_model(model, shape) == pytest.approx(measured, rel=1e-6)
+    # The closed loop's refit on the (grown) table keeps the prior and the calibration records.
+    assert pred.refit(out) is pred and pred.calibrated and pred.prior_.target_ == "cpu_torch"
 
 
 @pytest.mark.parametrize(
