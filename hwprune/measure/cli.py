@@ -180,6 +180,8 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     )
     if (args.budget is not None or args.out_predictor) and args.adapt_from is None:
         raise ValueError("`--budget` and `--out-predictor` need `--adapt-from PRED_OR_TABLE`")
+    if args.adapt_from is not None and args.adaptive:
+        raise ValueError("`--adaptive` and `--adapt-from` are two ways to measure less: choose one")
     if args.adapt_from is not None:
         from hwprune.predict.adapt import measure_and_adapt  # lazy: the predict stage comes later
 

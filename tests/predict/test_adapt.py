@@ -250,6 +250,7 @@ def test_cli_measures_at_most_budget_then_adapts(tmp_path: Path, capsys) -> None
         (["--adapt-from", str(CPU_PRIOR), "--budget", "0"], "`budget` must be an int >= 1"),
         (["--adapt-from", str(CPU_PRIOR)], "`--budget` must be given with --adapt-from"),
         (["--budget", "20"], "need `--adapt-from"),
+        (["--adapt-from", str(CPU_PRIOR), "--budget", "5", "--adaptive"], "choose one"),
         (["--adapt-from", "nowhere.skops", "--budget", "5"], "does not exist"),
     ],
 )
