@@ -513,6 +513,11 @@ def plot(pairs: Sequence[Pair], results: list[dict[str, Any]], path: Path) -> Pa
         ax.axhline(100 * GOAL_WITHIN10, color="red", ls="--", lw=0.8, label="goal 95%")
         ax.axvline(GOAL_N, color="red", ls=":", lw=0.8)
         ax.set_xscale("log")
+        top = int(part["n_rows"].max())
+        ticks = [t for t in (50, 100, 300, 1000) if 1.3 * t <= top]
+        ax.set_xticks([*ticks, top])
+        ax.set_xticklabels([*map(str, ticks), f"full\n{top}"])
+        ax.minorticks_off()
         ax.set_ylim(0, 100)
         ax.set_xlabel("N measured on the new target")
         ax.set_title(name, fontsize=9)
