@@ -19,7 +19,8 @@ ones (what selection buys).
 ``--measure-here`` is the CPU pair: the prior is a shipped ``cpu_torch`` table (an Intel Xeon) and the
 new target is this machine's CPU, timed now with the real harness (:func:`hwprune.measure.measure`):
 ``--holdout`` random configurations of the model's layer space as the test set, plus the first
-max(N) selected configurations of the rest. Only the fits vary with the seed there (one measurement).
+max(N) selected configurations of the rest. Only the fits vary with the seed there (one measurement),
+and the ablation's "random N" draws from those measured configurations, not from the whole space.
 Run it on a quiet machine; rows go to ``--table-dir`` and resume if interrupted.
 
 Usage:
