@@ -74,6 +74,8 @@ def ensure_predictor(
     predictor_kwargs: Mapping[str, Any] | None = None,
     calibrate: bool = True,
     use_shipped_table: bool = False,
+    adapt_from: str | os.PathLike[str] | None = None,
+    adapt_budget: int = 300,
 ) -> Any:
     """Return a :class:`~hwprune.predict.LatencyPredictor` for ``model`` on ``target``, at the run's batch.
 
@@ -102,6 +104,11 @@ def ensure_predictor(
         use_shipped_table: Also fit on the target's shipped table (``target.table``). Off by default: a
             shipped table comes from another machine (the ``cpu_torch`` ones from an Intel Xeon), and
             mixing it in is logged with both devices named.
+        adapt_from: Another target's predictor file or table: measure only ``adapt_budget``
+            configurations of the space, chosen by :func:`hwprune.predict.adapt.select_configs`, and
+            fit an :class:`~hwprune.predict.adapt.AdaptedPredictor` with it as prior
+            (``predictor_kwargs`` then does not apply).
+        adapt_budget: Most configurations to measure with ``adapt_from`` (>= 1).
 
     Returns:
         The fitted predictor; ``source_table_`` names the table it was fitted on.
@@ -137,6 +144,12 @@ def ensure_predictor(
     table.parent.mkdir(parents=True, exist_ok=True)
     variants = calibration_variants(model, shape)
     space = model_space(model, shape, floor=floor, step=step, pairs=pairs) + variant_configs(variants, shape)
+    prior = None
+    if adapt_from is not None:
+        from hwprune.predict.adapt import load_prior, select_configs
+
+        prior = load_prior(adapt_from)
+        space = select_configs(prior, space, adapt_budget)
     threads = torch.get_num_threads()
     try:
         summary = measure(target, space, table, evaluator=evaluator, progress=True)
@@ -162,8 +175,12 @@ def ensure_predictor(
         )
         frames.append(shipped)
     df = pd.concat(frames, ignore_index=True)
-    kwargs = dict(predictor_kwargs or FAST_PREDICTOR)
-    pred = LatencyPredictor(**kwargs).fit(df)
+    if prior is not None:
+        from hwprune.predict.adapt import AdaptedPredictor
+
+        pred = AdaptedPredictor(prior=prior).fit(df)
+    else:
+        pred = LatencyPredictor(**dict(predictor_kwargs or FAST_PREDICTOR)).fit(df)
     pred.source_table_ = str(table)
     if calibrate and can_time_models(target):
         try:
@@ -204,6 +221,9 @@ class PredictorFactory:
         repeat: Timing samples per configuration.
         min_repeat_ms: Shortest sample, in ms.
         predictor_kwargs: Arguments of :class:`~hwprune.predict.LatencyPredictor`.
+        adapt_from: Another target's predictor file or table to adapt from, measuring only
+            ``adapt_budget`` configurations (see :func:`ensure_predictor`).
+        adapt_budget: Most configurations to measure with ``adapt_from``.
 
     Example:
         >>> factory = PredictorFactory("cpu_torch")
@@ -219,6 +239,8 @@ class PredictorFactory:
     repeat: int = 5
     min_repeat_ms: float = 10.0
     predictor_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    adapt_from: str | None = None
+    adapt_budget: int = 300
 
     def __call__(self, model: nn.Module, input_shape: tuple[int, ...]) -> Any:
         """Measure (what is not cached) and fit; see :func:`ensure_predictor`."""
@@ -233,6 +255,8 @@ class PredictorFactory:
             calibrate=self.calibrate,
             evaluator=EvaluatorConfig(repeat=self.repeat, min_repeat_ms=self.min_repeat_ms),
             predictor_kwargs=dict(self.predictor_kwargs) or None,
+            adapt_from=self.adapt_from,
+            adapt_budget=self.adapt_budget,
         )
 
 

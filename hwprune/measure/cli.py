@@ -134,6 +134,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--adaptive", action="store_true", help="adaptive sampling (hwprune.measure.adaptive)")
     p.add_argument("--goal", type=float, default=0.99, help="adaptive: share of predictions within 10%%")
     p.add_argument("--time-budget", type=float, default=None, help="adaptive: seconds to spend at most")
+    p.add_argument(
+        "--adapt-from",
+        default=None,
+        metavar="PRED_OR_TABLE",
+        help="adapt another target's predictor (.skops) or table: measure only --budget selected configs, "
+        "then fit and save the adapted predictor (hwprune.predict.adapt)",
+    )
+    p.add_argument("--budget", type=int, default=None, help="--adapt-from: most configs to measure")
+    p.add_argument(
+        "--out-predictor", default=None, help="--adapt-from: predictor file (default: the table's, .skops)"
+    )
     p.set_defaults(func=_cmd_measure)
 
     d = subparsers.add_parser("devices", help="print the device inventory (CPU, CUDA, OpenCL, versions)")
@@ -188,6 +199,34 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         max_rel_spread=args.max_rel_spread,
         retime=args.retime,
     )
+    if (args.budget is not None or args.out_predictor) and args.adapt_from is None:
+        raise ValueError("`--budget` and `--out-predictor` need `--adapt-from PRED_OR_TABLE`")
+    if args.adapt_from is not None and args.adaptive:
+        raise ValueError("`--adaptive` and `--adapt-from` are two ways to measure less: choose one")
+    if args.adapt_from is not None:
+        from hwprune.predict.adapt import measure_and_adapt  # lazy: the predict stage comes later
+
+        if args.budget is None:
+            raise ValueError("`--budget` must be given with --adapt-from (configs to measure, >= 1)")
+        res = measure_and_adapt(
+            target,
+            space,
+            out,
+            adapt_from=args.adapt_from,
+            budget=args.budget,
+            out_predictor=args.out_predictor or Path(out).with_suffix(".skops"),
+            evaluator=ev,
+            progress=not args.no_progress,
+            sidecar=sidecar or None,
+        )
+        v = res.predictor.validation_
+        print(
+            f"{res.table}: {res.n_selected} of {res.n_candidates} configs selected, {res.measured} measured "
+            f"now; wrote {res.predictor_path} (correction {res.predictor.correction_}, cross-validated "
+            f"within ±10% {100 * v.get('count_within10', float('nan')):.1f}%, prior alone "
+            f"{100 * v['prior_within10']:.1f}%), {res.wall_s:.1f} s"
+        )
+        return 0
     if args.adaptive:
         from hwprune.measure.adaptive import adaptive_measure  # lazy: it loads scikit-learn
 

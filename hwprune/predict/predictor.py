@@ -53,7 +53,14 @@ if TYPE_CHECKING:  # torch only for the model-level methods, which are handed a 
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EstimatorKind", "LatencyPredictor", "TargetTransform", "load_table", "within_share"]
+__all__ = [
+    "EstimatorKind",
+    "LatencyPredictor",
+    "TargetTransform",
+    "layer_shapes",
+    "load_table",
+    "within_share",
+]
 
 EstimatorKind = Literal["auto", "hist_gradient_boosting", "extra_trees"]
 TargetTransform = Literal["auto", "log", "log_per_flop"]
@@ -82,6 +89,27 @@ def within_share(pred: np.ndarray, true: np.ndarray, tol: float) -> float:
     if len(true) == 0:
         return math.nan
     return float(np.mean(np.abs(pred / true - 1.0) <= tol + 1e-12))
+
+
+def layer_shapes(cfg: pd.DataFrame) -> list[str]:
+    """Name each row's layer shape without its batch, dtype and channel counts (``8x8_k3s1p1_g1``).
+
+    Two targets that measured the same network share these names whatever their batch or dtype, so an
+    adapted predictor (:mod:`hwprune.predict.adapt`) can check that its prior saw the new target's layers.
+
+    Args:
+        cfg: A frame from :func:`~hwprune.predict.features.config_frame`.
+
+    Returns:
+        One name per row.
+
+    Example:
+        >>> f = config_frame([dict(batch=4, in_channels=3, out_channels=8, height=8, width=8,
+        ...                        kernel_size=3, stride=1, padding=1, groups=1)], default_dtype="float16")
+        >>> layer_shapes(f)
+        ['8x8_k3s1p1_g1']
+    """
+    return [k.split("_", 1)[1].rsplit("_", 1)[0] for k in layer_key(cfg)]
 
 
 def _fit_work(c: np.ndarray, e: np.ndarray, t: np.ndarray) -> tuple[float, float]:
@@ -199,6 +227,7 @@ class LatencyPredictor(BaseEstimator):
         backend_, device_, dtype_: The table's backend, device and dtype(s) (comma-joined if several).
         dtypes_: dtypes seen in training; predicting another raises.
         batches_: Batch sizes seen in training (the callback warns when it plans for another).
+        layer_shapes_: Layer shapes seen in training, as :func:`layer_shapes` names them.
         estimator_: The fitted scikit-learn regressor.
         estimator_kind_, transform_: What the CV chose.
         peaks_: Device peaks from the sidecar.
@@ -389,6 +418,7 @@ class LatencyPredictor(BaseEstimator):
         self.device_ = _single(df, "device", "unknown")
         self.dtypes_ = tuple(sorted(pd.unique(cfg["dtype"])))
         self.batches_ = tuple(sorted(int(b) for b in pd.unique(cfg["batch"])))
+        self.layer_shapes_ = tuple(sorted(set(layer_shapes(cfg))))
         self.dtype_ = ",".join(self.dtypes_)
         self.n_train_rows_ = len(df)
         self.validation_ = validation
@@ -686,6 +716,7 @@ class LatencyPredictor(BaseEstimator):
             "dtype": self.dtype_,
             "dtypes": list(self.dtypes_),
             "batches": list(getattr(self, "batches_", ())),
+            "layer_shapes": list(getattr(self, "layer_shapes_", ())),
             "feature_schema": FEATURE_SCHEMA_VERSION,
             "feature_names": feature_names(),
             "hwprune_version": hw_version,
@@ -768,6 +799,16 @@ class LatencyPredictor(BaseEstimator):
                 f"{path} uses feature schema {meta.get('feature_schema')!r}; this hwprune computes schema "
                 f"{FEATURE_SCHEMA_VERSION}, so it cannot predict with it; refit it with `hwprune fit`"
             )
+        if meta.get("kind") == "adapted":  # a predictor adapted from another target's (predict.adapt)
+            from hwprune.predict.adapt import AdaptedPredictor
+
+            return AdaptedPredictor._from_payload(payload, path)
+        return cls._from_payload(payload, path)
+
+    @classmethod
+    def _from_payload(cls, payload: Mapping[str, Any], path: str | os.PathLike[str]) -> LatencyPredictor:
+        """Rebuild a fitted predictor from a checked file payload (``meta`` and ``estimator``)."""
+        meta = payload["meta"]
         est = payload["estimator"]
         if not isinstance(est, ExtraTreesRegressor | HistGradientBoostingRegressor):
             raise pio.PredictorFileError(f"{path} holds a {type(est).__name__}, not a hwprune regressor")
@@ -780,23 +821,28 @@ class LatencyPredictor(BaseEstimator):
             obj.estimator_ = est
             obj.estimator_kind_ = str(meta["estimator_kind"])
             obj.transform_ = str(meta["transform"])
-            obj.peaks_ = DevicePeaks(meta["peaks"].get("gflops"), meta["peaks"].get("gbytes_per_s"))
-            obj.target_ = str(meta["target"])
-            obj.backend_ = str(meta["backend"])
-            obj.device_ = str(meta["device"])
-            obj.dtypes_ = tuple(str(d) for d in meta["dtypes"])
-            obj.batches_ = tuple(int(b) for b in meta.get("batches", ()))
-            obj.dtype_ = str(meta["dtype"])
-            obj.n_train_rows_ = int(meta["n_train_rows"])
-            obj.validation_ = dict(meta["validation"])
-            obj.cv_results_ = []
-            obj.elem_ms_per_m_ = float(meta.get("elem_ms_per_m", 0.0))
-            obj.overhead_ms_ = float(meta.get("overhead_ms", 0.0))
-            obj.floor_ms_ = float(meta.get("floor_ms", 0.0))
-            obj.calibration_ = list(meta.get("calibration", []))
-            obj.n_features_in_ = len(meta["feature_names"])
+            obj._restore(meta)
         except (KeyError, TypeError, AttributeError) as err:
             raise pio.PredictorFileError(f"{path} has incomplete metadata: {err!r}") from err
         if obj.transform_ not in _TRANSFORMS or obj.estimator_kind_ not in _ESTIMATORS:
             raise pio.PredictorFileError(f"{path} names an unknown estimator or transform")
         return obj
+
+    def _restore(self, meta: Mapping[str, Any]) -> None:
+        """Set the fitted attributes every predictor file carries in its metadata (raises KeyError)."""
+        self.peaks_ = DevicePeaks(meta["peaks"].get("gflops"), meta["peaks"].get("gbytes_per_s"))
+        self.target_ = str(meta["target"])
+        self.backend_ = str(meta["backend"])
+        self.device_ = str(meta["device"])
+        self.dtypes_ = tuple(str(d) for d in meta["dtypes"])
+        self.batches_ = tuple(int(b) for b in meta.get("batches", ()))
+        self.layer_shapes_ = tuple(str(k) for k in meta.get("layer_shapes", ()))
+        self.dtype_ = str(meta["dtype"])
+        self.n_train_rows_ = int(meta["n_train_rows"])
+        self.validation_ = dict(meta["validation"])
+        self.cv_results_ = []
+        self.elem_ms_per_m_ = float(meta.get("elem_ms_per_m", 0.0))
+        self.overhead_ms_ = float(meta.get("overhead_ms", 0.0))
+        self.floor_ms_ = float(meta.get("floor_ms", 0.0))
+        self.calibration_ = list(meta.get("calibration", []))
+        self.n_features_in_ = len(meta["feature_names"])
