@@ -13,18 +13,21 @@ stair edges and predictions are accurate. Outside it (a wider layer than any mea
 never seen) a tree predicts a constant in its leaf. Regressing ``log(latency / FLOPs)`` makes that constant
 a throughput rather than a latency, so unseen shapes get the right order of magnitude, but stairs of an
 unseen shape are only guessed. Measure the layers you prune; ``hwprune measure --adaptive`` does it cheaply.
+
+This module holds the fitting, predicting and file parts. Reading a table (:func:`load_table`) and the
+accuracy measures live in :mod:`hwprune.predict.tables`; pricing a whole network and its end-to-end
+calibration (:meth:`LatencyPredictor.predict_model`, :meth:`LatencyPredictor.calibrate`) in
+:mod:`hwprune.predict.whole_model`. Their names stay importable from here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -35,7 +38,6 @@ from sklearn.model_selection import GroupKFold, KFold
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from hwprune.contract import conv_layer_configs
 from hwprune.predict import io as pio
 from hwprune.predict.features import (
     CONFIG_COLUMNS,
@@ -45,17 +47,28 @@ from hwprune.predict.features import (
     config_frame,
     feature_names,
     layer_key,
-    output_melems,
 )
 
-if TYPE_CHECKING:  # torch only for the model-level methods, which are handed a torch model
-    from torch import nn
+# The table helpers and the whole-model methods live in their own modules; their names stay importable
+# from here, where they were first defined.
+from hwprune.predict.tables import (  # noqa: F401  (re-exported)
+    TableLike,
+    _find_peaks,
+    _mape,
+    _sidecar_peaks,
+    _single,
+    layer_shapes,
+    load_table,
+    within_share,
+)
+from hwprune.predict.whole_model import WholeModelMixin, _fit_work  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "EstimatorKind",
     "LatencyPredictor",
+    "TableLike",
     "TargetTransform",
     "layer_shapes",
     "load_table",
@@ -68,148 +81,8 @@ _ESTIMATORS: tuple[str, ...] = ("hist_gradient_boosting", "extra_trees")
 _TRANSFORMS: tuple[str, ...] = ("log", "log_per_flop")
 _LOG_FLOPS_COL = feature_names().index("log_flops")
 
-TableLike = pd.DataFrame | str | os.PathLike[str]
 
-
-def within_share(pred: np.ndarray, true: np.ndarray, tol: float) -> float:
-    """Share of predictions within ``±tol`` (relative) of the truth.
-
-    Args:
-        pred: Predicted latencies.
-        true: Measured latencies (> 0).
-        tol: Relative tolerance, e.g. 0.1 for ±10%.
-
-    Returns:
-        A share in [0, 1]; NaN for empty input.
-
-    Example:
-        >>> within_share(np.array([1.05, 1.2]), np.array([1.0, 1.0]), 0.1)
-        0.5
-    """
-    if len(true) == 0:
-        return math.nan
-    return float(np.mean(np.abs(pred / true - 1.0) <= tol + 1e-12))
-
-
-def layer_shapes(cfg: pd.DataFrame) -> list[str]:
-    """Name each row's layer shape without its batch, dtype and channel counts (``8x8_k3s1p1_g1``).
-
-    Two targets that measured the same network share these names whatever their batch or dtype, so an
-    adapted predictor (:mod:`hwprune.predict.adapt`) can check that its prior saw the new target's layers.
-
-    Args:
-        cfg: A frame from :func:`~hwprune.predict.features.config_frame`.
-
-    Returns:
-        One name per row.
-
-    Example:
-        >>> f = config_frame([dict(batch=4, in_channels=3, out_channels=8, height=8, width=8,
-        ...                        kernel_size=3, stride=1, padding=1, groups=1)], default_dtype="float16")
-        >>> layer_shapes(f)
-        ['8x8_k3s1p1_g1']
-    """
-    return [k.split("_", 1)[1].rsplit("_", 1)[0] for k in layer_key(cfg)]
-
-
-def _fit_work(c: np.ndarray, e: np.ndarray, t: np.ndarray) -> tuple[float, float]:
-    """Least squares (relative error) of ``t - c = a * e + b``, ``a >= 0``; ``a`` only if ``e`` varies."""
-    r, w = t - c, 1.0 / t
-    b = float(np.average(r, weights=w**2))
-    if len(t) >= 2 and np.ptp(e) > 0.05 * np.max(e):
-        A = np.stack([e * w, w], axis=1)
-        (a_ls, b_ls), *_ = np.linalg.lstsq(A, r * w, rcond=None)
-        if a_ls > 0:
-            return float(a_ls), float(b_ls)
-    return 0.0, b
-
-
-def _mape(pred: np.ndarray, true: np.ndarray) -> float:
-    return float(np.mean(np.abs(pred / true - 1.0)) * 100.0) if len(true) else math.nan
-
-
-def _find_peaks(obj: Any, found: dict[str, float]) -> None:
-    """Collect peak FLOP/s and bandwidth from any nesting of a sidecar's JSON (keys vary by harness)."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            key = str(k).lower()
-            if isinstance(v, int | float) and not isinstance(v, bool) and v > 0:
-                if "peak" in key and "flop" in key:
-                    found.setdefault("gflops", float(v) / (1.0 if "gflop" in key else 1e9))
-                elif "peak" in key and ("bandwidth" in key or "gbps" in key or "gb_s" in key):
-                    found.setdefault("gbps", float(v) / (1.0 if "gb" in key else 1e9))
-            else:
-                _find_peaks(v, found)
-    elif isinstance(obj, list):
-        for v in obj:
-            _find_peaks(v, found)
-
-
-def _sidecar_peaks(path: Path) -> DevicePeaks:
-    """Read device peaks from the table's JSON sidecar, where it has them."""
-    for side in (path.with_suffix(".json"), path.with_name(path.name + ".json")):
-        if not side.is_file():
-            continue
-        try:
-            meta = json.loads(side.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            log.warning("ignoring unreadable sidecar %s: %s", side, err)
-            return DevicePeaks()
-        found: dict[str, float] = {}
-        _find_peaks(meta, found)
-        return DevicePeaks(found.get("gflops"), found.get("gbps"))
-    return DevicePeaks()
-
-
-def load_table(table: TableLike) -> tuple[pd.DataFrame, DevicePeaks]:
-    """Read a measurement table (through :func:`hwprune.measure.read_table`) or check a DataFrame.
-
-    Args:
-        table: A CSV path or a DataFrame with the table's columns.
-
-    Returns:
-        The rows with a positive ``latency_ms``, and the device peaks from the sidecar (if any).
-
-    Raises:
-        ValueError: If a DataFrame lacks ``latency_ms`` or has a non-positive or NaN latency.
-        FileNotFoundError: If a path does not exist.
-
-    Example:
-        >>> df, peaks = load_table("tables/cpu_torch/small_resnet_28.csv")  # doctest: +SKIP
-    """
-    if isinstance(table, pd.DataFrame):
-        df = table.reset_index(drop=True)
-        peaks = DevicePeaks()
-    elif isinstance(table, str | os.PathLike):
-        from hwprune.measure.table import read_table  # the measuring stage comes first in the data flow
-
-        path = Path(table)
-        df = read_table(path)
-        peaks = _sidecar_peaks(path)
-    else:
-        raise ValueError(
-            f"`table` must be a path to a measurement CSV or a DataFrame, got {type(table).__name__}"
-        )
-    if "latency_ms" not in df.columns:
-        raise ValueError(f"`table` must have a `latency_ms` column, got {list(df.columns)}")
-    lat = pd.to_numeric(df["latency_ms"], errors="coerce").to_numpy(dtype=float)
-    if not np.all(np.isfinite(lat) & (lat > 0)):
-        raise ValueError("`table` column `latency_ms` must be finite and > 0 on every row")
-    if len(df) < 2:
-        raise ValueError(f"`table` must have at least 2 rows to fit a predictor, got {len(df)}")
-    return df, peaks
-
-
-def _single(df: pd.DataFrame, col: str, default: str) -> str:
-    if col not in df.columns:
-        return default
-    vals = pd.unique(df[col].astype(str))
-    if col == "target" and len(vals) > 1:
-        raise ValueError(f"`table` must hold one target, got {sorted(vals)}: fit one predictor per target")
-    return str(vals[0]) if len(vals) == 1 else ",".join(sorted(vals))
-
-
-class LatencyPredictor(BaseEstimator):
+class LatencyPredictor(WholeModelMixin, BaseEstimator):
     """Predict conv2d latency (ms) on one target from its measurement table.
 
     Args:
@@ -492,200 +365,6 @@ class LatencyPredictor(BaseEstimator):
                 f"{self.estimator_kind_!r}"
             )
         return np.stack([self._decode(t.predict(X), X, self.transform_) for t in self.estimator_.estimators_])
-
-    def layer_costs(self, configs: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Predicted cost (ms) of each conv *with the elementwise layers that follow it*.
-
-        ``predict(configs) + elem_ms_per_m_ * output elements / 1e6``: the conv itself, plus the BatchNorm,
-        activation and residual add that read and write its output, whose cost scales with the output's
-        size (calibrated by :meth:`calibrate`; 0 before). Summed over a network's convs and added to
-        :attr:`overhead_ms_`, this is :meth:`predict_model`; the planner prices channel groups with it.
-
-        Args:
-            configs: As for :meth:`predict`.
-
-        Returns:
-            A float64 array of ms, one per row.
-
-        Example:
-            >>> pred.layer_costs(pd.DataFrame([layer.config for layer in layers]))  # doctest: +SKIP
-        """
-        ms = self.predict(configs)
-        if self.elem_ms_per_m_ == 0.0 or len(ms) == 0:
-            return ms
-        return ms + self.elem_ms_per_m_ * output_melems(config_frame(configs, default_dtype="float32"))
-
-    def conv_latencies(self, model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float]:
-        """Predicted latency (ms) of each conv layer of ``model`` (the conv alone).
-
-        Args:
-            model: Any module with ``nn.Conv2d`` layers.
-            input_shape: Full input shape, batch first, e.g. ``(1, 1, 28, 28)``.
-
-        Returns:
-            Layer name to predicted ms, in execution order.
-
-        Raises:
-            ValueError: As :func:`hwprune.contract.conv_layer_configs` and :meth:`predict`.
-
-        Example:
-            >>> pred.conv_latencies(build_model("small_resnet"), (1, 1, 28, 28))  # doctest: +SKIP
-        """
-        layers = conv_layer_configs(model, input_shape)
-        ms = self.predict(pd.DataFrame([layer.config for layer in layers]))
-        return {layer.name: float(v) for layer, v in zip(layers, ms, strict=True)}
-
-    def predict_model(self, model: nn.Module, input_shape: tuple[int, ...]) -> float:
-        """Predicted latency (ms) of a whole network on this target.
-
-        The one definition of model latency in hwprune (the planner, the callback and the CLI all use it):
-        the sum of :meth:`layer_costs` over the network's convs (each conv with the elementwise layers on
-        its output) plus :attr:`overhead_ms_`, and never less than the dispatch floor :attr:`floor_ms_`.
-        Uncalibrated, it is the sum of the convs alone, which
-        misses BatchNorm, activations, adds and launches: 22-42% of a ResNet's time on a GPU
-        (DESIGN.md). :func:`hwprune.prune.calibration.calibrate_on_target` calibrates it end to end.
-
-        Args:
-            model: Any module with ``nn.Conv2d`` layers.
-            input_shape: Full input shape, batch first.
-
-        Returns:
-            Predicted latency in ms.
-
-        Raises:
-            sklearn.exceptions.NotFittedError: If not fitted.
-            ValueError: As :meth:`conv_latencies`.
-
-        Example:
-            >>> pred.predict_model(build_model("small_resnet"), (1, 1, 28, 28))  # doctest: +SKIP
-        """
-        check_is_fitted(self, "estimator_")
-        cfgs = pd.DataFrame([layer.config for layer in conv_layer_configs(model, tuple(input_shape))])
-        return float(max(self.layer_costs(cfgs).sum() + self.overhead_ms_, self.floor_ms_))
-
-    def refit(self, table: TableLike) -> LatencyPredictor:
-        """Fit again on a grown table, keeping the whole-model measurements and re-fitting on them.
-
-        The closed loop calls this after it has measured the configs a plan mispredicted: the new rows
-        correct the conv predictions, and the calibration is re-fitted against the corrected convs.
-
-        Args:
-            table: As for :meth:`fit`.
-
-        Returns:
-            ``self``.
-
-        Example:
-            >>> pred.refit(pred.source_table_)  # doctest: +SKIP
-        """
-        records = list(getattr(self, "calibration_", []))
-        self.fit(table)
-        if records:
-            self.calibration_ = records
-            self._fit_calibration()
-        return self
-
-    @property
-    def calibrated(self) -> bool:
-        """Whether :meth:`calibrate` has fitted the whole-model terms."""
-        return bool(getattr(self, "calibration_", []))
-
-    def calibrate(
-        self,
-        measurements: Sequence[tuple[nn.Module, tuple[int, ...], float]],
-        *,
-        append: bool = False,
-    ) -> LatencyPredictor:
-        """Fit the whole-model terms from end-to-end measurements of networks on this target.
-
-        For each measured network ``i``, ``C_i`` is the sum of its convs' predictions, ``E_i`` the millions
-        of elements its convs output and ``T_i`` the measured ms. The calibration fits
-        ``T_i - C_i = a * E_i + b`` with ``a >= 0`` (``elem_ms_per_m_``: the BatchNorm, activation and add
-        work that grows with every channel kept) and ``b`` (``overhead_ms_``: launches, pooling, the
-        classifier), by least squares on the relative error. Measure the dense network and several
-        pruned variants (:func:`hwprune.prune.calibration.calibrate_on_target` does): with one network,
-        or networks of near-equal size, ``a`` is not identifiable and only ``b`` is fitted.
-
-        Args:
-            measurements: ``(model, input_shape, measured_ms)`` triples, measured on this target.
-            append: Add to the measurements already fitted on (the closed loop does) instead of
-                replacing them.
-
-        Returns:
-            ``self``.
-
-        Raises:
-            sklearn.exceptions.NotFittedError: If not fitted.
-            ValueError: If ``measurements`` is empty or a latency is not finite and > 0.
-
-        Example:
-            >>> shape = (1, 1, 28, 28)
-            >>> pred.calibrate([(dense, shape, 0.64), (pruned, shape, 0.41)])  # doctest: +SKIP
-        """
-        check_is_fitted(self, "estimator_")
-        if len(measurements) == 0:
-            raise ValueError(
-                "`measurements` must hold at least one (model, input_shape, ms) triple, got none"
-            )
-        records = list(self.calibration_) if append else []
-        for model, shape, ms in measurements:
-            if not (isinstance(ms, int | float) and math.isfinite(ms) and ms > 0):
-                raise ValueError(f"`measurements` latencies must be finite ms > 0, got {ms!r}")
-            cfgs = [
-                [int(layer.config[k]) for k in CONFIG_COLUMNS] for layer in conv_layer_configs(model, shape)
-            ]
-            records.append({"configs": cfgs, "measured_ms": float(ms)})
-        self.calibration_ = records
-        self._fit_calibration()
-        return self
-
-    def _fit_calibration(self) -> None:
-        """(Re)fit the whole-model terms on :attr:`calibration_` with the current regressor.
-
-        The model is ``T = max(C + a * E + b, D)``: the device's work (convs, the elementwise layers on
-        their outputs, a constant) or the *dispatch floor* ``D``, whichever is longer. ``D`` is the time
-        the host needs to launch the network's kernels one by one (eager PyTorch: ~10 us per op). A GPU
-        that finishes its work sooner waits for the host, so below ``D`` removing channels buys nothing;
-        on an H200 at batch 32 ResNet-18 and MobileNetV2 sit near it (docs/BENCHMARKS.md). ``D`` is
-        chosen among the measured latencies (or 0, no floor) to minimise the relative squared error;
-        ``a >= 0`` and ``b`` are fitted by least squares on the networks above the floor.
-        """
-        conv, elems, meas = [], [], []
-        for rec in self.calibration_:
-            cfg = pd.DataFrame(rec["configs"], columns=list(CONFIG_COLUMNS))
-            conv.append(float(self.predict(cfg).sum()))
-            elems.append(float(output_melems(config_frame(cfg, default_dtype="float32")).sum()))
-            meas.append(float(rec["measured_ms"]))
-        c, e, t = np.array(conv), np.array(elems), np.array(meas)
-        best: tuple[float, float, float, float] | None = None
-        no_floor_err = math.inf
-        largest = float(t[int(np.argmax(c))])  # the network with the most conv work (the dense one)
-        for d in [0.0, *sorted(set(t.tolist()))]:
-            above = t > d * (1 + 1e-9)
-            if d > 0 and (above.sum() < 2 or d > largest):
-                continue  # a floor must leave networks above it, and lie under the largest network
-            a, b = _fit_work(c[above] if d > 0 else c, e[above] if d > 0 else e, t[above] if d > 0 else t)
-            b = max(b, -0.9 * float(np.min(c + a * e)))  # never predict less than a tenth of the convs
-            pred = np.maximum(c + a * e + b, d)
-            err = float(np.mean((pred / t - 1.0) ** 2))
-            # A floor must earn its place: noisy timings of a flat model otherwise invent one above the
-            # dense network (seen on the lent H200), which would stop all pruning.
-            if best is None or (err < best[0] - 1e-12 and (d == 0 or err < 0.8 * no_floor_err)):
-                best = (err, a, b, d)
-            if d == 0:
-                no_floor_err = err
-        assert best is not None
-        _, self.elem_ms_per_m_, self.overhead_ms_, self.floor_ms_ = best
-        pred = np.maximum(c + self.elem_ms_per_m_ * e + self.overhead_ms_, self.floor_ms_)
-        log.info(
-            "calibrated whole-model latency on %d network(s): %.4g ms per M output elements, overhead "
-            "%.4g ms, dispatch floor %.4g ms; fit error max %.1f%%",
-            len(t),
-            self.elem_ms_per_m_,
-            self.overhead_ms_,
-            self.floor_ms_,
-            100 * float(np.max(np.abs(pred / t - 1.0))),
-        )
 
     # ------------------------------------------------------------------ files
     def metadata(self) -> dict[str, Any]:
