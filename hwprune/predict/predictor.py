@@ -479,7 +479,7 @@ class LatencyPredictor(WholeModelMixin, BaseEstimator):
                 f"{FEATURE_SCHEMA_VERSION}, so it cannot predict with it; refit it with `hwprune fit`"
             )
         if meta.get("kind") == "adapted":  # a predictor adapted from another target's (predict.adapt)
-            from hwprune.predict.adapt import AdaptedPredictor
+            from hwprune.predict.adapt.model import AdaptedPredictor
 
             return AdaptedPredictor._from_payload(payload, path)
         return cls._from_payload(payload, path)
