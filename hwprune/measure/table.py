@@ -13,10 +13,8 @@ downstream fitting never sees NaN.
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import logging
-import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -68,7 +66,6 @@ WRITE_COLUMNS: tuple[str, ...] = TABLE_COLUMNS + EXTRA_COLUMNS
 #: Allowed spellings of the ``dtype`` column.
 DTYPES: tuple[str, ...] = ("float32", "float16", "tf32")
 _CHANNEL_COLUMNS = ("in_channels", "out_channels", "groups")
-_UNIT_HINTS = {"latency_us": "microseconds", "latency_s": "seconds", "latency": "an unknown unit"}
 
 
 class TableError(ValueError):
@@ -213,8 +210,9 @@ def read_table(
         path: CSV file written by :func:`hwprune.measure.measure` or :func:`import_table`.
         allow_mixed_targets: Accept rows of more than one ``target``.
         keep_errors: Keep rows that recorded an ``error`` (their latency is NaN).
-        check_units: Refuse latencies that cannot be milliseconds (see :func:`_check_units`): faster than
-            any chip can compute the layer, longer than an hour, or 100x off their channel neighbours.
+        check_units: Refuse latencies that cannot be milliseconds (see
+            :func:`~hwprune.measure.table_checks._check_units`): faster than any chip can compute the layer,
+            longer than an hour, or 100x off their channel neighbours.
 
     Returns:
         A DataFrame with every :data:`TABLE_COLUMNS` column (plus extras), :data:`CONFIG_COLUMNS` as
@@ -236,82 +234,27 @@ def read_table(
     """
     import pandas as pd
 
+    from hwprune.measure.table_checks import (  # the checks import this module's contract
+        _check_columns,
+        _check_duplicates,
+        _check_units,
+        _coerce_columns,
+        _line_numbers,
+        _parse,
+        _read_text,
+    )
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"measurement table {path} does not exist")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise _fail(path, line, "(any)", "not a CSV table: the file is binary or not UTF-8 text") from err
-    if "\x00" in text:
-        raise _fail(path, text[: text.index("\x00")].count("\n") + 1, "(any)", "not a CSV table: NUL byte")
-    text = text.removeprefix("\ufeff")  # a UTF-8 BOM (Excel's "CSV UTF-8") is not part of the header
-    if not text.strip():
-        raise _fail(
-            path,
-            1,
-            "(header)",
-            "the table is empty (no header, no rows): write it with `hwprune measure` or `import_table`, "
-            "or check that the copy finished",
-        )
-    first = text.splitlines()[0]
-    if "," not in first:
-        raise _fail(path, 1, "(header)", f"not a CSV table: {_delimiter_hint(first)}")
-    _check_records(path, text)
-    try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=True)
-    except (pd.errors.ParserError, ValueError) as err:
-        raise _fail(path, "?", "(any)", f"not a CSV table: {err}") from err
-    missing = [c for c in TABLE_COLUMNS if c not in df.columns]
-    if missing:
-        hint = ""
-        for col, unit in _UNIT_HINTS.items():
-            if "latency_ms" in missing and col in df.columns:
-                hint = f"; found `{col}` in {unit}: convert it to milliseconds as `latency_ms`"
-        if not hint:
-            extra = [str(c) for c in df.columns if c not in TABLE_COLUMNS and c not in EXTRA_COLUMNS]
-            renames = []
-            for col in missing:
-                close = difflib.get_close_matches(col, extra, n=1, cutoff=0.5)
-                if close:
-                    renames.append(f"`{close[0]}` -> `{col}`")
-            if renames:
-                hint = f"; rename the file's column(s) {', '.join(renames)}"
-        if not hint:
-            hint = (
-                "; a table needs every column of hwprune.measure.TABLE_COLUMNS: write it with "
-                "`hwprune measure`, or map a foreign CSV with import_table(columns=..., defaults=...)"
-            )
-        raise _fail(path, 1, missing[0], f"missing required column(s) {missing}{hint}")
+    text = _read_text(path)
+    df = _parse(path, text)
+    _check_columns(path, df)
     # The file's line of DataFrame row i; blank lines are skipped by pandas, so count them back in.
     line_of = _line_numbers(text, len(df))
     err_col = df["error"] if "error" in df.columns else pd.Series([""] * len(df), index=df.index)
     is_err = err_col.str.strip() != ""
-    for i, dt in enumerate(df["dtype"]):
-        if dt not in DTYPES:
-            raise _fail(path, line_of[i], "dtype", f"`dtype` must be one of {DTYPES}, got {dt!r}")
-    for col in CONFIG_COLUMNS:
-        num = pd.to_numeric(df[col], errors="coerce")
-        for i, (s, v) in enumerate(zip(df[col], num, strict=True)):
-            if not (isinstance(v, float | int) and math.isfinite(v) and float(v).is_integer() and v > 0):
-                if col == "padding" and v == 0:
-                    continue
-                what = "a non-negative integer" if col == "padding" else "a positive integer"
-                raise _fail(path, line_of[i], col, f"`{col}` must be {what}, got {s!r}")
-        df[col] = num.astype("int64")
-    for col, strict in (("latency_ms", True), ("latency_spread_ms", False)):
-        num = pd.to_numeric(df[col], errors="coerce")
-        for i, (s, v) in enumerate(zip(df[col], num, strict=True)):
-            if is_err.iloc[i]:
-                continue
-            bad = not math.isfinite(v) or (v <= 0 if strict else v < 0)
-            if bad:
-                want = "a finite latency in ms > 0" if strict else "a finite spread in ms >= 0"
-                raise _fail(path, line_of[i], col, f"`{col}` must be {want}, got {s!r}")
-        df[col] = num.astype("float64")
-    df["repeats"] = pd.to_numeric(df["repeats"], errors="coerce")
+    _coerce_columns(path, df, line_of, is_err)
     targets = df["target"].unique()
     if len(targets) > 1 and not allow_mixed_targets:
         i = int((df["target"] != df["target"].iloc[0]).to_numpy().argmax())
@@ -331,168 +274,6 @@ def read_table(
             log.info("%s: dropping %d row(s) that recorded an error", path, int(is_err.sum()))
         df = df[~is_err].reset_index(drop=True)
     return df
-
-
-def _delimiter_hint(first: str) -> str:
-    """Why a header line without commas is not a table, naming the separator it seems to use."""
-    seps = {";": "semicolon", "\t": "tab", "|": "pipe"}
-    used = max(seps, key=first.count)
-    if first.count(used) >= 3:
-        return (
-            f"the header is {seps[used]}-separated, hwprune tables are comma-separated: re-save it with "
-            f"commas (e.g. pandas.read_csv(path, sep={used!r}).to_csv(path, index=False))"
-        )
-    return f"the first line has no comma-separated header, got {first[:60]!r}"
-
-
-def _check_records(path: Path, text: str) -> None:
-    """Every record has as many fields as the header; a short last record means a truncated file."""
-    if text.count('"') % 2:
-        line = text[: text.rfind('"')].count("\n") + 1
-        raise _fail(
-            path,
-            line,
-            "(any)",
-            "unterminated quoted field: the file looks truncated (a cut copy or a killed writer); "
-            "delete the broken last line, or re-run `hwprune measure` on it, which repairs and resumes",
-        )
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-        records = [(reader.line_num, row) for row in reader if row and any(c.strip() for c in row)]
-    except csv.Error as err:  # pragma: no cover - the quote check above catches what csv refuses
-        raise _fail(path, reader.line_num, "(any)", f"not a CSV table: {err}") from err
-    n = len(header)
-    for k, (line, row) in enumerate(records):
-        if len(row) == n:
-            continue
-        if k == len(records) - 1 and len(row) < n and not text.endswith("\n"):
-            raise _fail(
-                path,
-                line,
-                header[len(row) - 1] if row else "(any)",
-                f"the last line has {len(row)} of {n} fields and no line end: the file is truncated "
-                "(a cut copy or a killed writer); delete that line, or re-run `hwprune measure` on the "
-                "table, which cuts it and times the configuration again",
-            )
-        raise _fail(
-            path,
-            line,
-            "(any)",
-            f"the line has {len(row)} fields, the header has {n}: a stray or missing comma (quote text "
-            "that holds commas), or rows pasted from another table",
-        )
-
-
-def _check_duplicates(path: Path, df: pd.DataFrame, lines: list[int]) -> None:
-    """Refuse a row repeated verbatim (a table appended or pasted twice).
-
-    Two timings of one configuration that differ (another run, another day) are measurements and stay:
-    the predictor averages them. A row equal in every column, timestamp included, is a copy.
-    """
-    first: dict[tuple[Any, ...], int] = {}
-    for i, k in enumerate(df.astype(str).itertuples(index=False, name=None)):
-        if k in first:
-            raise _fail(
-                path,
-                lines[i],
-                "(all)",
-                f"duplicate row: line {first[k]} holds the very same row (timestamp included); the table "
-                "was appended or pasted twice? Drop the copies, e.g. df.drop_duplicates(), or re-measure "
-                "into a fresh table",
-            )
-        first[k] = lines[i]
-
-
-#: Plausibility bounds of a conv2d latency in ms. No chip computes faster than this many FLOP/s (an
-#: H200's dense fp16 peak is about 1e15; the fastest row measured here reached 2.2e14).
-MAX_FLOPS_PER_S = 5e15
-#: One conv layer taking longer than an hour is a unit error, not a measurement.
-MAX_LATENCY_MS = 3.6e6
-#: Rows of one layer whose channel counts differ by at most 2x never differ by this factor in latency
-#: (stairs are at most ~2x): a larger jump is a ms/µs mix-up inside the table.
-MAX_NEIGHBOUR_RATIO = 100.0
-
-
-def _conv_flops(df: pd.DataFrame) -> pd.Series:
-    """Multiply-adds x 2 of each row's conv2d, from the config columns."""
-    ho = (df["height"] + 2 * df["padding"] - df["kernel_size"]) // df["stride"] + 1
-    wo = (df["width"] + 2 * df["padding"] - df["kernel_size"]) // df["stride"] + 1
-    per_group = (df["in_channels"] // df["groups"]).clip(lower=1)
-    return (
-        2.0
-        * df["batch"]
-        * df["out_channels"]
-        * per_group
-        * df["kernel_size"] ** 2
-        * ho.clip(lower=1)
-        * wo.clip(lower=1)
-    )
-
-
-def _check_units(path: Path, df: pd.DataFrame, lines: list[int]) -> None:
-    """Refuse latencies that cannot be milliseconds (absurd magnitudes, or a ms/µs mix inside a table).
-
-    A whole table uniformly in µs on a slow device cannot be told from a slow device; only physically
-    impossible values and mixes inside a table are caught.
-    """
-    if df.empty:
-        return
-    lat = df["latency_ms"].to_numpy(dtype=float)
-    flops = _conv_flops(df).to_numpy(dtype=float)
-    rate = flops / (lat * 1e-3)
-    for i in range(len(df)):
-        if rate[i] > MAX_FLOPS_PER_S:
-            raise _fail(
-                path,
-                lines[i],
-                "latency_ms",
-                f"`latency_ms` must be in milliseconds, got {lat[i]:g}: {flops[i]:.3g} FLOPs in that time "
-                f"is {rate[i] / 1e12:.3g} TFLOP/s, faster than any chip; was it measured in seconds? "
-                "Convert with import_table(..., latency_scale=1000), or pass check_units=False",
-            )
-        if lat[i] > MAX_LATENCY_MS:
-            raise _fail(
-                path,
-                lines[i],
-                "latency_ms",
-                f"`latency_ms` must be in milliseconds, got {lat[i]:g} (over an hour for one conv layer); "
-                "was it measured in µs or ns? Convert with import_table(..., latency_scale=0.001), or pass "
-                "check_units=False",
-            )
-    shape_cols = ["target", "dtype", "batch", "height", "width", "kernel_size", "stride", "padding"]
-    work = df.assign(_lat=lat, _line=lines)
-    for varying, fixed in (("out_channels", "in_channels"), ("in_channels", "out_channels")):
-        for _, grp in work.groupby([*shape_cols, fixed], sort=False):
-            if len(grp) < 2:
-                continue
-            g = grp.sort_values(varying)
-            ch = g[varying].to_numpy(dtype=float)
-            ms = g["_lat"].to_numpy(dtype=float)
-            ln = g["_line"].to_numpy()
-            for j in range(1, len(g)):
-                ratio = max(ms[j], ms[j - 1]) / min(ms[j], ms[j - 1])
-                if ch[j] <= 2 * ch[j - 1] and ratio > MAX_NEIGHBOUR_RATIO:
-                    raise _fail(
-                        path,
-                        int(ln[j]),
-                        "latency_ms",
-                        f"`latency_ms` jumps {ratio:.0f}x between {varying}={int(ch[j - 1])} "
-                        f"(line {int(ln[j - 1])}, {ms[j - 1]:g} ms) and {int(ch[j])} ({ms[j]:g} ms) of the "
-                        "same layer: some rows look like µs (or s) mixed with ms; convert them to "
-                        "milliseconds, or pass check_units=False",
-                    )
-
-
-def _line_numbers(text: str, n: int) -> list[int]:
-    """File line (1-based) of each data record, skipping blank lines like pandas does."""
-    lines: list[int] = []
-    reader = csv.reader(io.StringIO(text))
-    next(reader, None)
-    for row in reader:
-        if row and any(cell.strip() for cell in row):
-            lines.append(reader.line_num)
-    return (lines + [-1] * n)[:n]
 
 
 def import_table(
