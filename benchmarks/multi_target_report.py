@@ -27,6 +27,12 @@ def label(key: str, measured: str) -> str:
     return LABELS.get(base, base)
 
 
+def _load(note: str) -> str:
+    """``load average 0.5 2.1 4.4 on 2 ...`` -> ``0.5 / 2.1 / 4.4``."""
+    parts = note.split()
+    return " / ".join(parts[2:5]) if note.startswith("load average") and len(parts) >= 5 else note
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -305,8 +311,22 @@ def page(raw: dict[str, Any], raw_name: str) -> list[str]:
         "",
         f"- Run: {s['date']}, commit `{s['commit']}`, {s['machine']}, torch {s['torch']}; "
         f"{st['total_s'] / 60:.1f} min in all.",
-        f"- Load: at start {raw['load_at_start']}; before timing {raw['load_before_timing']}; after "
-        f"timing {raw['load_after_timing']}.",
+        f"- Load (1, 5, 15 min): at start {_load(raw['load_at_start'])}; "
+        + (
+            f"before measuring the CPU layers {_load(raw['load_before_measuring'])} "
+            f"(after waiting {raw['waited_for_load_before_measuring_s']:.0f} s for < "
+            f"{cfg['timing']['wait_load_below']:g}); "
+            if "load_before_measuring" in raw
+            else ""
+        )
+        + f"before the final timing {_load(raw['load_before_timing'])}"
+        + (
+            f" (after waiting {raw['waited_for_load_s']:.0f} s for < {cfg['timing']['wait_load_below']:g})"
+            if "waited_for_load_s" in raw
+            else ""
+        )
+        + f"; after it {_load(raw['load_after_timing'])}. {raw['stamp']['machine'].split(',')[-1].strip()}, "
+        "shared with other agents' jobs.",
         "",
         "## What was run",
         "",
