@@ -27,7 +27,7 @@ def label(key: str, measured: str) -> str:
     return LABELS.get(base, base)
 
 
-def _load(note: str) -> str:
+def load_triplet(note: str) -> str:
     """``load average 0.5 2.1 4.4 on 2 ...`` -> ``0.5 / 2.1 / 4.4``."""
     parts = note.split()
     return " / ".join(parts[2:5]) if note.startswith("load average") and len(parts) >= 5 else note
@@ -129,7 +129,7 @@ def cost_table(raw: dict[str, Any], ratio: str) -> list[str]:
         lines.append(
             f"| {t} | {lat[0]} | {lat[1]} | {ratio_s} | {how} | "
             f"{joint['params'] / own['params']:.2f} ({joint['params']:,} / {own['params']:,}) | "
-            f"{100 * c['acc_delta']:+.1f} points |"
+            f"{round(100 * c['acc_delta'], 1) + 0.0:+.1f} points |"
         )
     return lines
 
@@ -223,20 +223,38 @@ def reading(raw: dict[str, Any], ratio: str) -> list[str]:
             "this is the uncalibrated predictor's sum of conv latencies at batch "
             f"{raw['targets'][t]['batch']}, not a measurement."
         )
-    slack = ", ".join(
-        f"{t} {joint['predicted_ms'][t]:.3f} of {budgets[t]:.3f} ms "
-        f"({_pct(1 - joint['predicted_ms'][t] / budgets[t])} under)"
-        for t in raw["targets"]
-    )
+    jplan = info["plans"]["joint"]
+
+    def fill(t: str) -> str:
+        v, b = joint["predicted_ms"][t], budgets[t]
+        return (
+            f"{t} {v:.3f} of {b:.3f} ms ({_pct(1 - v / b)} under)"
+            if v <= b
+            else f"{t} {v:.3f} ms, {verdict(v, b)}"
+        )
+
     own_params = ", ".join(
         f"{joint['params'] / models[f'alone:{t}@{ratio}']['params']:.2f}x the {t}-alone plan's"
         for t in raw["targets"]
     )
-    out.append(
-        "- **Where the cost goes:** a shared model must fit every budget at once, so on each target it sits "
-        "at or under the budget that target's own plan fills; the price is paid in width, not in speed. "
-        f"Predicted, the joint model uses {slack}, and keeps {joint['params']:,} parameters: {own_params}."
-    )
+    if jplan["feasible"]:
+        out.append(
+            "- **Where the cost goes:** a shared model must fit every budget at once, so on each target it "
+            "sits at or under the budget that target's own plan fills; the price is paid in width, not in "
+            "speed. "
+            f"Predicted, the joint model uses {', '.join(fill(t) for t in raw['targets'])}, and keeps "
+            f"{joint['params']:,} parameters: {own_params}."
+        )
+    else:
+        missed = [t for t, r in jplan["targets"].items() if not r["met"]]
+        out.append(
+            f"- **The joint plan missed a budget:** after {jplan['rounds']} planner rounds "
+            "`plan_for_targets` found no width set that meets every budget and kept the one with the "
+            "smallest overrun: "
+            f"{', '.join(fill(t) for t in raw['targets'])} (predicted): sharing cost "
+            f"{' and '.join(missed)} its budget by that much. The joint model keeps "
+            f"{joint['params']:,} parameters: {own_params}."
+        )
     for t_plan in raw["targets"]:  # each single-target plan on the other target: why plan jointly at all
         key = f"alone:{t_plan}@{ratio}"
         for t in raw["targets"]:
@@ -259,12 +277,33 @@ def reading(raw: dict[str, Any], ratio: str) -> list[str]:
         f"- The joint model on {measured}: {jsh:.3f} of the dense model's latency measured, {psh:.3f} "
         f"predicted, against a budget of {r_:g} ({verdict(jsh, r_)})."
     )
+
+    def pshare(k: str) -> float:
+        return models[k]["predicted_ms"][measured] / models["dense"]["predicted_ms"][measured]
+
+    uni = models[f"uniform_l1@{ratio}"]
+    out.append(
+        f"- Torch-Pruning uniform L1 at the joint model's parameter count ({uni['params']:,}): "
+        f"{uni['measured_share_of_dense'][measured]['median']:.3f} of dense on {measured} (measured), and "
+        + ", ".join(
+            f"{uni['predicted_ms'][t]:.3f} ms on {t} (predicted, "
+            f"{uni['predicted_ms'][t] / models['dense']['predicted_ms'][t]:.2f}x dense)"
+            for t in others
+        )
+        + ": the same parameter budget, cut without regard to either target."
+    )
+    errs = "; ".join(
+        f"{short_label(k, measured)} {pshare(k):.3f} predicted, "
+        f"{models[k]['measured_share_of_dense'][measured]['median']:.3f} measured"
+        for k in model_keys(raw, ratio)[1:]
+    )
+    out.append(f"- The {measured} predictor's share of dense against the measured share: {errs}.")
     cal = raw["targets"][measured].get("calibration_measured_ms") or []
     if cal:
         dm = models["dense"]["measured_ms"][measured]["median"]
         out.append(
             f"- Load moves the absolute CPU figures: the dense model measured {cal[0]:.2f} ms when the "
-            f"predictor was calibrated (start of the run) and {dm:.2f} ms in the final timing "
+            f"predictor was calibrated (before pretraining) and {dm:.2f} ms in the final timing "
             f"({_pct(dm / cal[0] - 1)}); the shares and ratios above are taken within each round, which the "
             "load slows alike."
         )
@@ -279,18 +318,34 @@ def reading(raw: dict[str, Any], ratio: str) -> list[str]:
                 f"{t} gave way on {sum(1 for x in info['plans']['joint']['conflicts'] if x['target'] == t)} "
                 f"group(s), {g:.3f} ms predicted ({_pct(g / budgets[t])} of its budget)"
                 for t, g in gave.items()
+                if g > 0
             )
+            + "".join(f"; {t} gave way nowhere" for t, g in gave.items() if g <= 0)
             + "."
         )
     se_diff = math.sqrt(2) * acc_se(joint["test_acc"], n_test)
     accs = ", ".join(f"{label(k, measured)} {_pct(models[k]['test_acc'])}" for k in model_keys(raw, ratio))
     deltas = ", ".join(
-        f"{100 * cost[t]['acc_delta']:+.1f} points against the {t}-alone plan" for t in raw["targets"]
+        f"{round(100 * cost[t]['acc_delta'], 1) + 0.0:+.1f} points against the {t}-alone plan"
+        for t in raw["targets"]
     )
+    pruned_accs = sorted(models[k]["test_acc"] for k in model_keys(raw, ratio)[1:])
+    mid = pruned_accs[len(pruned_accs) // 2]
+    low = [k for k in model_keys(raw, ratio)[1:] if models[k]["test_acc"] < mid - 2 * se_diff]
     out.append(
         f"- **Accuracy** ({accs}) comes from a short subset run. The joint model: {deltas}. One standard "
         f"error of a difference between two models on {n_test} test images is about "
-        f"{100 * se_diff:.1f} points, so differences under about {200 * se_diff:.0f} points are noise."
+        f"{100 * se_diff:.1f} points, so differences under about {200 * se_diff:.0f} points are noise. That "
+        "error bar covers the test sample only: each model was fine-tuned once (one seed, one short epoch), "
+        "and that training's own variance is not in it."
+        + (
+            " "
+            + ", ".join(f"{short_label(k, measured)} ({_pct(models[k]['test_acc'])})" for k in low)
+            + f" fell well below the middle of the pruned models ({_pct(mid)}); with a single short "
+            "fine-tune this is as likely the run as the architecture, and one run cannot tell them apart."
+            if low
+            else ""
+        )
     )
     return out
 
@@ -311,22 +366,22 @@ def page(raw: dict[str, Any], raw_name: str) -> list[str]:
         "",
         f"- Run: {s['date']}, commit `{s['commit']}`, {s['machine']}, torch {s['torch']}; "
         f"{st['total_s'] / 60:.1f} min in all.",
-        f"- Load (1, 5, 15 min): at start {_load(raw['load_at_start'])}; "
+        f"- Load (1, 5, 15 min): at start {load_triplet(raw['load_at_start'])}; "
         + (
-            f"before measuring the CPU layers {_load(raw['load_before_measuring'])} "
+            f"before measuring the CPU layers {load_triplet(raw['load_before_measuring'])} "
             f"(after waiting {raw['waited_for_load_before_measuring_s']:.0f} s for < "
             f"{cfg['timing']['wait_load_below']:g}); "
             if "load_before_measuring" in raw
             else ""
         )
-        + f"before the final timing {_load(raw['load_before_timing'])}"
+        + f"before the final timing {load_triplet(raw['load_before_timing'])}"
         + (
             f" (after waiting {raw['waited_for_load_s']:.0f} s for < {cfg['timing']['wait_load_below']:g})"
             if "waited_for_load_s" in raw
             else ""
         )
-        + f"; after it {_load(raw['load_after_timing'])}. {raw['stamp']['machine'].split(',')[-1].strip()}, "
-        "shared with other agents' jobs.",
+        + f"; after it {load_triplet(raw['load_after_timing'])}. "
+        + f"{raw['stamp']['machine'].split(',')[-1].strip()}, shared with other agents' jobs.",
         "",
         "## What was run",
         "",

@@ -75,7 +75,7 @@ def test_report_figures_come_from_the_raw_file(tmp_path: Path) -> None:
         for key in multi_target_report.model_keys(raw, ratio):
             assert f"{100 * raw['models'][key]['test_acc']:.1f}%" in page
     assert f"commit `{raw['stamp']['commit']}`" in page
-    assert f"before the final timing {multi_target_report._load(raw['load_before_timing'])}" in page
+    assert f"before the final timing {multi_target_report.load_triplet(raw['load_before_timing'])}" in page
     assert (tmp_path / "multi_target.png").stat().st_size > 10_000
 
 
