@@ -9,9 +9,9 @@ targets are folded into one: each target's cost is divided by its budget and wei
 so a plan on budget spends, on average over the targets, each target's budget. The average is not the
 maximum: after each plan the targets still over budget get more weight (multiplicative weights, the
 Lagrangian view of a min-max constraint) and the model is planned again, for ``rounds`` rounds; when a
-re-weighting leaves the plan as it was, the folded budget is tightened by the worst overrun instead. The
-first plan that meets every budget is kept; if none does, the one with the smallest worst overrun is, and
-it is reported as NOT met.
+re-weighting comes back to a plan already made (a stall, or a cycle between plans), the folded budget
+is tightened by the worst overrun. The first plan that meets every budget is kept; if none does, the one
+with the smallest worst overrun is, and it is reported as NOT met.
 
 Friendly counts: the folded curve of a group is the weighted sum of its curves on each target, so a count
 where any target's latency steps up is penalised on the fold too; a count friendly on every target is the
@@ -251,7 +251,7 @@ def plan_for_targets(
     weights = {t: 1.0 / len(members) for t in members}
     tighten = 1.0  # folded budget, as a share of the weights' sum
     best: tuple[float, Plan, dict[str, float], dict[str, float]] | None = None
-    previous: dict[str, int] | None = None
+    seen: set[tuple[tuple[str, int], ...]] = set()  # plans made so far: a repeat means a cycle
     made = 0
     for _ in range(rounds):
         folded = _Folded(members, eff, weights)
@@ -271,9 +271,10 @@ def plan_for_targets(
             best = (worst, plan, after, dict(weights))
         if worst <= 1.0 + 1e-9:
             break
-        if plan.widths == previous:  # re-weighting alone did not move the plan: ask the fold for more
+        key = tuple(sorted(plan.widths.items()))
+        if key in seen:  # re-weighting came back to an earlier plan (a stall or a cycle): ask for more
             tighten /= worst
-        previous = dict(plan.widths)
+        seen.add(key)
         for t in members:
             if over[t] > 1.0:
                 weights[t] *= over[t] ** step
