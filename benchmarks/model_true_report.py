@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
 BASELINE_NAMES = ("uniform_l1", "round_to_8", "round_to_32", "global_round_to_8")
 BEST_OF = ("round_to_8", "round_to_32", "global_round_to_8")
+STABLE = 0.05
+"""Runs of one setting and budget are stable when their measured speedups differ by at most this share."""
 
 
 def _f(x: float | None, fmt: str = ".2f") -> str:
@@ -25,81 +28,250 @@ def _mark(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "**not met**")
 
 
-def setting_goals(s: dict[str, Any], ratio: str) -> dict[str, Any]:
-    """The issue's goals for one setting and budget ratio, from the raw results."""
+def _m(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
+
+
+def ratios(s: dict[str, Any]) -> list[str]:
+    """The budget ratios a setting was planned at, from its timing keys (``hwprune_<ratio>_run<r>``)."""
+    return sorted({k.split("_")[1] for k in s["timings"] if k.startswith("hwprune_")}, key=float)
+
+
+def speedup_interval(t: dict[str, Any], name: str) -> tuple[float, float, float]:
+    """Median and quartiles of the per-round speedups of ``name`` against the dense model (paired rounds).
+
+    Recomputed from ``rounds_ms``; the median is the raw file's ``speedup``.
+    """
+    ratios_ = [d / m for d, m in zip(t["dense"]["rounds_ms"], t[name]["rounds_ms"], strict=True)]
+    if len(ratios_) < 2:
+        return ratios_[0], ratios_[0], ratios_[0]
+    q = statistics.quantiles(sorted(ratios_), n=4, method="inclusive")
+    return float(statistics.median(ratios_)), float(q[0]), float(q[2])
+
+
+def is_noise(lo: float, hi: float) -> bool:
+    """A speedup whose inter-quartile interval over the rounds holds 1.0 cannot be told from no speedup."""
+    return lo <= 1.0 <= hi
+
+
+def dense_widths(s: dict[str, Any]) -> dict[str, int]:
+    """Each group root's width in the dense model: the raw file's ``dense_widths``, else the model's own.
+
+    Older raw files lack ``dense_widths``; the dense model is then built (random weights, no download) from
+    the setting ``model:batch:size`` as ``benchmarks.model_true`` built it, and each root conv's
+    ``out_channels`` read.
+    """
+    if s.get("dense_widths"):
+        return {k: int(v) for k, v in s["dense_widths"].items()}
+    from torch import nn
+
+    from hwprune.models import build_model
+
+    name, _, size = s["setting"].split(":")
+    shape = s["input_shape"]
+    model = build_model(
+        name, num_classes=10 if int(size) <= 32 else 1000, in_channels=shape[1], input_size=shape[2]
+    )
+    return {n: int(m.out_channels) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+def run_rows(s: dict[str, Any], ratio: str, widths: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """One record per run of one setting at one budget ratio: its cut, measured speedup, budget and errors.
+
+    Args:
+        s: One setting of a raw file.
+        ratio: The budget ratio as in the timing keys (``"0.5"``).
+        widths: The dense widths (:func:`dense_widths`); computed when None.
+
+    Returns:
+        The runs in order. ``cut`` is False when the plan kept every parameter ("no cut"); ``met`` is whether
+        the final measurement is within ``ratio`` of the dense model's, timed in the same rounds.
+    """
     t = s["timings"]
-    runs = s["runs"]
-    key0 = f"hwprune_{ratio}_run0"
-    if key0 not in t:
+    widths = dense_widths(s) if widths is None else widths
+    rows = []
+    for run in s["runs"]:
+        name = f"hwprune_{ratio}_run{run['run']}"
+        if name not in t or ratio not in run["plans"]:
+            continue
+        plan = run["plans"][ratio]
+        sp, lo, hi = speedup_interval(t, name)
+        pred_key = f"run{run['run']}"
+        errors = []
+        for n in ("dense", name):
+            pred = t[n]["predicted_ms"].get(pred_key)
+            errors.append(None if not pred else pred / t[n]["median_ms"] - 1.0)
+        changed = sum(1 for g, w in plan["widths"].items() if int(w) != widths.get(g, int(w)))
+        predicted = plan["predicted_speedup"]
+        checks = s.get("layer_checks", {}).get(name)
+        rows.append(
+            {
+                "run": run["run"],
+                "name": name,
+                "params": t[name]["params"],
+                "dense_params": t["dense"]["params"],
+                "cut": t[name]["params"] != t["dense"]["params"],
+                "groups_changed": changed,
+                "groups": len(plan["widths"]),
+                "speedup": sp,
+                "lo": lo,
+                "hi": hi,
+                "noise": is_noise(lo, hi),
+                "met": t[name]["median_ms"] <= float(ratio) * t["dense"]["median_ms"],
+                "predicted": predicted,
+                "measured_over_predicted": sp / predicted if predicted else None,
+                "errors": errors,
+                "reason": plan["reason"],
+                "accepted": plan.get("accepted"),
+                "slow_layers": None if checks is None else checks.get("slower"),
+                "changed_layers": None if checks is None else checks.get("changed"),
+            }
+        )
+    return rows
+
+
+def closed_loop_verdict(reason: str) -> str:
+    """The closed loop's own word on a plan, from its ``reason``: met, NOT met, refused, or the reason."""
+    if reason.startswith("refused"):
+        return "refused"
+    if "NOT met" in reason:
+        return "NOT met"
+    if reason.endswith(": met"):
+        return "met"
+    return reason
+
+
+def stability(rows: list[dict[str, Any]]) -> float | None:
+    """``(max - min) / min`` of the measured speedups of every run, "no cut" runs included."""
+    sp = [r["speedup"] for r in rows]
+    return (max(sp) - min(sp)) / min(sp) if len(sp) > 1 else None
+
+
+def baselines(s: dict[str, Any], ratio: str) -> dict[str, dict[str, Any]]:
+    """Torch-Pruning baselines at one budget: speedup with its interval, parameters kept."""
+    t = s["timings"]
+    out = {}
+    for b in BASELINE_NAMES:
+        key = f"{b}_{ratio}"
+        if key in t:
+            sp, lo, hi = speedup_interval(t, key)
+            out[b] = {"speedup": sp, "lo": lo, "hi": hi, "params": t[key]["params"]}
+    return out
+
+
+def setting_goals(s: dict[str, Any], ratio: str) -> dict[str, Any]:
+    """Every run of one setting and budget ratio, its stability and its baselines, from the raw results."""
+    rows = run_rows(s, ratio)
+    if not rows:
         return {}
-    names = {r["run"]: f"hwprune_{ratio}_run{r['run']}" for r in runs}
-    sp = {run: t[name]["speedup"] for run, name in names.items() if name in t}
-    plan0 = runs[0]["plans"][ratio]
-    predicted = plan0["predicted_speedup"]
-    base = {b: t[f"{b}_{ratio}"]["speedup"] for b in BASELINE_NAMES if f"{b}_{ratio}" in t}
-    best_name = max(BEST_OF, key=lambda b: base.get(b, 0.0))
-    errors = []
-    for name in ("dense", key0):
-        pred = t[name]["predicted_ms"].get("run0")
-        if pred:
-            errors.append(pred / t[name]["median_ms"] - 1.0)
-    checks = s.get("layer_checks", {}).get(key0, {})
-    stab = abs(sp[0] - sp[1]) / sp[0] if len(sp) > 1 else None
+    base = baselines(s, ratio)
+    best = max((b for b in BEST_OF if b in base), key=lambda b: base[b]["speedup"], default=None)
+    checks = s.get("layer_checks", {}).get(f"uniform_l1_{ratio}", {})
     return {
-        "measured": sp[0],
-        "measured_runs": sp,
-        "predicted": predicted,
-        "measured_over_predicted": sp[0] / predicted if predicted else None,
-        "vs_uniform": sp[0] / base["uniform_l1"] if "uniform_l1" in base else None,
-        "best_baseline": best_name,
-        "vs_best": sp[0] / base[best_name] if best_name in base else None,
-        "whole_model_errors": errors,
-        "stability": stab,
-        "slow_layers": checks.get("slower"),
-        "changed_layers": checks.get("changed"),
-        "worst_layer": checks.get("worst"),
-        "uniform_slow_layers": s.get("layer_checks", {}).get(f"uniform_l1_{ratio}", {}).get("slower"),
-        "uniform_changed_layers": s.get("layer_checks", {}).get(f"uniform_l1_{ratio}", {}).get("changed"),
-        "params": t[key0]["params"],
-        "dense_params": t["dense"]["params"],
-        "reason": plan0["reason"],
-        "floor_ms": runs[0].get("floor_ms"),
-        "dense_ms": t["dense"]["median_ms"],
+        "runs": rows,
+        "stability": stability(rows),
+        "cuts_agree": len({r["cut"] for r in rows}) == 1,
+        "baselines": base,
+        "best_baseline": best,
+        "uniform_slow_layers": checks.get("slower"),
+        "uniform_changed_layers": checks.get("changed"),
+        "floor_ms": [r.get("floor_ms") for r in s["runs"]],
+        "dense_ms": s["timings"]["dense"]["median_ms"],
     }
 
 
+def _speedup(sp: float, lo: float, hi: float) -> str:
+    return f"{sp:.2f}x [{lo:.2f}, {hi:.2f}]" + (" **noise**" if is_noise(lo, hi) else "")
+
+
+def _vs(run: dict[str, Any], b: dict[str, Any] | None, name: str, goal: float) -> str:
+    if b is None:
+        return "n/a"
+    v = run["speedup"] / b["speedup"]
+    noise = " (baseline is noise)" if is_noise(b["lo"], b["hi"]) else ""
+    return f"{v:.2f}x vs {name} at {_m(b['params'])} params{noise} ({_mark(v >= goal)})"
+
+
 def goals_table(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The goals table: one line per run of every setting and budget ratio, nothing left out."""
     lines = [
-        "| target, setting, budget | measured speedup (run 0 / run 1) | predicted "
-        "| measured / predicted (>= 0.9) | whole-model error, dense / pruned (within ±10%) "
-        "| vs uniform L1 (>= 1.3x) | vs best of round_to 8/32, global (>= 1.1x) | stable (<= 5%) "
+        'One line per run: every fresh-table run of every setting and budget is shown, "no cut" runs '
+        "included. Speedups are medians of the per-round ratios against the dense model, with their "
+        "inter-quartile interval over the rounds in brackets; **noise** marks an interval that holds 1.0. "
+        "Budget met: the final measurement is within the budget ratio of the dense model's, timed in the "
+        "same rounds. Stability is `(max - min) / min` of the measured speedups of all runs of the setting "
+        "and budget (goal <= 5%). The Torch-Pruning baselines were matched to run 0's parameter count, so "
+        "the comparison with them is at equal parameters only for run 0.",
+        "",
+        "| target, setting, budget | run | cut: params kept, groups changed | measured speedup [IQR] "
+        "| budget met | predicted | measured / predicted (>= 0.9) "
+        "| whole-model error, dense / pruned (within ±10%) | vs uniform L1 (>= 1.3x) "
+        "| vs best of round_to 8/32, global (>= 1.1x) | stable across runs (<= 5%) "
         "| layers > 5% slower (0) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, s in results:
-        for ratio in sorted({k.split("_")[1] for k in s["timings"] if k.startswith("hwprune_")}):
+        widths = dense_widths(s)
+        for ratio in ratios(s):
             g = setting_goals(s, ratio)
             if not g:
                 continue
-            runs = " / ".join(f"{v:.2f}x" for v in g["measured_runs"].values())
-            errs = " / ".join(f"{100 * e:+.0f}%" for e in g["whole_model_errors"])
-            err_ok = all(abs(e) <= 0.10 for e in g["whole_model_errors"]) if g["whole_model_errors"] else None
-            mop = g["measured_over_predicted"]
-            if g["params"] == g["dense_params"]:
-                lines.append(f"| {label} {s['setting']}, {ratio} | no cut: {g['reason']} | | | | | | | |")
-                continue
-            lines.append(
-                f"| {label} {s['setting']}, {ratio} | {runs} | {g['predicted']:.2f}x | {_f(mop)} "
-                f"({_mark(mop is not None and mop >= 0.9)}) | {errs} ({_mark(err_ok)}) | "
-                f"{_f(g['vs_uniform'])}x ({_mark(g['vs_uniform'] is not None and g['vs_uniform'] >= 1.3)}) | "
-                f"{_f(g['vs_best'])}x vs {g['best_baseline']} "
-                f"({_mark(g['vs_best'] is not None and g['vs_best'] >= 1.1)}) | "
-                f"{_f(None if g['stability'] is None else 100 * g['stability'], '.0f')}% "
-                f"({_mark(None if g['stability'] is None else g['stability'] <= 0.05)}) | "
-                f"{g['slow_layers']} of {g['changed_layers']} (uniform L1: {g['uniform_slow_layers']} of "
-                f"{g['uniform_changed_layers']}) |"
+            stab = g["stability"]
+            stab_txt = (
+                "n/a (one run)"
+                if stab is None
+                else f"{100 * stab:.0f}% ({_mark(stab <= STABLE and g['cuts_agree'])})"
+                + ("" if g["cuts_agree"] else ": some runs cut, some did not")
             )
+            base = g["baselines"]
+            best = g["best_baseline"]
+            for r in run_rows(s, ratio, widths):
+                cut = (
+                    f"{_m(r['params'])} of {_m(r['dense_params'])} params, {r['groups_changed']} of "
+                    f"{r['groups']} groups"
+                    if r["cut"]
+                    else f"no cut ({r['reason']})"
+                )
+                e_ok = all(e is not None and abs(e) <= 0.10 for e in r["errors"])
+                errs = " / ".join("n/a" if e is None else f"{100 * e:+.0f}%" for e in r["errors"])
+                mop = r["measured_over_predicted"]
+                matched = r["run"] == 0
+                slow = (
+                    "not timed"
+                    if r["slow_layers"] is None
+                    else f"{r['slow_layers']} of {r['changed_layers']} "
+                    f"(uniform L1: {g['uniform_slow_layers']} of {g['uniform_changed_layers']})"
+                )
+                lines.append(
+                    f"| {label} {s['setting']}, {ratio} | {r['run']} | {cut} | "
+                    f"{_speedup(r['speedup'], r['lo'], r['hi'])} | {'yes' if r['met'] else '**no**'} "
+                    f"(closed loop: {closed_loop_verdict(r['reason'])}) | "
+                    f"{r['predicted']:.2f}x | {_f(mop)} ({_mark(mop is not None and mop >= 0.9)}) | "
+                    f"{errs} ({_mark(e_ok)}) | "
+                    + (_vs(r, base.get("uniform_l1"), "uniform L1", 1.3) if matched else "not matched")
+                    + " | "
+                    + (_vs(r, base.get(best) if best else None, str(best), 1.1) if matched else "not matched")
+                    + f" | {stab_txt} | {slow} |"
+                )
     return lines
+
+
+def readme_sentence(results: list[tuple[str, dict[str, Any]]]) -> str:
+    """The README's model-true summary: every run of every setting, as the goals table states it."""
+    parts = []
+    for label, s in results:
+        for ratio in ratios(s):
+            rows = run_rows(s, ratio)
+            runs = ", ".join(
+                (_speedup(r["speedup"], r["lo"], r["hi"]) if r["cut"] else "no cut")
+                + ("" if r["met"] else " (budget missed)")
+                for r in rows
+            )
+            parts.append(f"{label.split(' (')[0]} {s['setting']} at {ratio}: {runs}")
+    return (
+        "Measured speedup of each fresh-table run (median [IQR over rounds]; **noise** = the interval "
+        "holds 1.0): " + "; ".join(parts) + "."
+    )
 
 
 def detail(label: str, s: dict[str, Any]) -> list[str]:
@@ -127,16 +299,19 @@ def detail(label: str, s: dict[str, Any]) -> list[str]:
             if isinstance(v, dict)
         ]
         lines += ["", "Predictor held out from the fit (run 0): " + "; ".join(parts) + "."]
+    run_keys = [f"run{r['run']}" for r in s["runs"]]
     lines += [
         "",
-        "| model | params | measured ms (median, IQR) | speedup vs dense (paired rounds, IQR) | "
-        "predicted ms (run 0) |",
-        "|---|---|---|---|---|",
+        "| model | params | measured ms (median, IQR) | speedup vs dense (paired rounds) [IQR] | "
+        + " | ".join(f"predicted ms ({k.replace('run', 'run ')})" for k in run_keys)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(run_keys),
     ]
     for name, v in t.items():
+        sp = _speedup(*speedup_interval(t, name)) if name != "dense" else "1.00x"
+        preds = " | ".join(_f(v["predicted_ms"].get(k), ".3f") for k in run_keys)
         lines.append(
-            f"| {name} | {v['params']:,} | {v['median_ms']:.3f} ({v['iqr_ms']:.3f}) | "
-            f"{v['speedup']:.2f}x ({v['speedup_iqr']:.2f}) | {_f(v['predicted_ms'].get('run0'), '.3f')} |"
+            f"| {name} | {v['params']:,} | {v['median_ms']:.3f} ({v['iqr_ms']:.3f}) | {sp} | {preds} |"
         )
     lines += ["", "Closed loop per plan (predicted, measured, current ms per round):", ""]
     for r in s["runs"]:
@@ -184,12 +359,13 @@ def plot(results: list[tuple[str, dict[str, Any]]], path: Path) -> None:
         ax.axis("off")
     for ax, (label, s) in zip(axes.flat, results, strict=False):
         t = s["timings"]
-        ratios = sorted({k.split("_")[1] for k in t if k.startswith("hwprune_")})
-        names = ["hwprune_{r}_run0", "hwprune_{r}_run1", *(f"{b}_{{r}}" for b in BASELINE_NAMES)]
+        rs = ratios(s)
+        names = [f"hwprune_{{r}}_run{run['run']}" for run in s["runs"]]
+        names += [f"{b}_{{r}}" for b in BASELINE_NAMES]
         width = 0.8 / len(names)
         for i, pat in enumerate(names):
             xs, ys, es = [], [], []
-            for j, r in enumerate(ratios):
+            for j, r in enumerate(rs):
                 k = pat.format(r=r)
                 if k in t:
                     xs.append(j + (i - len(names) / 2 + 0.5) * width)
@@ -197,7 +373,7 @@ def plot(results: list[tuple[str, dict[str, Any]]], path: Path) -> None:
                     es.append(t[k]["speedup_iqr"] / 2)
             ax.bar(xs, ys, width, yerr=es, label=pat.replace("_{r}", "").replace("{r}_", ""), capsize=2)
         ax.axhline(1.0, color="k", lw=0.8)
-        ax.set_xticks(range(len(ratios)), [f"budget {r}" for r in ratios])
+        ax.set_xticks(range(len(rs)), [f"budget {r}" for r in rs])
         ax.set_title(f"{label}\n{s['setting']}", fontsize=9)
         ax.set_ylabel("speedup vs dense (measured)")
     axes[0][0].legend(fontsize=7, loc="upper left")
@@ -206,11 +382,11 @@ def plot(results: list[tuple[str, dict[str, Any]]], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--docs", default="docs")
-    args = ap.parse_args(argv)
-    docs = Path(args.docs)
+def load_results(docs: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """Every setting of every ``bench_raw_model_true_*.json`` in ``docs``, labelled, and each file's machine.
+
+    A setting's label is its target, its runtime when the raw file names one, and its machine.
+    """
     results: list[tuple[str, dict[str, Any]]] = []
     machines = []
     for f in sorted(docs.glob("bench_raw_model_true_*.json")):
@@ -221,7 +397,18 @@ def main(argv: list[str] | None = None) -> int:
         machines.append(f"`{f.name}`: {where}, torch {m.get('torch')}, {lib}")
         where = where.split(" (")[0]
         for s in raw.get("settings", {}).values():
-            results.append((f"{s['target']} ({where})", s))
+            runtime = s.get("runtime") or raw.get("config", {}).get("runtime")
+            name = f"{s['target']}, {runtime}" if runtime else s["target"]
+            results.append((f"{name} ({where})", s))
+    return results, machines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", default="docs")
+    args = ap.parse_args(argv)
+    docs = Path(args.docs)
+    results, machines = load_results(docs)
     lines = [
         "# Model-true latency: measured speedups of hwprune plans (issue 11)",
         "",
@@ -242,9 +429,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     floors = [
-        (label, s["setting"], r.get("floor_ms"), s["timings"]["dense"]["median_ms"])
+        (label, f"{s['setting']} run {r['run']}", r.get("floor_ms"), s["timings"]["dense"]["median_ms"])
         for label, s in results
-        for r in s["runs"][:1]
+        for r in s["runs"]
     ]
     bound = [f for f in floors if f[2]]
     if bound:
