@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hwprune.measure.contention import check_max_slowdown
+
 __all__ = ["EvaluatorConfig", "Timing", "time_callable"]
 
 
@@ -32,6 +34,9 @@ class EvaluatorConfig:
             ``warmup + number_cal + repeat * number_eff`` runs), keeps the least noisy timing, and marks
             the row ``noisy`` in its ``settings`` if every timing stayed noisy.
         retime: Extra timings of a noisy configuration (>= 0).
+        max_slowdown: A timing that the timing thread's waits for a CPU stretched by more than this factor
+            is contended (a busy neighbour slows every sample alike, so its spread stays small): the row
+            is marked ``contended`` in its ``settings`` and counted (:mod:`hwprune.measure.contention`).
 
     Raises:
         ValueError: If a count is out of range.
@@ -48,6 +53,7 @@ class EvaluatorConfig:
     max_number: int = 10_000
     max_rel_spread: float = 0.10
     retime: int = 2
+    max_slowdown: float = 1.15
 
     def __post_init__(self) -> None:
         if self.warmup < 0:
@@ -64,6 +70,7 @@ class EvaluatorConfig:
             raise ValueError(f"`max_rel_spread` must be a fraction > 0, got {self.max_rel_spread}")
         if self.retime < 0:
             raise ValueError(f"`retime` must be >= 0, got {self.retime}")
+        check_max_slowdown(self.max_slowdown)
 
     def runs_per_sample(self, one_run_ms: float) -> int:
         """``number_eff`` for an operation that takes ``one_run_ms`` per run."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from hwprune.measure import contention
 from hwprune.measure.backends.base import Backend
 from hwprune.measure.evaluator import EvaluatorConfig, summarize, time_callable
 from hwprune.measure.targets import Target, load_target
@@ -34,11 +35,14 @@ class ModelTiming:
         median_ms: Median over rounds of each round's median forward time.
         iqr_ms: Inter-quartile range over the rounds.
         rounds_ms: Each round's sample.
+        slowdowns: Each round's stretch by the timing thread's waits for a CPU (None: unknown; see
+            :mod:`hwprune.measure.contention`); empty when not measured.
     """
 
     median_ms: float
     iqr_ms: float
     rounds_ms: tuple[float, ...]
+    slowdowns: tuple[float | None, ...] = ()
 
     def speedup_over(self, reference: ModelTiming) -> tuple[float, float]:
         """Median and IQR of the per-round ratio ``reference / self`` (rounds are paired in time).
@@ -130,13 +134,19 @@ def time_models(
         for r in runners:  # first calls build kernels / pick algorithms: keep them out of every round
             time_callable(r.fn, EvaluatorConfig(warmup=2, number=1, repeat=3, min_repeat_ms=0.0), sync=r.sync)
         samples: list[list[float]] = [[] for _ in models]
+        waits: list[list[float | None]] = [[] for _ in models]
         for _ in range(int(rounds)):
             for i, r in enumerate(runners):
-                samples[i].append(time_callable(r.fn, cfg, sync=r.sync, timer=r.timer).median_ms)
+                with contention.watch() as span:  # a busy neighbour stretches every sample alike
+                    samples[i].append(time_callable(r.fn, cfg, sync=r.sync, timer=r.timer).median_ms)
+                waits[i].append(span.slowdown)
     finally:
         backend.close()
+    load = contention.summarize_contention([w for ws in waits for w in ws], cfg.max_slowdown)
+    if load.contended:
+        log.warning("whole-model timing on %s: %s", target.name, load.describe("samples"))
     out = []
-    for s in samples:
+    for s, w in zip(samples, waits, strict=True):
         t = summarize(s, 1)
-        out.append(ModelTiming(float(statistics.median(s)), t.iqr_ms, tuple(s)))
+        out.append(ModelTiming(float(statistics.median(s)), t.iqr_ms, tuple(s), tuple(w)))
     return out

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from hwprune.measure import contention
 from hwprune.measure.backends.base import Backend, RunResult
 from hwprune.measure.evaluator import EvaluatorConfig
 from hwprune.measure.table import CONFIG_COLUMNS, TableWriter, config_key
@@ -39,6 +40,9 @@ class MeasureSummary:
         noisy: Rows of this call that stayed noisy after re-timing (marked in ``settings``).
         retimed: Configurations of this call that were timed again because their spread was high.
         fleet: What a fleet sweep did (which server timed how many rows, lost sessions), or None.
+        contention: How many rows were measured under contention and by how much
+            (:mod:`hwprune.measure.contention`; marked ``contended`` in ``settings``), or None when no row
+            was timed in this process's thread (nothing to do, or a fleet).
     """
 
     path: Path
@@ -50,6 +54,12 @@ class MeasureSummary:
     noisy: int = 0
     retimed: int = 0
     fleet: FleetReport | None = None
+    contention: contention.ContentionSummary | None = None
+
+    @property
+    def contended(self) -> int:
+        """Rows of this call measured under contention (0 when unknown)."""
+        return 0 if self.contention is None else self.contention.contended
 
 
 def normalize_space(space: Iterable[Mapping[str, Any]], batch: int | None) -> list[dict[str, Any]]:
@@ -162,7 +172,13 @@ def _sweep_one_backend(
                     len(todo) - i,
                 )
                 break
-            res, _ = _timed(backend, c, evaluator)
+            with contention.watch() as span:  # the timing thread's waits for a CPU: a busy neighbour
+                res, _ = _timed(backend, c, evaluator)
+            marks = contention.row_marks(span, evaluator.max_slowdown)
+            if marks:
+                res = RunResult(
+                    res.latency_ms, res.spread_ms, res.repeats, res.error, {**res.settings, **marks}
+                )
             write(c, res, device, versions)
     finally:
         backend.close()
@@ -246,6 +262,7 @@ def measure(
     configs = normalize_space(space, target.batch)
     out_path = Path(out_path)
     measured = failed = skipped = noisy = retimed = 0
+    slowdowns: list[float | None] = []
     fleet = target.options.get("fleet") if fleet is None else fleet
     report: FleetReport | None = None
     if fleet is not None:
@@ -301,6 +318,8 @@ def measure(
             nonlocal measured, failed, noisy, retimed
             retimed += bool(res.settings.get("retimed"))
             noisy += bool(res.settings.get("noisy"))
+            if fleet is None and not res.error:
+                slowdowns.append(res.settings.get("wait_slowdown"))
             writer.append(
                 {
                     "target": target.name,
@@ -341,6 +360,9 @@ def measure(
         finally:
             bar.close()
             wall = time.perf_counter() - t0
+            load = contention.summarize_contention(slowdowns, evaluator.max_slowdown) if slowdowns else None
+            if load is not None:
+                run_info["contention"] = load.to_dict()
             run_info.update(
                 measured=measured,
                 failed=failed,
@@ -365,8 +387,21 @@ def measure(
         )
     elif done:
         log.info("%s: 0 of %d rows noisy (%d re-timed)", target.name, done, retimed)
+    if load is not None:
+        (log.warning if load.contended else log.info)(
+            '%s: %s (marked "contended" in `settings`)', target.name, load.describe()
+        )
     if report is not None:
         log.info("%s: %s", target.name, report.describe())
     return MeasureSummary(
-        out_path, target.name, measured, failed, skipped, time.perf_counter() - t0, noisy, retimed, report
+        out_path,
+        target.name,
+        measured,
+        failed,
+        skipped,
+        time.perf_counter() - t0,
+        noisy,
+        retimed,
+        report,
+        load,
     )

@@ -65,6 +65,15 @@ from hwprune.predict.whole_model import WholeModelMixin, _fit_work  # noqa: F401
 
 log = logging.getLogger(__name__)
 
+
+def warn_on_busy_table(df: pd.DataFrame, table: TableLike) -> None:
+    """Warn, as ``hwprune fit`` does, when many of ``df``'s rows were measured contended or noisy."""
+    from hwprune.measure.contention import warn_on_table
+
+    where = "the fitted DataFrame" if isinstance(table, pd.DataFrame) else str(table)
+    warn_on_table(df, f"LatencyPredictor.fit: {where}")
+
+
 __all__ = [
     "EstimatorKind",
     "LatencyPredictor",
@@ -220,11 +229,16 @@ class LatencyPredictor(WholeModelMixin, BaseEstimator):
             ValueError: If a parameter is invalid, the table mixes targets, has fewer than 2 rows or a
                 non-positive latency (``hwprune.measure.TableError`` is a ValueError too).
 
+        A table with more than 5% of its rows measured under contention or noisy (as
+        :func:`hwprune.measure.measure` marks them in ``settings``) is fitted as it is, with a warning
+        (:func:`hwprune.measure.contention.warn_on_table`): its latencies are those of a busy machine.
+
         Example:
             >>> LatencyPredictor(cv_folds=3).fit("tables/cpu_torch/small_resnet_28.csv")  # doctest: +SKIP
         """
         self._check_params()
         df, peaks = load_table(table)
+        warn_on_busy_table(df, table)
         # One thread: the 2-core machines this runs on are shared, and OpenMP under oversubscription made a
         # 1-second fit take minutes (2026-11-26). Extra-trees predict in parallel is not bit-deterministic.
         with threadpool_limits(limits=1, user_api="openmp"):

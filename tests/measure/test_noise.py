@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -17,18 +14,6 @@ from hwprune.measure import Backend, EvaluatorConfig, RunResult, Target, load_ta
 from hwprune.measure.device_info import load_snapshot
 from hwprune.measure.sweep import _timed
 from hwprune.measure.table import noisy_rows
-
-# Bursts of spinning and sleeping of random length: the load a shared board sees, so that samples of one
-# config meet different contention and their spread grows. Stops by itself after 60 s.
-_BUSY = """
-import random, time
-end = time.time() + 60
-while time.time() < end:
-    t = time.perf_counter() + random.uniform(0.001, 0.02)
-    while time.perf_counter() < t:
-        pass
-    time.sleep(random.uniform(0.0, 0.01))
-"""
 
 
 def _space(n: int) -> list[dict[str, int]]:
@@ -48,42 +33,21 @@ def _space(n: int) -> list[dict[str, int]]:
     ]
 
 
-@pytest.fixture
-def busy() -> Iterator[None]:
-    """One bursty busy loop per core, plus one: the sweep shares every core."""
-    procs = [
-        subprocess.Popen([sys.executable, "-c", _BUSY], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range((os.cpu_count() or 2) + 1)
-    ]
-    time.sleep(0.3)
-    try:
-        yield
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait()
-
-
-def test_sweep_beside_a_busy_process_warns(
-    busy: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_noisy_rows_are_retimed_marked_counted_and_recorded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Asserts on the warning and the marks, not on absolute times.
+    """The bookkeeping of noisy rows (re-time, mark, count, warn, record), not load detection.
 
-    How much spread a busy neighbour causes depends on the machine: one CI machine (fast cores, short
-    scheduler slices) kept all 12 rows under 5% beside it. The threshold is therefore set at 0.01%, which
-    no real timing of 7 samples stays under; the test checks what the sweep does with noisy rows (re-time,
-    mark, count, warn, record), not how noisy a given machine is.
+    The spread limit is set at 0.01%, which no real timing of 7 samples stays under, so rows are noisy on
+    any machine, loaded or not; load itself is detected by contention (the tests below), not by spread.
     """
-    out = tmp_path / "busy.csv"
+    out = tmp_path / "noisy.csv"
     ev = EvaluatorConfig(warmup=1, repeat=7, min_repeat_ms=2.0, max_rel_spread=1e-4, retime=1)
-    t0 = time.perf_counter()
     with caplog.at_level(logging.INFO, logger="hwprune"):
-        summary = measure(load_target("cpu_torch"), _space(12), out, evaluator=ev, progress=False)
-    assert time.perf_counter() - t0 < 20
+        summary = measure(load_target("cpu_torch"), _space(6), out, evaluator=ev, progress=False)
     assert summary.noisy >= 1 and summary.retimed >= summary.noisy
     warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(f"{summary.noisy} of 12 rows stayed noisy" in m for m in warning), warning
+    assert any(f"{summary.noisy} of 6 rows stayed noisy" in m for m in warning), warning
     df = read_table(out)
     assert int(noisy_rows(df).sum()) == summary.noisy
     run = json.loads(out.with_suffix(".json").read_text())["runs"][-1]

@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from hwprune.predict import io as pio
 from hwprune.predict.adapt.prior import PriorLike, _check_overlap, _prior_log, load_prior
 from hwprune.predict.features import CONFIG_COLUMNS, build_features, config_frame, feature_names
-from hwprune.predict.predictor import LatencyPredictor
+from hwprune.predict.predictor import LatencyPredictor, warn_on_busy_table
 from hwprune.predict.tables import TableLike, _mape, _single, layer_shapes, load_table, within_share
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ class AdaptedPredictor(LatencyPredictor):
         self._check_params()
         prior = load_prior(self.prior)
         df, peaks = load_table(table)
+        warn_on_busy_table(df, table)
         with threadpool_limits(limits=1, user_api="openmp"):
             return self._fit_adapted(prior, df, peaks)
 
