@@ -15,6 +15,12 @@ no wait, so a busy host does not taint a board's rows. Measured here (2026-12, t
 3x3 conv at 14x14, 0.3 s spans): idle 1.00-1.03x; beside two busy loops 2.05-2.99x while the conv's
 latency rose 2.2-3.2x; a sleeping thread beside the same loops 1.02x.
 
+The slowdown is a lower bound of how far the latencies are off: waiting is not the only cost of a
+neighbour. In ``hwprune measure --model small_resnet --step 16`` beside two spinning loops, the first 40
+rows were 2.15x slower (median) than the same configs timed minutes later without the loops, while their
+run-queue slowdown was 1.62x: a neighbour on the same core (SMT sibling, shared caches) slows a thread
+that is running as well. Hence "at least" in :meth:`ContentionSummary.describe`.
+
 A reference kernel timed before and after was tried as well and left out: a 3 ms pure-Python kernel
 fits inside one scheduler slice, so beside two busy loops its median wall time did not rise (2.94 ms, idle
 3.74 ms on the same machine); only spans of hundreds of ms see the sharing, and the timing itself is such a
@@ -174,8 +180,8 @@ class ContentionSummary:
             return f"0 of {self.timings} {what} contended (worst {worst}; threshold {self.max_slowdown:.2f}x)"
         return (
             f"{self.contended} of {self.timings} {what} were measured under contention: the timing thread "
-            f"waited for a CPU, so their latencies are about {self.median_slowdown:.3g}x too high (up to "
-            f"{self.worst_slowdown:.3g}x; threshold {self.max_slowdown:.3g}x)"
+            f"waited for a CPU, so their latencies are at least {self.median_slowdown:.3g}x too high "
+            f"(median; up to {self.worst_slowdown:.3g}x; threshold {self.max_slowdown:.3g}x)"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -265,6 +271,9 @@ def contended_rows(df: pd.DataFrame) -> pd.Series:
 def warn_on_table(df: pd.DataFrame, where: str, share: float | None = None) -> tuple[int, int]:
     """Warn when more than ``share`` of a table's rows were measured contended or stayed noisy.
 
+    The slowdown in the message is the median ``wait_slowdown`` of the contended rows: a lower bound of how
+    far they are off (see the module's notes).
+
     :meth:`hwprune.predict.LatencyPredictor.fit` calls this on every table it fits, so a Python user is
     told what the ``hwprune fit`` command tells.
 
@@ -298,7 +307,7 @@ def warn_on_table(df: pd.DataFrame, where: str, share: float | None = None) -> t
                 except (TypeError, ValueError, AttributeError):
                     pass
         slow = [s for s in slow if s == s]
-        by = f" (their latencies about {statistics.median(slow):.3g}x too high)" if slow else ""
+        by = f" (their latencies at least {statistics.median(slow):.3g}x too high)" if slow else ""
         log.warning(
             "%s: %d of %d rows (%.0f%%) were measured under contention%s and %d (%.0f%%) stayed noisy: the "
             "machine was busy when it was measured, and a predictor fitted on it learns those latencies; "

@@ -388,9 +388,10 @@ def measure(
     elif done:
         log.info("%s: 0 of %d rows noisy (%d re-timed)", target.name, done, retimed)
     if load is not None:
-        (log.warning if load.contended else log.info)(
-            '%s: %s (marked "contended" in `settings`)', target.name, load.describe()
-        )
+        if load.contended:
+            log.warning('%s: %s (marked "contended" in `settings`)', target.name, load.describe())
+        else:
+            log.info("%s: %s", target.name, load.describe())
     if report is not None:
         log.info("%s: %s", target.name, report.describe())
     return MeasureSummary(
