@@ -46,18 +46,25 @@ _PROBE = (
 
 
 def test_help_imports_no_heavy_library_and_answers_fast() -> None:
+    """No absolute time limit: `--help` is timed against a bare interpreter start in the same rounds.
+
+    Here the bare start took 0.019 s, `--help` 0.045 s (2.4x) and `import torch` 1.51 s (80x): a help that
+    pulled in torch would be far past the 10x allowed, and load on a shared machine slows both alike.
+    """
     probe = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "[]"
-    best = float("inf")
-    for _ in range(3):  # best of 3: the 2-core machine is shared
-        t0 = time.perf_counter()
-        res = subprocess.run(
-            [sys.executable, "-m", "hwprune.cli", "--help"], capture_output=True, text=True, timeout=60
-        )
-        best = min(best, time.perf_counter() - t0)
-        assert res.returncode == 0 and "workflow" in res.stdout
-    assert best < 0.5, f"`hwprune --help` took {best:.2f} s"
+    best = {"help": float("inf"), "bare": float("inf")}
+    for _ in range(3):  # best of 3, interleaved: the 2-core machine is shared
+        for name, args in (("bare", ["-c", "pass"]), ("help", ["-m", "hwprune.cli", "--help"])):
+            t0 = time.perf_counter()
+            res = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60)
+            best[name] = min(best[name], time.perf_counter() - t0)
+            assert res.returncode == 0
+            if name == "help":
+                assert "workflow" in res.stdout
+    ratio = best["help"] / best["bare"]
+    assert ratio < 10, f"`hwprune --help` took {best['help']:.3f} s, {ratio:.1f}x a bare interpreter start"
 
 
 def test_public_api_still_imports() -> None:

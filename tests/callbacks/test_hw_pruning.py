@@ -137,10 +137,10 @@ def test_closed_loop_times_each_step_on_the_target(tmp_path: Path, predictor: ob
     (step,) = cb.steps
     assert step.closed_loop, "the step was not timed on the target"
     assert step.measured_before_ms is not None and step.measured_before_ms > 0
-    if step.outcome == "pruned":  # the contract: an applied step never measured slower
-        assert step.measured_after_ms is not None and step.measured_after_ms < step.measured_before_ms
-    else:
-        assert "refused" in step.closed_loop_note
+    # One step to 60% of the predicted latency cuts about half the conv work: the setup implies a pruned,
+    # faster step (timed in interleaved rounds, so a loaded machine slows both models alike).
+    assert step.outcome == "pruned", step.closed_loop_note
+    assert step.measured_after_ms is not None and step.measured_after_ms < step.measured_before_ms
     assert cb.predictor is not predictor  # the callback learns on its own copy ...
     assert list(getattr(predictor, "calibration_", [])) == calibration_before  # ... the user's is untouched
     assert len(cb.predictor.calibration_) >= 2  # type: ignore[union-attr]

@@ -63,11 +63,12 @@ def test_closed_loop_times_the_plan_and_learns(predictor: object) -> None:
     budget = 0.6 * predicted_latency(pred, dense, SHAPE)  # type: ignore[arg-type]
     vp = plan_and_verify(dense, pred, SHAPE, budget, _planner(pred), target="cpu_torch", max_rounds=1)
     assert 1 <= len(vp.rounds) <= 2
-    if vp.accepted:  # the contract, whichever way the timing went: never a slower step
-        assert vp.plan.removals and vp.measured_ms is not None and vp.current_ms is not None
-        assert vp.measured_ms < vp.current_ms
-    else:
-        assert vp.plan.removals == {} and "refused" in vp.reason
+    # A plan to 60% of the predicted latency removes about half the conv work (small_resnet ran 1.4-2.1x
+    # faster at 50-70% plans on this CPU, docs/MODEL_TRUE.md): the setup implies an accepted, faster step.
+    # Whole-model rounds are interleaved, so load on a shared machine slows both models alike.
+    assert vp.accepted, vp.reason
+    assert vp.plan.removals and vp.measured_ms is not None and vp.current_ms is not None
+    assert vp.measured_ms < vp.current_ms
     # Steady rounds are learnt from (calibration); noisy ones (a loaded machine) are not.
     assert pred.calibrated == any(not r.noisy for r in vp.rounds)  # type: ignore[attr-defined]
 
