@@ -237,9 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-repeat-ms", type=float, default=None, help="evaluator.min_repeat_ms")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds of the final check")
     ap.add_argument("--model-sample-ms", type=float, default=None, help="whole-model timing sample length")
-    ap.add_argument(
-        "--min-ratio", dest="min_channel_ratio", type=float, default=None, help="no group below this share"
-    )
+    ap.add_argument("--min-ratio", type=float, default=None, help="no group below this share of its width")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, overrides=args.set)
     for key in ("target", "runs", "ratios", "step", "pairs", "rounds", "model_sample_ms", "min_channel_ratio"):
