@@ -149,7 +149,7 @@ def time_models(
                     f"network {i} of {len(models)} failed on target {target.name!r} (runtime "
                     f"{target.runtime!r}): {type(err).__name__}: {err}",
                 ) from err
-            if r.build_s > 1.0:
+            if r.build_s > 0:
                 log.info(
                     "target %s: network %d prepared in %.1f s (%s)", target.name, i, r.build_s, target.runtime
                 )
