@@ -151,3 +151,56 @@ def test_a_compile_failure_is_named_not_a_dead_sweep(tmp_path: Path) -> None:
     with pytest.raises(ModelTimingError, match=r"network 0 of 1 failed on target 'cpu_torch_inductor'") as ei:
         time_models("cpu_torch_inductor", [Broken()], (1, 1, 4, 4), rounds=1)
     assert ei.value.index == 0
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.cuda
+@cuda
+def test_a_cuda_graph_replays_the_network_and_removes_the_launches() -> None:
+    from hwprune.models import build_model
+
+    m = build_model("small_resnet").cuda().eval()
+    x = torch.randn(1, 1, 28, 28, device="cuda")
+    p = Runtime.create("cuda_graph", {"graph_min_us": 0}).prepare(m, x)
+    assert p.runs_per_call == 1
+    with torch.inference_mode():
+        ref = m(x)
+    p.fn()
+    torch.cuda.synchronize()
+    eager_t, graph_t = (
+        time_models(Target(name="e", backend="cudnn", dtype="float32"), [m], (1, 1, 28, 28), rounds=3)[0],
+        time_models(
+            Target(name="g", backend="cudnn", dtype="float32", runtime="cuda_graph"),
+            [m],
+            (1, 1, 28, 28),
+            rounds=3,
+        )[0],
+    )
+    assert graph_t.median_ms < eager_t.median_ms  # batch 1 eager is launch-bound on a fast GPU
+    assert ref.shape == (1, 10)
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_graph_layer_rows_name_their_runtime(tmp_path: Path, make_conv) -> None:  # noqa: ANN001
+    from hwprune.measure import EvaluatorConfig, measure, read_table
+
+    tgt = load_target("cuda_cudnn_fp16_cl_graph")
+    space = [make_conv(64, 64, hw=56, b=32), make_conv(64, 256, hw=56, b=32)]
+    ev = EvaluatorConfig(warmup=3, number=1, repeat=5, min_repeat_ms=2.0)
+    s = measure(tgt, space, tmp_path / "g.csv", evaluator=ev, progress=False)
+    df = read_table(tmp_path / "g.csv")
+    assert s.measured == 2 and (df["latency_ms"] > 0).all()
+    assert df["settings"].str.contains('"layer_runtime": "cuda_graph"').all()
+    assert df["latency_ms"].iloc[1] > 0.8 * df["latency_ms"].iloc[0]  # 4x the MACs is not faster
+
+
+@pytest.mark.cuda
+@cuda
+def test_inductor_on_the_gpu_times_the_compiled_network() -> None:
+    from hwprune.models import build_model
+
+    (t,) = time_models("cuda_cudnn_fp16_cl_inductor", [build_model("small_resnet")], (8, 1, 28, 28), rounds=2)
+    assert t.median_ms > 0 and t.build_s > 0
