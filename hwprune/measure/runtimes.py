@@ -206,7 +206,12 @@ class CudaGraphRuntime(Runtime):
             torch.cuda.synchronize(x.device)
         except Exception as err:
             raise RuntimeError(f"runtime 'cuda_graph': capture failed: {type(err).__name__}: {err}") from err
-        return Prepared(graph.replay, time.perf_counter() - t0, n)
+        keep = (module, x, graph)  # a replay reads the capture's addresses: they must outlive the graph
+
+        def replay() -> None:
+            keep[2].replay()
+
+        return Prepared(replay, time.perf_counter() - t0, n)
 
     def _copies(self, module: nn.Module, x: torch.Tensor) -> int:
         """How many copies a graph needs to outlast ``graph_min_us`` (1 for anything that long already)."""
