@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.common import load_config, matched_uninstructed, n_params, time_decisions
+from benchmarks.common import load_config, matched_uninstructed, n_params, time_decisions, uninstructed
 from hwprune.callbacks.predictor_factory import FAST_PREDICTOR, ensure_predictor
 from hwprune.measure import EvaluatorConfig, load_target, read_table, time_models
 from hwprune.models import build_model
@@ -79,7 +79,9 @@ def hwprune_plan(
 
 
 def _plan(gm: Any, budget: float, *, predictor: Any, shape: tuple[int, ...], min_channel_ratio: float) -> Any:
-    return plan_pruning(gm, predictor, shape, budget, importance="l1", snap="up", min_channel_ratio=min_channel_ratio)
+    return plan_pruning(
+        gm, predictor, shape, budget, importance="l1", snap="up", min_channel_ratio=min_channel_ratio
+    )
 
 
 def layer_check(
@@ -173,9 +175,12 @@ def run_setting(spec: str, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
         run["predictor"] = pred
         res["runs"].append(run)
     base_info: dict[str, Any] = {}
-    for ratio in cfg["ratios"]:
+    later = cfg.get("baselines_later_ratios")
+    for k, ratio in enumerate(cfg["ratios"]):
         params = n_params(models[f"hwprune_{ratio:g}_run0"])
         for bname, kw in cfg["baselines"].items():
+            if k > 0 and later is not None and bname not in later:
+                continue
             m, pr = matched_uninstructed(
                 dense,
                 params,
@@ -186,6 +191,16 @@ def run_setting(spec: str, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
             )
             models[f"{bname}_{ratio:g}"] = m
             base_info[f"{bname}_{ratio:g}"] = {"pruning_ratio": pr, "params": n_params(m)}
+    for rname, kw in (cfg.get("references") or {}).items():
+        m = uninstructed(
+            dense,
+            (1, *shape[1:]),
+            kw["pruning_ratio"],
+            round_to=kw["round_to"],
+            global_pruning=kw["global_pruning"],
+        )
+        models[rname] = m
+        base_info[rname] = {"pruning_ratio": kw["pruning_ratio"], "params": n_params(m), "reference": True}
     res["baselines"] = base_info
     names = list(models)
     whole = EvaluatorConfig(warmup=1, number=1, repeat=3, min_repeat_ms=float(cfg["model_sample_ms"]))
@@ -202,6 +217,7 @@ def run_setting(spec: str, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
             "iqr_ms": t.iqr_ms,
             "rounds_ms": list(t.rounds_ms),
             "params": n_params(models[n]),
+            "build_s": t.build_s,
             "predicted_ms": {
                 f"run{run['run']}": float(run["predictor"].predict_model(models[n], shape))
                 for run in res["runs"]
@@ -211,13 +227,56 @@ def run_setting(spec: str, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     }
     del final_pred
     checks = {}
-    for n in names:
-        if n.startswith("hwprune_") and n.endswith("run0") or n.startswith("uniform_l1_"):
-            checks[n] = layer_check(target, dense, models[n], shape, ev)
+    if cfg.get("layer_checks", True):
+        for n in names:
+            if n.startswith("hwprune_") and n.endswith("run0") or n.startswith("uniform_l1_"):
+                checks[n] = layer_check(target, dense, models[n], shape, ev)
     res["layer_checks"] = checks
+    if (
+        cfg.get("stopwatch")
+        and target.runtime in ("cuda_graph", "inductor", "eager")
+        and torch.cuda.is_available()
+    ):
+        res["stopwatch"] = standalone(target, models, res["timings"], shape, cfg)
     for run in res["runs"]:
         run.pop("predictor")
     return res
+
+
+def standalone(
+    target: Any,
+    models: dict[str, nn.Module],
+    timings: dict[str, Any],
+    shape: tuple[int, ...],
+    cfg: dict[str, Any],
+) -> dict[str, Any]:
+    """benchmarks/stopwatch.py on dense, the first ratio's plans and the fastest baseline."""
+    from benchmarks.stopwatch import stopwatch_models
+
+    first = f"{cfg['ratios'][0]:g}"
+    plans = [n for n in models if n.startswith(f"hwprune_{first}_run")]
+    bases = [n for n in models if n.endswith(f"_{first}") and not n.startswith("hwprune_")]
+    fastest = max(bases, key=lambda n: timings[n]["speedup"]) if bases else None
+    pick = [
+        "dense",
+        *plans,
+        *([fastest] if fastest else []),
+        *(
+            ["uniform_l1_" + first]
+            if "uniform_l1_" + first in models and fastest != "uniform_l1_" + first
+            else []
+        ),
+    ]
+    dtype = {"float16": torch.float16, "float32": torch.float32, "tf32": torch.float32}[target.dtype]
+    mode = target.options.get("compile_mode") or "reduce-overhead"
+    return stopwatch_models(
+        {n: models[n] for n in pick},
+        shape,
+        str(target.runtime),
+        dtype=dtype,
+        channels_last=bool(target.options.get("channels_last", False)),
+        compile_mode=mode,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,9 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-ratio", type=float, default=None, help="no group below this share of its width")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, overrides=args.set)
-    for key in ("target", "runs", "ratios", "step", "pairs", "rounds", "model_sample_ms", "min_channel_ratio"):
+    for key in ("target", "runs", "ratios", "step", "pairs", "rounds", "model_sample_ms"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
+    if args.min_ratio is not None:  # the flag is --min-ratio; the config key min_channel_ratio
+        cfg["min_channel_ratio"] = args.min_ratio
     for key in ("repeat", "min_repeat_ms"):
         if getattr(args, key) is not None:
             cfg["evaluator"][key] = getattr(args, key)

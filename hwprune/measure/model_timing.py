@@ -24,7 +24,19 @@ from hwprune.measure.targets import Target, load_target
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ModelTiming", "can_time_models", "time_models"]
+__all__ = ["ModelTiming", "ModelTimingError", "can_time_models", "time_models"]
+
+
+class ModelTimingError(RuntimeError):
+    """A network could not be prepared or run on the target (a failed graph capture or compile).
+
+    Attributes:
+        index: The failing network's position in the ``models`` passed to :func:`time_models`.
+    """
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,7 @@ class ModelTiming:
         median_ms: Median over rounds of each round's median forward time.
         iqr_ms: Inter-quartile range over the rounds.
         rounds_ms: Each round's sample.
+        build_s: Seconds the target's runtime took to prepare the network (graph capture, compile).
         slowdowns: Each round's stretch by the timing thread's waits for a CPU (None: unknown; see
             :mod:`hwprune.measure.contention`); empty when not measured.
     """
@@ -42,6 +55,7 @@ class ModelTiming:
     median_ms: float
     iqr_ms: float
     rounds_ms: tuple[float, ...]
+    build_s: float = 0.0
     slowdowns: tuple[float | None, ...] = ()
 
     def speedup_over(self, reference: ModelTiming) -> tuple[float, float]:
@@ -63,24 +77,15 @@ class ModelTiming:
 def can_time_models(target: Target | str) -> bool:
     """Whether this process can time a whole network on ``target``.
 
-    torch CPU always; cuDNN with a GPU; TVM on a local target (not over RPC) when apache-tvm is installed.
+    The backend answers (:meth:`~hwprune.measure.Backend.times_models`): torch CPU always; cuDNN with a
+    GPU; TVM on a local target (not over RPC) when apache-tvm is installed.
 
     Example:
         >>> can_time_models("cpu_torch")
         True
     """
     target = load_target(target)
-    if target.backend == "torch_cpu":
-        return True
-    if target.backend == "cudnn":
-        import torch
-
-        return bool(torch.cuda.is_available())
-    if target.backend == "tvm" and not target.options.get("rpc"):
-        import importlib.util
-
-        return importlib.util.find_spec("tvm") is not None  # a local TVM target (llvm here)
-    return False
+    return Backend.backend_class(target.backend).times_models(target)
 
 
 def time_models(
@@ -112,6 +117,8 @@ def time_models(
     Raises:
         ValueError: If ``rounds`` < 1 or ``models`` is empty.
         NotImplementedError: If the backend cannot time a whole model in this process.
+        ModelTimingError: If a network cannot be prepared or run in the target's runtime (a failed graph
+            capture or compile); its ``index`` names the network and the message holds the error.
         RuntimeError: If the backend cannot start (no GPU for a cuDNN target).
 
     Example:
@@ -130,9 +137,27 @@ def time_models(
     shape = tuple(int(s) for s in input_shape)
     backend.setup()
     try:
-        runners = [backend.model_runner(m, shape) for m in models]
-        for r in runners:  # first calls build kernels / pick algorithms: keep them out of every round
-            time_callable(r.fn, EvaluatorConfig(warmup=2, number=1, repeat=3, min_repeat_ms=0.0), sync=r.sync)
+        runners = []
+        for i, m in enumerate(models):
+            try:
+                r = backend.model_runner(m, shape)
+                # first calls build kernels / pick algorithms: keep them out of every round
+                time_callable(
+                    r.fn, EvaluatorConfig(warmup=2, number=1, repeat=3, min_repeat_ms=0.0), sync=r.sync
+                )
+            except NotImplementedError:
+                raise
+            except Exception as err:
+                raise ModelTimingError(
+                    i,
+                    f"network {i} of {len(models)} failed on target {target.name!r} (runtime "
+                    f"{target.runtime!r}): {type(err).__name__}: {err}",
+                ) from err
+            if r.build_s > 0:
+                log.info(
+                    "target %s: network %d prepared in %.1f s (%s)", target.name, i, r.build_s, target.runtime
+                )
+            runners.append(r)
         samples: list[list[float]] = [[] for _ in models]
         waits: list[list[float | None]] = [[] for _ in models]
         for _ in range(int(rounds)):
@@ -146,7 +171,7 @@ def time_models(
     if load.contended:
         log.warning("whole-model timing on %s: %s", target.name, load.describe("samples"))
     out = []
-    for s, w in zip(samples, waits, strict=True):
+    for s, r, w in zip(samples, runners, waits, strict=True):
         t = summarize(s, 1)
-        out.append(ModelTiming(float(statistics.median(s)), t.iqr_ms, tuple(s), tuple(w)))
+        out.append(ModelTiming(float(statistics.median(s)), t.iqr_ms, tuple(s), float(r.build_s), tuple(w)))
     return out

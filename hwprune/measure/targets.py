@@ -49,10 +49,14 @@ class Target:
         table: Path of this target's measurement table (or ``None``).
         device: Human-readable device name (boards); backends fill it in from the hardware when empty.
         how_to_measure: Board notes: what to install there and how to run the sweep.
+        runtime: How the network is executed there (:mod:`hwprune.measure.runtimes`): ``eager``,
+            ``cuda_graph`` (cudnn only) or ``inductor`` (``torch.compile``; option ``compile_mode``) for
+            the torch backends, ``native`` for TVM, ACL and imported tables. ``None``: the backend's
+            default (``eager`` / ``native``). Tables, calibration, the closed loop and verify all time in it.
 
     Raises:
-        ValueError: If ``name`` is empty, ``backend`` or ``dtype`` is unknown, ``batch`` < 1 or
-            ``options`` is not a mapping.
+        ValueError: If ``name`` is empty, ``backend``, ``dtype`` or ``runtime`` is unknown, the runtime
+            cannot drive the backend, ``batch`` < 1 or ``options`` is not a mapping.
 
     Example:
         >>> Target(name="cpu", backend="torch_cpu").dtype
@@ -67,6 +71,7 @@ class Target:
     table: str | None = None
     device: str = ""
     how_to_measure: str = ""
+    runtime: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -85,6 +90,13 @@ class Target:
             object.__setattr__(self, "batch", int(self.batch))
         if self.backend == "torch_cpu" and self.dtype != "float32":
             raise ValueError(f"`dtype` must be 'float32' for backend 'torch_cpu', got {self.dtype!r}")
+        from hwprune.measure.runtimes import RUNTIMES, Runtime, default_runtime
+
+        if self.runtime is None:
+            object.__setattr__(self, "runtime", default_runtime(self.backend))
+        elif self.runtime not in RUNTIMES:
+            raise ValueError(f"`runtime` must be one of {RUNTIMES} or null, got {self.runtime!r}")
+        Runtime.create(str(self.runtime), self.options).check_backend(self.backend)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> Target:

@@ -53,11 +53,13 @@ class ModelRunner:
         fn: One inference on a fixed random input (the result is ignored).
         sync: Called before reading a host clock (``torch.cuda.synchronize`` on a GPU), or None.
         timer: ``timer(fn, n) -> ms`` replacing the wall clock (CUDA events), or None.
+        build_s: Seconds the target's runtime spent preparing the network (graph capture, compile).
     """
 
     fn: Callable[[], object]
     sync: Callable[[], None] | None = None
     timer: Callable[[Callable[[], object], int], float] | None = None
+    build_s: float = 0.0
 
 
 class Backend(ABC):
@@ -81,6 +83,28 @@ class Backend(ABC):
         self.target = target or Target(name=self.kind, backend=self.kind)  # type: ignore[arg-type]
         self.evaluator = evaluator or EvaluatorConfig()
 
+    @classmethod
+    def times_models(cls, target: Target) -> bool:
+        """Whether this backend can time a whole network on ``target`` in this process (default: no).
+
+        Backends that override :meth:`model_runner` override this too; :func:`hwprune.measure.can_time_models`
+        asks it, so no caller lists backends by name.
+        """
+        del target
+        return False
+
+    @staticmethod
+    def backend_class(kind: str) -> type[Backend]:
+        """The class registered under ``kind`` (imported lazily).
+
+        Raises:
+            ValueError: ``Unknown backend: {kind}``.
+        """
+        if kind not in _REGISTRY:
+            raise ValueError(f"Unknown backend: {kind}")
+        mod_name, cls_name = _REGISTRY[kind].split(":")
+        return getattr(importlib.import_module(mod_name), cls_name)
+
     @staticmethod
     def create(kind: str, target: Target | None = None, evaluator: EvaluatorConfig | None = None) -> Backend:
         """Instantiate the backend registered under ``kind``.
@@ -96,11 +120,7 @@ class Backend(ABC):
         Raises:
             ValueError: ``Unknown backend: {kind}``.
         """
-        if kind not in _REGISTRY:
-            raise ValueError(f"Unknown backend: {kind}")
-        mod_name, cls_name = _REGISTRY[kind].split(":")
-        cls = getattr(importlib.import_module(mod_name), cls_name)
-        return cls(target, evaluator)
+        return Backend.backend_class(kind)(target, evaluator)
 
     def setup(self) -> None:  # noqa: B027 - optional hook, most backends need no setup
         """Acquire the device (called once before the sweep)."""

@@ -11,6 +11,7 @@ from torch import nn
 
 from hwprune.measure.backends.base import Backend, ModelRunner, RunResult
 from hwprune.measure.evaluator import time_callable
+from hwprune.measure.runtimes import Prepared, runtime_for
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,10 @@ def build_conv(
     return conv, x
 
 
-def _prepared(
+def _on_device(
     model: nn.Module, input_shape: tuple[int, ...], dtype: str, device: torch.device, channels_last: bool
-) -> ModelRunner:
-    """A private eval-mode copy of ``model`` on ``device`` with a random input, as one forward callable."""
+) -> tuple[nn.Module, torch.Tensor]:
+    """A private eval-mode copy of ``model`` on ``device`` in ``dtype``, and a random input for it."""
     import copy
 
     tdt = _TORCH_DTYPES[dtype]
@@ -73,21 +74,49 @@ def _prepared(
     if channels_last:
         m = m.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
+    return m, x
 
-    def fn() -> object:
+
+def _runner(prepared: Prepared, **kw: Any) -> ModelRunner:
+    """A :class:`ModelRunner` of a runtime-prepared network, each call under ``inference_mode``."""
+    fn = prepared.fn
+
+    def call() -> object:
         with torch.inference_mode():
-            return m(x)
+            return fn()
 
-    return ModelRunner(fn)
+    return ModelRunner(call, build_s=prepared.build_s, **kw)
+
+
+def _per_run(timer: Any, runs_per_call: int) -> Any:
+    """``timer`` per inference when each call of the timed function runs ``runs_per_call`` of them."""
+    if runs_per_call == 1:
+        return timer
+    return lambda f, n: timer(f, n) / runs_per_call
+
+
+def _wall(f: Any, n: int) -> float:
+    import time
+
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        f()
+    return (time.perf_counter_ns() - t0) / 1e6
 
 
 class TorchCPUBackend(Backend):
     """torch on the CPU (oneDNN/mkldnn conv), timed with the wall clock.
 
     Options (``target.options``): ``threads`` (int, default: torch's default), ``channels_last`` (bool).
+    Runtimes: ``eager`` and ``inductor`` (``torch.compile``; its convolutions are oneDNN calls, so single
+    layers are timed eagerly and whole networks compiled).
     """
 
     kind = "torch_cpu"
+
+    @classmethod
+    def times_models(cls, target: Any) -> bool:
+        return True
 
     def setup(self) -> None:
         threads = self.target.options.get("threads")
@@ -110,19 +139,24 @@ class TorchCPUBackend(Backend):
     def run(self, config: Mapping[str, int]) -> RunResult:
         cl = bool(self.target.options.get("channels_last", False))
         conv, x = build_conv(config, "float32", torch.device("cpu"), cl)
+        rt = runtime_for(self.target).layer_runtime("cpu")
         with torch.inference_mode():
-            t = time_callable(lambda: conv(x), self.evaluator)
+            p = rt.prepare(conv, x)
+            t = time_callable(p.fn, self.evaluator, timer=_per_run(_wall, p.runs_per_call))
         settings: dict[str, Any] = {
             "threads": torch.get_num_threads(),
             "channels_last": cl,
             "number": t.number,
+            "runtime": self.target.runtime,
+            "layer_runtime": rt.kind,
         }
         return RunResult(t.median_ms, t.iqr_ms, t.repeats, None, settings)
 
     def model_runner(self, model: nn.Module, input_shape: tuple[int, ...]) -> ModelRunner:
-        """The whole network on the CPU, with the target's threads and memory format."""
+        """The whole network on the CPU in the target's runtime, threads and memory format."""
         cl = bool(self.target.options.get("channels_last", False))
-        return _prepared(model, input_shape, "float32", torch.device("cpu"), cl)
+        m, x = _on_device(model, input_shape, "float32", torch.device("cpu"), cl)
+        return _runner(runtime_for(self.target).prepare(m, x))
 
 
 class CudnnBackend(Backend):
@@ -130,10 +164,16 @@ class CudnnBackend(Backend):
 
     Options: ``benchmark`` (``torch.backends.cudnn.benchmark``, default True), ``channels_last`` (bool),
     ``device_index`` (int, default 0). ``dtype`` ``tf32`` enables TF32 convolutions; ``float32`` disables
-    them (torch enables cuDNN TF32 by default, which would not be fp32).
+    them (torch enables cuDNN TF32 by default, which would not be fp32). Runtimes: ``eager``,
+    ``cuda_graph`` and ``inductor`` (:mod:`hwprune.measure.runtimes`); in the last two a layer is replayed
+    from a CUDA graph, so the table times kernels rather than Python's dispatch.
     """
 
     kind = "cudnn"
+
+    @classmethod
+    def times_models(cls, target: Any) -> bool:
+        return bool(torch.cuda.is_available())
 
     def setup(self) -> None:
         if not torch.cuda.is_available():
@@ -190,20 +230,30 @@ class CudnnBackend(Backend):
     def run(self, config: Mapping[str, int]) -> RunResult:
         cl = bool(self.target.options.get("channels_last", False))
         conv, x = build_conv(config, self.target.dtype, self.dev, cl)
+        rt = runtime_for(self.target).layer_runtime("cuda")
         with torch.inference_mode():
+            p = rt.prepare(conv, x)
             t = time_callable(
-                lambda: conv(x), self.evaluator, sync=torch.cuda.synchronize, timer=self._events
+                p.fn,
+                self.evaluator,
+                sync=torch.cuda.synchronize,
+                timer=_per_run(self._events, p.runs_per_call),
             )
         settings = {
             "cudnn_benchmark": torch.backends.cudnn.benchmark,
             "tf32": torch.backends.cudnn.allow_tf32,
             "channels_last": cl,
             "number": t.number,
+            "runtime": self.target.runtime,
+            "layer_runtime": rt.kind,
+            "graph_copies": p.runs_per_call,
         }
         return RunResult(t.median_ms, t.iqr_ms, t.repeats, None, settings)
 
     def model_runner(self, model: nn.Module, input_shape: tuple[int, ...]) -> ModelRunner:
-        """The whole network on the GPU in the target's dtype, TF32 and benchmark settings."""
+        """The whole network on the GPU in the target's runtime, dtype, TF32 and benchmark settings."""
         cl = bool(self.target.options.get("channels_last", False))
-        r = _prepared(model, input_shape, self.target.dtype, self.dev, cl)
-        return ModelRunner(r.fn, torch.cuda.synchronize, self._events)
+        m, x = _on_device(model, input_shape, self.target.dtype, self.dev, cl)
+        return _runner(
+            runtime_for(self.target).prepare(m, x), sync=torch.cuda.synchronize, timer=self._events
+        )

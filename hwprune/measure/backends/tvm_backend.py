@@ -219,6 +219,13 @@ class TVMBackend(Backend):
 
     kind = "tvm"
 
+    @classmethod
+    def times_models(cls, target: Any) -> bool:
+        """A local TVM target (llvm here) with apache-tvm installed; a board behind RPC times layers only."""
+        import importlib.util
+
+        return not target.options.get("rpc") and importlib.util.find_spec("tvm") is not None
+
     def setup(self, *, connect: bool = True) -> None:
         """Prepare the TVM target and, for an RPC target, open the session.
 

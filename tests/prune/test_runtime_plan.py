@@ -1,0 +1,44 @@
+"""Planning in a deploy runtime on this CPU: an `inductor` target (torch.compile) end to end, for real.
+
+The layer table is measured in the runtime's layer timing (oneDNN convs, as inductor calls them), the
+whole-model terms are calibrated on compiled networks, and the plan is checked against the compiled model.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from hwprune.callbacks.predictor_factory import ensure_predictor
+from hwprune.measure import EvaluatorConfig, read_table, time_models
+from hwprune.models import build_model
+from hwprune.prune import apply_removals, build_groups, plan_pruning
+
+SHAPE = (1, 1, 28, 28)
+TARGET = "cpu_torch_inductor"
+
+
+@pytest.mark.slow
+def test_an_inductor_target_plans_small_resnet_and_predicts_the_compiled_model(tmp_path: Path) -> None:
+    dense = build_model("small_resnet").eval()
+    ev = EvaluatorConfig(warmup=2, number=1, repeat=5, min_repeat_ms=5.0)
+    pred = ensure_predictor(TARGET, dense, SHAPE, tmp_path, step=8, pairs=8, evaluator=ev)
+    table = read_table(pred.source_table_)
+    assert (table["target"] == TARGET).all()
+    assert table["settings"].str.contains('"runtime": "inductor"').all()
+    assert pred.calibrated  # whole-model terms from compiled networks
+    dense_pred = pred.predict_model(dense, SHAPE)
+    pruned = copy.deepcopy(dense)
+    gm = build_groups(pruned, SHAPE)
+    plan = plan_pruning(gm, pred, SHAPE, 0.5 * dense_pred, min_channel_ratio=0.25)
+    assert plan.removals
+    apply_removals(gm, plan.removals)
+    t_dense, t_pruned = time_models(TARGET, [dense, pruned], SHAPE, rounds=7)
+    assert t_dense.build_s > 0 and t_pruned.build_s > 0  # both really compiled
+    for model, t in ((dense, t_dense), (pruned, t_pruned)):
+        p = pred.predict_model(model, SHAPE)
+        assert abs(p / t.median_ms - 1) <= 0.20, (p, t.median_ms)  # DESIGN: within 20% in CI
+    speedup, _ = t_pruned.speedup_over(t_dense)
+    assert speedup > 1.2  # a 50% plan is measurably faster in the runtime it was planned for
