@@ -14,8 +14,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-BASELINE_NAMES = ("uniform_l1", "round_to_8", "round_to_32", "global_round_to_8")
-BEST_OF = ("round_to_8", "round_to_32", "global_round_to_8")
+UNIFORM = "uniform_l1"
+"""The uninstructed baseline; every other matched baseline of a raw file is a hardware-friendly option."""
 STABLE = 0.05
 """Runs of one setting and budget are stable when their measured speedups differ by at most this share."""
 
@@ -147,11 +147,28 @@ def stability(rows: list[dict[str, Any]]) -> float | None:
     return (max(sp) - min(sp)) / min(sp) if len(sp) > 1 else None
 
 
+def baseline_names(s: dict[str, Any]) -> list[str]:
+    """The matched Torch-Pruning baselines a raw file holds, in its order (``baselines`` keys
+    ``<name>_<ratio>``; fixed-ratio references, marked ``reference``, are not matched and left out)."""
+    names: list[str] = []
+    for key, info in s.get("baselines", {}).items():
+        if info.get("reference") or "_" not in key:
+            continue
+        name, _, ratio = key.rpartition("_")
+        try:
+            float(ratio)
+        except ValueError:
+            continue
+        if name not in names:
+            names.append(name)
+    return names
+
+
 def baselines(s: dict[str, Any], ratio: str) -> dict[str, dict[str, Any]]:
     """Torch-Pruning baselines at one budget: speedup with its interval, parameters kept."""
     t = s["timings"]
     out = {}
-    for b in BASELINE_NAMES:
+    for b in baseline_names(s):
         key = f"{b}_{ratio}"
         if key in t:
             sp, lo, hi = speedup_interval(t, key)
@@ -165,8 +182,8 @@ def setting_goals(s: dict[str, Any], ratio: str) -> dict[str, Any]:
     if not rows:
         return {}
     base = baselines(s, ratio)
-    best = max((b for b in BEST_OF if b in base), key=lambda b: base[b]["speedup"], default=None)
-    checks = s.get("layer_checks", {}).get(f"uniform_l1_{ratio}", {})
+    best = max((b for b in base if b != UNIFORM), key=lambda b: base[b]["speedup"], default=None)
+    checks = s.get("layer_checks", {}).get(f"{UNIFORM}_{ratio}", {})
     return {
         "runs": rows,
         "stability": stability(rows),
@@ -206,7 +223,7 @@ def goals_table(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
         "| target, setting, budget | run | cut: params kept, groups changed | measured speedup [IQR] "
         "| budget met | predicted | measured / predicted (>= 0.9) "
         "| whole-model error, dense / pruned (within ±10%) | vs uniform L1 (>= 1.3x) "
-        "| vs best of round_to 8/32, global (>= 1.1x) | stable across runs (<= 5%) "
+        "| vs the best hardware-friendly Torch-Pruning option (>= 1.1x) | stable across runs (<= 5%) "
         "| layers > 5% slower (0) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -239,8 +256,12 @@ def goals_table(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
                 slow = (
                     "not timed"
                     if r["slow_layers"] is None
-                    else f"{r['slow_layers']} of {r['changed_layers']} "
-                    f"(uniform L1: {g['uniform_slow_layers']} of {g['uniform_changed_layers']})"
+                    else f"{r['slow_layers']} of {r['changed_layers']}"
+                    + (
+                        ""
+                        if g["uniform_slow_layers"] is None
+                        else f" (uniform L1: {g['uniform_slow_layers']} of {g['uniform_changed_layers']})"
+                    )
                 )
                 lines.append(
                     f"| {label} {s['setting']}, {ratio} | {r['run']} | {cut} | "
@@ -248,7 +269,7 @@ def goals_table(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
                     f"(closed loop: {closed_loop_verdict(r['reason'])}) | "
                     f"{r['predicted']:.2f}x | {_f(mop)} ({_mark(mop is not None and mop >= 0.9)}) | "
                     f"{errs} ({_mark(e_ok)}) | "
-                    + (_vs(r, base.get("uniform_l1"), "uniform L1", 1.3) if matched else "not matched")
+                    + (_vs(r, base.get(UNIFORM), "uniform L1", 1.3) if matched else "not matched")
                     + " | "
                     + (_vs(r, base.get(best) if best else None, str(best), 1.1) if matched else "not matched")
                     + f" | {stab_txt} | {slow} |"
@@ -300,19 +321,48 @@ def detail(label: str, s: dict[str, Any]) -> list[str]:
         ]
         lines += ["", "Predictor held out from the fit (run 0): " + "; ".join(parts) + "."]
     run_keys = [f"run{r['run']}" for r in s["runs"]]
+    build = any(v.get("build_s") for v in t.values())  # runtimes that capture or compile (issue 17)
     lines += [
         "",
         "| model | params | measured ms (median, IQR) | speedup vs dense (paired rounds) [IQR] | "
         + " | ".join(f"predicted ms ({k.replace('run', 'run ')})" for k in run_keys)
+        + (" | prepare s (capture, compile)" if build else "")
         + " |",
-        "|---|---|---|---|" + "---|" * len(run_keys),
+        "|---|---|---|---|" + "---|" * (len(run_keys) + build),
     ]
     for name, v in t.items():
         sp = _speedup(*speedup_interval(t, name)) if name != "dense" else "1.00x"
         preds = " | ".join(_f(v["predicted_ms"].get(k), ".3f") for k in run_keys)
+        prep = f" | {_f(v.get('build_s'), '.1f')}" if build else ""
         lines.append(
-            f"| {name} | {v['params']:,} | {v['median_ms']:.3f} ({v['iqr_ms']:.3f}) | {sp} | {preds} |"
+            f"| {name} | {v['params']:,} | {v['median_ms']:.3f} ({v['iqr_ms']:.3f}) | {sp} | {preds}{prep} |"
         )
+    refs = {k: v for k, v in s.get("baselines", {}).items() if v.get("reference")}
+    if refs:
+        lines += [
+            "",
+            "Fixed-ratio references (not matched to a parameter count): "
+            + "; ".join(
+                f"{k}: pruning ratio {v['pruning_ratio']:g}, {v['params']:,} params" for k, v in refs.items()
+            )
+            + ".",
+        ]
+    watch = s.get("stopwatch")
+    if watch:
+        lines += [
+            "",
+            "Standalone stopwatch (`benchmarks/stopwatch.py`, each model timed alone, dense first and again "
+            "last):",
+            "",
+            "| model | median ms | IQR ms | speedup vs dense |",
+            "|---|---|---|---|",
+        ]
+        for name, v in watch.items():
+            lines.append(
+                f"| {name} | {v['median_ms']:.3f} | {v['iqr_ms']:.3f} | {_f(v.get('speedup'))}"
+                + ("x" if v.get("speedup") is not None else "")
+                + " |"
+            )
     lines += ["", "Closed loop per plan (predicted, measured, current ms per round):", ""]
     for r in s["runs"]:
         for ratio, p in r["plans"].items():
@@ -361,7 +411,7 @@ def plot(results: list[tuple[str, dict[str, Any]]], path: Path) -> None:
         t = s["timings"]
         rs = ratios(s)
         names = [f"hwprune_{{r}}_run{run['run']}" for run in s["runs"]]
-        names += [f"{b}_{{r}}" for b in BASELINE_NAMES]
+        names += [f"{b}_{{r}}" for b in baseline_names(s)]
         width = 0.8 / len(names)
         for i, pat in enumerate(names):
             xs, ys, es = [], [], []
