@@ -118,3 +118,33 @@ def test_min_ratio_flag_reaches_the_config(monkeypatch: pytest.MonkeyPatch, tmp_
     ]
     assert model_true.main(argv) == 0
     assert seen["min_channel_ratio"] == 0.3
+
+
+def test_renderer_follows_the_raw_file_of_a_deploy_runtime(tmp_path: Path) -> None:
+    """The lead's runtime runs (config model_true_runtime) add baselines, references, build_s, a stopwatch."""
+    raw = json.loads((ROOT / "docs" / "bench_raw_model_true_cpu.json").read_text())
+    s = raw["settings"]["resnet18:1:224"]
+    t = s["timings"]
+    fast = [0.3 * m for m in t["dense"]["rounds_ms"]]  # a 3.3x baseline the four old names do not have
+    t["round_to_64_0.5"] = {
+        **t["round_to_32_0.5"],
+        "rounds_ms": fast,
+        "speedup": 3.33,
+        "build_s": 7.5,
+        "params": 4_600_000,
+    }
+    s["baselines"]["round_to_64_0.5"] = {"pruning_ratio": 0.3, "params": 4_600_000}
+    t["uniform_12pct"] = {**t["uniform_l1_0.7"], "build_s": 6.0}
+    s["baselines"]["uniform_12pct"] = {"pruning_ratio": 0.12, "params": 9_000_000, "reference": True}
+    s["layer_checks"] = {}
+    s["stopwatch"] = {"dense": {"median_ms": 2.0, "iqr_ms": 0.01, "samples_ms": [2.0], "build_s": 1.0}}
+    raw["settings"] = {"resnet18:1:224": s}
+    (tmp_path / "bench_raw_model_true_cpu_graph.json").write_text(json.dumps(raw))
+    assert model_true_report.main(["--docs", str(tmp_path)]) == 0
+    assert model_true_report.baseline_names(s)[-1] == "round_to_64"
+    goals = (tmp_path / "model_true_goals.md").read_text()
+    run0 = [line for line in goals.splitlines() if "resnet18:1:224, 0.5 | 0 |" in line][0]
+    assert "vs round_to_64 at 4.60M params" in run0 and run0.endswith("| not timed |")
+    page = (tmp_path / "MODEL_TRUE.md").read_text()
+    assert "prepare s (capture, compile)" in page and "| 7.5 |" in page
+    assert "uniform_12pct: pruning ratio 0.12" in page and "Standalone stopwatch" in page
