@@ -28,7 +28,7 @@ def compose_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
 
 
 @pytest.fixture(scope="session")
-def predictor(request: pytest.FixtureRequest):  # noqa: ANN201 - LatencyPredictor, imported lazily
+def predictor(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """A real latency predictor for the pruning tests: a small layer space measured on this CPU, then fitted.
 
     The table is cached in pytest's cache folder; :func:`hwprune.measure.measure` skips configurations
@@ -40,7 +40,9 @@ def predictor(request: pytest.FixtureRequest):  # noqa: ANN201 - LatencyPredicto
     from hwprune.predict import LatencyPredictor
 
     shape = (1, 1, 28, 28)
-    path = Path(request.config.cache.mkdir("hwprune")) / "cpu_torch_test_space_2d.csv"
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider: measure afresh
+    folder = Path(cache.mkdir("hwprune")) if cache is not None else tmp_path_factory.mktemp("hwprune")
+    path = folder / "cpu_torch_test_space_2d.csv"
     # small_resnet in the default 2-D space (out and in sweeps, (in, out) pairs), mobilenet_v2 out only.
     space = model_space("small_resnet", shape, step=8, floor=0.25, pairs=8) + model_space(
         "mobilenet_v2", shape, step=32, floor=0.5, sweep_in="coupled"
