@@ -31,8 +31,9 @@ def compose_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
 def predictor(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """A real latency predictor for the pruning tests: a small layer space measured on this CPU, then fitted.
 
-    The table is cached in pytest's cache folder; :func:`hwprune.measure.measure` skips configurations
-    already there, so only the first session pays for the measurement (about 15 s on 2 cores). It covers
+    The table is cached in pytest's cache folder (a session temp dir under ``-p no:cacheprovider``);
+    :func:`hwprune.measure.measure` skips configurations already there, so only the first session pays
+    for the measurement (about 15 s on 2 cores). It covers
     small_resnet's convs and mobilenet_v2's depthwise and 1x1 convs at 28x28.
     """
     from hwprune.callbacks.predictor_factory import FAST_PREDICTOR
