@@ -22,6 +22,7 @@ __all__ = [
     "PredictorFactory",
     "cache_table_path",
     "ensure_predictor",
+    "layer_space_digest",
     "predictor_factories",
 ]
 
@@ -30,18 +31,42 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "_", text).strip("_")[:60] or "unknown"
 
 
+def layer_space_digest(model: nn.Module, input_shape: tuple[int, ...]) -> str:
+    """Eight hex digits that name ``model``'s conv layer space at ``input_shape``.
+
+    The digest covers every conv's name and configuration (in and out channels, size, kernel, stride,
+    padding, groups) in execution order, so two architectures of one class (ResNet-18 and ResNet-50 are
+    both ``ResNet``) or one architecture at two widths never share a cached table.
+
+    Example:
+        >>> from hwprune.models import build_model
+        >>> a = layer_space_digest(build_model("resnet18"), (1, 1, 28, 28))
+        >>> b = layer_space_digest(build_model("resnet50"), (1, 1, 28, 28))
+        >>> len(a) == 8 and a != b
+        True
+    """
+    import hashlib
+    import json
+
+    from hwprune.contract import conv_layer_configs
+
+    layers = [[c.name, sorted(dict(c.config).items())] for c in conv_layer_configs(model, input_shape)]
+    return hashlib.sha1(json.dumps(layers).encode(), usedforsecurity=False).hexdigest()[:8]
+
+
 def cache_table_path(
     target: Target, model: nn.Module, input_shape: tuple[int, ...], cache_dir: str | os.PathLike[str]
 ) -> Path:
     """Where a model's freshly measured table is cached: keyed by target, device, library, model, size, batch.
 
-    ``<cache_dir>/<target>/<device>__<torch version>/<model>_<h>_b<batch>.csv``: a table measured on
-    another card, batch or library version is never reused as if it were this one's.
+    ``<cache_dir>/<target>/<device>__<torch version>/<model class>_<h>_b<batch>_<digest>.csv``, the
+    digest being :func:`layer_space_digest`: a table measured on another card, batch, library version or
+    architecture is never reused as if it were this one's.
 
     Example:
         >>> model = build_model("small_resnet")
         >>> cache_table_path(load_target("cpu_torch"), model, (1, 1, 28, 28), "t")  # doctest: +SKIP
-        PosixPath('t/cpu_torch/Intel_R_Xeon_R_..._2.14.1/smallresnet_28_b1.csv')
+        PosixPath('t/cpu_torch/Intel_R_Xeon_R_..._2.14.1/smallresnet_28_b1_3f1c9a2e.csv')
     """
     import torch
 
@@ -58,7 +83,9 @@ def cache_table_path(
         / target.name
         / f"{_slug(device)}__{_slug(torch.__version__)}"
     )
-    return folder / f"{name}_{int(input_shape[-1])}_b{int(input_shape[0])}.csv"
+    # Traced at batch 1 (the batch is in the name already): a ResNet-50 forward at batch 32 costs seconds.
+    digest = layer_space_digest(model, (1, *(int(s) for s in input_shape[1:])))
+    return folder / f"{name}_{int(input_shape[-1])}_b{int(input_shape[0])}_{digest}.csv"
 
 
 def ensure_predictor(
