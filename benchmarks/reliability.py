@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--callbacks", action="store_true", help="also run the fine-tune kill -9 and DDP tests")
     ap.add_argument("--out", default=str(REPO / "docs" / "reliability_results.json"))
+    ap.add_argument("--select", default=None, help="only the tests that this pytest -k expression selects")
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +70,15 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "HWPRUNE_FUZZ_COUNTS": str(fuzz), "HWPRUNE_FAULTS_OUT": str(faults)}
         t0 = time.perf_counter()
         rc = subprocess.call(
-            [sys.executable, "-m", "pytest", "-q", f"--junitxml={junit}", *targets],
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                f"--junitxml={junit}",
+                *(["-k", args.select] if args.select else []),
+                *targets,
+            ],
             cwd=REPO,
             env=env,
         )

@@ -196,7 +196,7 @@ def write_doc(path: Path, section: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--configs", type=int, default=48, help="configs in the sweep")
+    p.add_argument("--configs", type=int, default=None, help="configs in the sweep (default 48; --quick: 8)")
     p.add_argument("--repeats", type=int, default=3, help="runs per fleet size")
     p.add_argument("--cin", type=int, default=32, help="in-channels of every conv")
     p.add_argument("--hw", type=int, default=28, help="height and width of every conv's input")
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-dir", type=Path, default=ROOT / "docs", help="where the JSON, FLEET.md and plot go")
     p.add_argument("--no-plot", action="store_true", help="skip the timeline plot")
     args = p.parse_args(argv)
-    configs, repeats = (8, 1) if args.quick else (args.configs, args.repeats)
+    configs, repeats = (args.configs or 8, 1) if args.quick else (args.configs or 48, args.repeats)
     ev = (
         EvaluatorConfig(warmup=1, number=1, repeat=3, min_repeat_ms=5.0, retime=0)
         if args.quick
