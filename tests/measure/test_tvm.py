@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +38,9 @@ def rpc_port() -> Iterator[int]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # The server runs in a tvm.exec.popen_worker child: killing the server alone left that worker
+        # behind (re-parented to init) after every test session. Kill the whole group instead.
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 90
@@ -49,7 +54,10 @@ def rpc_port() -> Iterator[int]:
                 time.sleep(0.1)
         yield port
     finally:
-        proc.kill()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         proc.wait()
 
 
