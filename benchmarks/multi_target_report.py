@@ -350,6 +350,69 @@ def reading(raw: dict[str, Any], ratio: str) -> list[str]:
     return out
 
 
+def sharing_interval(mr: dict[str, float]) -> tuple[float, float]:
+    """The measured joint/own ratio's inter-quartile interval: stored quartiles, else median ± IQR / 2."""
+    if "q1" in mr and "q3" in mr:
+        return float(mr["q1"]), float(mr["q3"])
+    return mr["median"] - mr["iqr"] / 2, mr["median"] + mr["iqr"] / 2
+
+
+def planner_changes_since(commit: str) -> list[str]:
+    """Commits that changed the planner (``hwprune/prune``) after ``commit``, newest first; [] if unknown."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(
+            ["git", "log", "--format=%h %s", f"{commit}..HEAD", "--", "hwprune/prune"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
+def read_first(raw: dict[str, Any]) -> list[str]:
+    """What the figures below are and are not: infeasible joint plans, what ran, noise, later changes."""
+    measured, others = names(raw)
+    lines = ["## Read first", ""]
+    for ratio, info in raw["ratios"].items():
+        j = info["plans"]["joint"]
+        if not j["feasible"]:
+            over = [
+                f"{t} {100 * (r['latency_after_ms'] / r['budget_ms'] - 1):+.1f}% over its budget (predicted)"
+                for t, r in j["targets"].items()
+                if not r["met"]
+            ]
+            lines.append(f"- **The joint plan at budget {ratio} is not feasible**: " + "; ".join(over) + ".")
+        for t, c in info["cost_of_sharing"].items():
+            if "measured_ratio" in c:
+                lo, hi = sharing_interval(c["measured_ratio"])
+                if lo <= 1.0 <= hi:
+                    lines.append(
+                        f"- On {t} the joint plan's {c['measured_ratio']['median']:.3f}x of its own plan's "
+                        f"latency is **noise**: its interval over the rounds [{lo:.3f}, {hi:.3f}] holds 1.0."
+                    )
+    lines.append(
+        "- This run calls the planner (`plan_for_targets`) directly; the `HardwareAwarePruning` callback was "
+        f"not run on several targets here. Only {measured} was timed; "
+        + ", ".join(others)
+        + " is predicted only."
+    )
+    changes = planner_changes_since(raw["stamp"]["commit"])
+    if changes:
+        lines.append(
+            f"- The planner (`hwprune/prune`) changed after this run (commit `{raw['stamp']['commit']}`), in "
+            f"{len(changes)} commit(s) up to the one this page was rendered at: "
+            + ", ".join(f"`{c.split()[0]}`" for c in changes)
+            + " (`git log` lists them); these figures are from the planner before them."
+        )
+    return [*lines, ""]
+
+
 def page(raw: dict[str, Any], raw_name: str) -> list[str]:
     """The whole MULTI_TARGET.md page."""
     s = raw["stamp"]
@@ -383,6 +446,7 @@ def page(raw: dict[str, Any], raw_name: str) -> list[str]:
         + f"; after it {load_triplet(raw['load_after_timing'])}. "
         + f"{raw['stamp']['machine'].split(',')[-1].strip()}, shared with other agents' jobs.",
         "",
+        *read_first(raw),
         "## What was run",
         "",
         f"{cfg['model']} (Fashion-MNIST: 1x28x28, 10 classes) planned for two targets together and for each "

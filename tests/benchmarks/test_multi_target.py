@@ -79,6 +79,19 @@ def test_report_figures_come_from_the_raw_file(tmp_path: Path) -> None:
     assert (tmp_path / "multi_target.png").stat().st_size > 10_000
 
 
+def test_page_says_first_what_the_run_is_not(tmp_path: Path) -> None:
+    """Issue 19: infeasible joint plan, planner-only run, noise and later planner changes at the top."""
+    shutil.copy(RAW, tmp_path)
+    multi_target_report.main(["--docs", str(tmp_path)])
+    page = (tmp_path / "MULTI_TARGET.md").read_text()
+    head = page[page.index("## Read first") : page.index("## What was run")]
+    assert "**The joint plan at budget 0.5 is not feasible**: cuda_cudnn_fp32_heuristics +1.1% over" in head
+    assert "0.971x of its own plan's latency is **noise**" in head and "[0.931, 1.012] holds 1.0" in head
+    assert "the `HardwareAwarePruning` callback was not run" in head
+    assert "`d37e0eb`" in head  # the planner change after the run (commit 7470fc3) is named
+    assert multi_target_report.sharing_interval({"median": 1.2, "iqr": 0.1}) == pytest.approx((1.15, 1.25))
+
+
 def test_bad_target_kind_is_named() -> None:
     with pytest.raises(ValueError, match="targets.gpu.kind"):
         multi_target.build_predictors({"gpu": {"kind": "guess", "batch": 1}}, None)  # type: ignore[arg-type]
