@@ -76,3 +76,19 @@ def test_predictor_doc_counts_come_from_the_files() -> None:
     n_tables = len(list(ROOT.glob("tables/**/*.csv")))
     assert sentence.startswith(f"The project ships {n_tables} tables with ")
     assert _flat(sentence) in _flat((ROOT / "docs" / "PREDICTOR.md").read_text(encoding="utf-8"))
+
+
+def test_adaptation_leads_with_adapted_against_scratch_at_equal_n() -> None:
+    """Issue 19, item 4: the README and the section head state adapted vs scratch at equal N, every pair."""
+    import json
+
+    from benchmarks import adapt
+
+    raw = json.loads((ROOT / "docs" / "bench_raw_adapt.json").read_text())
+    assert "H200 fp32 -> TF32" in {p["name"] for p in raw["pairs"]}  # the pair the issue asked for
+    assert _flat(adapt.readme_sentence(raw)) in README
+    doc = (ROOT / "docs" / "PREDICTOR.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## Adapting to a new target") :]
+    summary = adapt.equal_n_summary(adapt.doc_pairs(raw), raw["results"])
+    assert section.index(summary) < section.index("A full sweep of a model's layer space")  # at the head
+    assert "checked at tiny scale only" not in doc  # the stale line about the CPU pair
