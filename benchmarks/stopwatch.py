@@ -50,7 +50,7 @@ def stopwatch(
     ``cudnn_benchmark`` sets ``torch.backends.cudnn.benchmark`` for this network (and restores it): a
     stopwatch must use the target's setting. The first H200 runs (2026-12-04) left it at PyTorch's default
     (off) while the targets set it on, and the stopwatch read the pruned models 18-25% slower than
-    :func:`hwprune.measure.time_models` (docs/RUNTIMES.md).
+    :func:`hwprune.measure.time_models` (docs/RUNTIMES.md; most likely that setting, not verified).
     """
     before = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
