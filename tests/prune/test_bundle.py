@@ -49,7 +49,8 @@ def test_bundle_errors_name_the_problem(tmp_path: Path) -> None:
     write_bundle(plain, build_model("small_resnet"), (1, 1, 28, 28), [])
     with pytest.raises(ValueError, match="`model` is required: the bundle holds no `model_spec`"):
         load_pruned(plain)
-    with pytest.raises(ValueError, match=r"`fmt` must be any of \('torch_export', 'aoti', 'onnx'\), got .tflite."):
+    bad_fmt = r"`fmt` must be any of \('torch_export', 'aoti', 'onnx'\), got .tflite."
+    with pytest.raises(ValueError, match=bad_fmt):
         export_model(build_model("small_resnet"), (1, 1, 28, 28), tmp_path, "tflite")  # type: ignore[arg-type]
 
 
