@@ -276,6 +276,7 @@ def standalone(
         dtype=dtype,
         channels_last=bool(target.options.get("channels_last", False)),
         compile_mode=mode,
+        cudnn_benchmark=bool(target.options.get("benchmark", True)),
     )
 
 

@@ -43,8 +43,33 @@ def stopwatch(
     iters: int = 100,
     repeats: int = 7,
     compile_mode: str = "reduce-overhead",
+    cudnn_benchmark: bool = False,
 ) -> dict[str, Any]:
-    """Median ms per inference over ``repeats`` samples of ``iters`` calls, with the samples."""
+    """Median ms per inference over ``repeats`` samples of ``iters`` calls, with the samples.
+
+    ``cudnn_benchmark`` sets ``torch.backends.cudnn.benchmark`` for this network (and restores it): a
+    stopwatch must use the target's setting. The first H200 runs (2026-12-04) left it at PyTorch's default
+    (off) while the targets set it on, and the stopwatch read the pruned models 18-25% slower than
+    :func:`hwprune.measure.time_models` (docs/RUNTIMES.md; most likely that setting, not verified).
+    """
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
+    try:
+        return _stopwatch(model, shape, runtime, dtype, channels_last, iters, repeats, compile_mode)
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def _stopwatch(
+    model: nn.Module,
+    shape: Sequence[int],
+    runtime: str,
+    dtype: torch.dtype,
+    channels_last: bool,
+    iters: int,
+    repeats: int,
+    compile_mode: str,
+) -> dict[str, Any]:
     m, x = _ready(model, shape, dtype, channels_last)
     t0 = time.perf_counter()
     with torch.inference_mode():

@@ -33,6 +33,6 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
-say "installing hwprune with extras [tvm,opencl,dev] (first run installs torch from local disk: a few minutes)"
-"$VENV/bin/python" -m pip install -q -e ".[tvm,opencl,dev]"
+say "installing hwprune with extras [tvm,opencl,export,dev] (first run installs torch from local disk: a few minutes)"
+"$VENV/bin/python" -m pip install -q -e ".[tvm,opencl,export,dev]"
 say "done: $("$VENV/bin/python" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)')"

@@ -101,6 +101,9 @@ class Runtime(ABC):
     backends: ClassVar[tuple[str, ...]] = ()
     #: Whether the runtime removes per-op Python dispatch and kernel launches.
     launch_free: ClassVar[bool] = False
+    #: The export format a network planned for this runtime is deployed from
+    #: (:func:`hwprune.prune.bundle.export_model`).
+    export_format: ClassVar[str] = "torch_export"
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options = dict(options or {})
@@ -243,6 +246,7 @@ class InductorRuntime(Runtime):
     kind = "inductor"
     backends = ("torch_cpu", "cudnn")
     launch_free = True
+    export_format = "aoti"  # AOTInductor: the compiled network without Python
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -299,6 +303,7 @@ class NativeRuntime(Runtime):
 
     kind = "native"
     backends = ("tvm", "acl", "imported")
+    export_format = "onnx"  # the interchange format TVM's and ArmNN's importers read
 
     def prepare(self, module: nn.Module, x: torch.Tensor) -> Prepared:
         raise RuntimeError("runtime 'native' is driven by its backend, not by torch")

@@ -147,6 +147,11 @@ TINY: list[tuple[str, list[str], Check]] = [
         _files("mj/metrics.json", "mj/run.json"),
     ),  # fmt: skip
     ("gpu_time", ["--quick", "--zoo", "{tmp}/zoo.json", "--out", "{tmp}/gpu"], _files("gpu")),
+    (
+        "runtime_report",
+        ["--raw", "docs/runtime", "--out", "{tmp}/RUNTIMES.md", "--plot", "{tmp}/runtime_speedups.png"],
+        _files("RUNTIMES.md", "runtime_speedups.png"),
+    ),
 ]
 NEEDS_CUDA = {"gpu_time"}
 
