@@ -30,7 +30,7 @@ from hwprune.measure.space import conv_layer_configs
 from hwprune.prune.graph import apply_removals, build_groups
 from hwprune.prune.model_latency import floor_ms
 from hwprune.prune.planner import Plan
-from hwprune.staircase import SLOWDOWN_TOLERANCE
+from hwprune.prune.stopwatch import MET_TOLERANCE, STOPWATCH, Stopwatch, judge, time_against_dense
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,13 @@ class LoopRound:
         current_ms: The current (unpruned-by-this-step) model's measured latency in the same rounds.
         new_configs: Conv configs measured and added to the table after this round.
         noisy: Whether the timings spread too much (> :data:`NOISY_SPREAD`) to be learnt from.
+        dense_ms: The dense model timed in the same rounds (a budget that is a share of dense), else None.
+        measured_budget_ms: The budget the measurement was judged against (a share budget: the share of
+            ``dense_ms``), else None.
+        measured_spread_ms: The candidate's IQR over the rounds.
+        share: The candidate's per-round share of dense (median), or None without a dense timing.
+        met: Whether the candidate met the budget within the tolerance
+            (:func:`hwprune.prune.stopwatch.judge`).
     """
 
     predicted_ms: float
@@ -58,6 +65,11 @@ class LoopRound:
     current_ms: float
     new_configs: int
     noisy: bool = False
+    dense_ms: float | None = None
+    measured_budget_ms: float | None = None
+    measured_spread_ms: float | None = None
+    share: float | None = None
+    met: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -116,9 +128,11 @@ def plan_and_verify(
     *,
     target: Any = None,
     max_rounds: int = 2,
-    tolerance: float = SLOWDOWN_TOLERANCE,
-    timing_rounds: int = 5,
+    tolerance: float = MET_TOLERANCE,
     ignored_layers: Sequence[str | nn.Module] = (),
+    dense: nn.Module | None = None,
+    budget_share: float | None = None,
+    stopwatch: Stopwatch = STOPWATCH,
 ) -> VerifiedPlan:
     """Plan one step, and where ``target`` can be timed here, time the plan before it is applied.
 
@@ -134,14 +148,21 @@ def plan_and_verify(
         target: A :class:`~hwprune.measure.Target` (or name) to time on; None plans open loop.
         max_rounds: Re-plans after a missed budget (>= 0).
         tolerance: Relative miss of the budget that triggers a re-plan.
-        timing_rounds: Interleaved timing rounds per check.
         ignored_layers: As for :func:`hwprune.prune.graph.build_groups`.
+        dense: The dense model. Given, it is timed in the same rounds as the current model and the
+            candidate (:func:`hwprune.prune.stopwatch.time_against_dense`).
+        budget_share: The step's budget as a share of the dense model's latency (with ``dense``): the
+            candidate is then judged on its measured share of dense, ``budget_ms`` only steers the
+            planner. None judges the measurement against ``budget_ms``.
+        stopwatch: The timing settings (default :data:`hwprune.prune.stopwatch.STOPWATCH`, those of every
+            other whole-model check).
 
     Returns:
         A :class:`VerifiedPlan`.
 
     Raises:
-        ValueError: If ``max_rounds`` < 0 or ``tolerance`` < 0.
+        ValueError: If ``max_rounds`` < 0, ``tolerance`` < 0, or ``budget_share`` is not in (0, 1] or is
+            given without ``dense``.
 
     Example:
         >>> planner = functools.partial(plan_pruning, predictor=pred, input_shape=shape)  # doctest: +SKIP
@@ -155,6 +176,11 @@ def plan_and_verify(
         raise ValueError(f"`max_rounds` must be an int >= 0, got {max_rounds!r}")
     if not tolerance >= 0:
         raise ValueError(f"`tolerance` must be >= 0, got {tolerance!r}")
+    if budget_share is not None and (dense is None or not 0 < budget_share <= 1):
+        raise ValueError(
+            f"`budget_share` must be a share in (0, 1] of the dense model given as `dense`, got "
+            f"{budget_share!r} with dense={'None' if dense is None else type(dense).__name__}"
+        )
     shape = tuple(int(s) for s in input_shape)
     plan = planner(build_groups(model, shape, ignored_layers), budget_ms)
     if target is None or not plan.removals:
@@ -166,7 +192,22 @@ def plan_and_verify(
     best: tuple[Plan, LoopRound] | None = None
     for i in range(int(max_rounds) + 1):
         cand = _candidate(model, shape, plan, ignored_layers)
-        cur_t, cand_t = time_models(target, [model, cand], shape, rounds=timing_rounds)
+        if dense is not None:
+            dense_t, (cur_t, cand_t) = time_against_dense(
+                target, dense, [model, cand], shape, stopwatch=stopwatch
+            )
+        else:
+            dense_t = None
+            cur_t, cand_t = time_models(
+                target, [model, cand], shape, rounds=stopwatch.rounds, evaluator=stopwatch.evaluator
+            )
+        verdict = judge(
+            cand_t,
+            dense_t,
+            latency_ratio=budget_share,
+            budget_ms=budget_ms,
+            tolerance=tolerance,
+        )
         learn = getattr(predictor, "calibrate", None)
         noisy = max(cur_t.spread, cand_t.spread) > NOISY_SPREAD
         if noisy:
@@ -178,20 +219,31 @@ def plan_and_verify(
             )
         if learn is not None and not noisy:
             learn([(model, shape, cur_t.median_ms), (cand, shape, cand_t.median_ms)], append=True)
-        miss = cand_t.median_ms > budget_ms * (1 + tolerance)
+        miss = not verdict.met
         # A budget under the dispatch floor is missed for a reason no table row can fix: do not re-plan.
         structural = floor_ms(predictor) >= budget_ms
         retry = miss and i < max_rounds and not structural
         grown = _grow_table(predictor, target, cand, shape) if retry else 0
-        rnd = LoopRound(plan.latency_after_ms, cand_t.median_ms, cur_t.median_ms, grown, noisy)
+        rnd = LoopRound(
+            plan.latency_after_ms,
+            cand_t.median_ms,
+            cur_t.median_ms,
+            grown,
+            noisy,
+            dense_ms=None if dense_t is None else dense_t.median_ms,
+            measured_budget_ms=verdict.budget_ms,
+            measured_spread_ms=cand_t.iqr_ms,
+            share=verdict.share,
+            met=verdict.met,
+        )
         rounds.append(rnd)
         log.info(
-            "closed loop round %d: predicted %.4g ms, measured %.4g ms (current %.4g ms, budget %.4g ms)%s",
+            "closed loop round %d: predicted %.4g ms (planner budget %.4g ms); %s (current %.4g ms)%s",
             i,
             rnd.predicted_ms,
-            rnd.measured_ms,
-            rnd.current_ms,
             budget_ms,
+            verdict.describe(),
+            rnd.current_ms,
             f"; measured {grown} new configs and refitted" if grown else "",
         )
         faster = cand_t.median_ms < cur_t.median_ms
@@ -213,12 +265,17 @@ def plan_and_verify(
             f"({last.measured_ms:.4g} vs {last.current_ms:.4g} ms)",
         )
     chosen, rnd = best
-    met = rnd.measured_ms <= budget_ms * (1 + tolerance)
     ordered = tuple(r for r in rounds if r is not rnd) + (rnd,)  # the accepted round last
+    against = (
+        f"a budget of {budget_share:.4g} of dense ({rnd.measured_budget_ms:.4g} ms of dense "
+        f"{rnd.dense_ms:.4g} ms in the same rounds; measured share {rnd.share:.4g})"
+        if budget_share is not None and rnd.dense_ms is not None and rnd.share is not None
+        else f"a budget of {rnd.measured_budget_ms:.4g} ms"
+    )
     return VerifiedPlan(
         chosen,
         ordered,
         True,
-        f"measured {rnd.measured_ms:.4g} ms against a budget of {budget_ms:.4g} ms: "
-        + ("met" if met else "NOT met (best of the rounds kept)"),
+        f"measured {rnd.measured_ms:.4g} ms against {against}, {tolerance:.0%} tolerance: "
+        + ("met" if rnd.met else "NOT met (best of the rounds kept)"),
     )
