@@ -134,7 +134,7 @@ def test_predictor_of_another_model_is_warned_about_when_opted_in(predictor: obj
 
     net = build_model("resnet18", in_channels=3, input_size=64)
     cov = unmeasured_layers(predictor, net, (1, 3, 64, 64))
-    assert cov.known and cov.share > 0.9 and ("conv1", cov.layers[0][1]) == cov.layers[0]
+    assert cov.known and cov.share > 0.5 and ("conv1", cov.layers[0][1]) == cov.layers[0]
     with caplog.at_level(logging.WARNING, logger="hwprune.prune.coverage"):
         check_coverage(cov, "warn", what="ResNet-18")
     assert (
