@@ -7,8 +7,9 @@ current model in interleaved rounds, and
 * adds both measurements to the predictor's whole-model calibration (so the next plan knows what this one
   really cost);
 * if the candidate misses the step's budget by more than ``tolerance``, measures the conv configs of the
-  candidate that the table lacks, refits the predictor on the grown table and plans again, for at most
-  ``max_rounds`` rounds;
+  candidate that the table lacks, refits the predictor on the grown table and plans again at the predicted
+  budget the measurement asks for (the budget scaled by how far the candidate measured from it), for at
+  most ``max_rounds`` rounds;
 * never returns a plan whose candidate measured slower than the current model.
 
 Where the target cannot be timed here (a board behind TVM RPC, an ACL worker), the plan goes through on the
@@ -28,7 +29,7 @@ from torch import nn
 
 from hwprune.measure.space import conv_layer_configs
 from hwprune.prune.graph import apply_removals, build_groups
-from hwprune.prune.model_latency import floor_ms
+from hwprune.prune.model_latency import floor_ms, predicted_latency
 from hwprune.prune.planner import Plan
 from hwprune.prune.stopwatch import MET_TOLERANCE, STOPWATCH, Stopwatch, judge, time_against_dense
 
@@ -183,6 +184,7 @@ def plan_and_verify(
         )
     shape = tuple(int(s) for s in input_shape)
     plan = planner(build_groups(model, shape, ignored_layers), budget_ms)
+    planner_budget = float(budget_ms)
     if target is None or not plan.removals:
         return VerifiedPlan(plan, (), True, "open loop" if target is None else "nothing to prune")
     target = load_target(target)
@@ -241,7 +243,7 @@ def plan_and_verify(
             "closed loop round %d: predicted %.4g ms (planner budget %.4g ms); %s (current %.4g ms)%s",
             i,
             rnd.predicted_ms,
-            budget_ms,
+            planner_budget,
             verdict.describe(),
             rnd.current_ms,
             f"; measured {grown} new configs and refitted" if grown else "",
@@ -251,7 +253,23 @@ def plan_and_verify(
             best = (plan, rnd)  # the first candidate that meets the budget, else the fastest one
         if not retry:
             break
-        plan = planner(build_groups(model, shape, ignored_layers), budget_ms)
+        # Re-plan at the budget the measurement asks for, in the units of the predictor as it is now
+        # (it has just learnt from this round): what it says of this candidate, scaled by how far the
+        # candidate measured from the budget. Re-planning at the same budget gave the same plan again
+        # when the whole-model terms stayed a few percent off (issue 18: 0.544, 0.545, 0.539 of dense
+        # against 0.5), or over-pruned once they had learnt the miss.
+        now = predicted_latency(predictor, cand, shape)
+        planner_budget = verdict.budget_ms * now / cand_t.median_ms
+        log.info(
+            "closed loop round %d: re-planning at a predicted budget of %.4g ms (%.4g ms measured vs %.4g ms "
+            "asked, the candidate now predicted at %.4g ms)",
+            i,
+            planner_budget,
+            cand_t.median_ms,
+            verdict.budget_ms,
+            now,
+        )
+        plan = planner(build_groups(model, shape, ignored_layers), planner_budget)
         if not plan.removals:
             break
     if best is None:
