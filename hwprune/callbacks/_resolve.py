@@ -37,7 +37,9 @@ __all__ = [
 ]
 
 
-def resolve_predictor(arg: Any, net: nn.Module, input_shape: tuple[int, ...]) -> Predictor:
+def resolve_predictor(
+    arg: Any, net: nn.Module, input_shape: tuple[int, ...], *, progress: bool = True
+) -> Predictor:
     """The predictor to plan with: loaded from a path, a copy of a fitted one, or built by a factory.
 
     The closed loop teaches the predictor (calibration, refits), so a fitted predictor is copied: the
@@ -47,6 +49,8 @@ def resolve_predictor(arg: Any, net: nn.Module, input_shape: tuple[int, ...]) ->
         arg: A path, a fitted predictor, or a callable ``(model, input_shape) -> predictor``.
         net: The dense network (for a factory).
         input_shape: The planned input shape.
+        progress: Whether the run shows progress bars (the Trainer's ``enable_progress_bar``): a
+            :class:`~hwprune.callbacks.PredictorFactory` left at ``progress=None`` follows it.
 
     Returns:
         The predictor.
@@ -57,6 +61,10 @@ def resolve_predictor(arg: Any, net: nn.Module, input_shape: tuple[int, ...]) ->
         return LatencyPredictor.load(arg)
     if hasattr(arg, "predict"):
         return copy.deepcopy(arg)  # type: ignore[no-any-return]
+    from hwprune.callbacks.predictor_factory import PredictorFactory
+
+    if isinstance(arg, PredictorFactory) and arg.progress is None:
+        arg = dataclasses.replace(arg, progress=progress)
     return arg(net, input_shape)  # type: ignore[no-any-return]
 
 

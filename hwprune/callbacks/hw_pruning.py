@@ -412,7 +412,12 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         if _multi.is_multi(self.predictor_arg):
             if trainer.is_global_zero and self.sides is None:
                 self.sides = _multi.resolve_sides(
-                    self.predictor_arg, self.target_arg, self.verify, net, self.input_shape
+                    self.predictor_arg,
+                    self.target_arg,
+                    self.verify,
+                    net,
+                    self.input_shape,
+                    progress=trainer.progress_bar_callback is not None,
                 )
                 primary = next(iter(self.sides.values()))
                 self.predictor, self._target = primary.predictor, primary.timing
@@ -420,7 +425,9 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
                 self.dense_latency_ms = next(iter(self.dense_by_target.values()))
             return  # each target's budget is checked by the planner: a step says which target is NOT met
         if trainer.is_global_zero and self.predictor is None:
-            self.predictor = _resolve.resolve_predictor(self.predictor_arg, net, self.input_shape)
+            self.predictor = _resolve.resolve_predictor(
+                self.predictor_arg, net, self.input_shape, progress=trainer.progress_bar_callback is not None
+            )
         refusal = None
         if trainer.is_global_zero and self.predictor is not None and not self._resolved:
             self._resolved = True
@@ -530,6 +537,7 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
                 self._budgets(fraction),
                 planner_options=self._planner_options(),
                 ignored_layers=self.ignored_layers,
+                dense=self._template,
             )
         # The closed loop recalibrates the predictor between steps: price the dense model with the
         # predictor as it is now, so a ratio budget stays a ratio of like with like.
@@ -654,6 +662,18 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         assert self._template is not None
         net = self._net(pl_module)
         out_dir = Path(self.report_dir or trainer.log_dir or trainer.default_root_dir)
+        targets = None
+        if self.sides is not None:  # each target timed once; the report's single figures are the first's
+            targets = _multi.report_targets(
+                self.sides,
+                self._template,
+                net,
+                self.input_shape,
+                self._budgets(1.0),
+                asdict(self.steps[-1]) if self.steps else None,
+                self.verify,
+                latency_ratio=self.latency_ratio_arg,
+            )
         result = build_report(
             dense=self._template,
             pruned=net,
@@ -669,37 +689,11 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             score_after=self.last_score,
             steps=self.steps,
             scheduled_steps=self.num_steps,
+            measured=None if targets is None else targets[0]["measured_ms"],
         )
-        if self.sides is not None:
-            targets = _multi.report_targets(
-                self.sides,
-                self._template,
-                net,
-                self.input_shape,
-                self._budgets(1.0),
-                asdict(self.steps[-1]) if self.steps else None,
-                self.verify,
-            )
+        if targets is not None:
             result["targets"] = targets
-            missed = [t["target"] for t in targets if not t["met"]]
-            result["budget"] = {
-                "met": not missed,
-                "summary": (
-                    f"budget {'NOT met on ' + ', '.join(missed) if missed else 'met'} "
-                    f"({len(targets) - len(missed)} of {len(targets)} targets met: "
-                    + "; ".join(
-                        f"{t['target']} predicted {t['predicted_ms']['after']:.4f} ms"
-                        + (
-                            f", measured {t['measured_ms']['after_ms']:.4f} ms"
-                            if t["measured_ms"]["after_ms"] is not None
-                            else ""
-                        )
-                        + f" vs budget {t['budget_ms']:.4f} ms"
-                        for t in targets
-                    )
-                    + ")"
-                ),
-            }
+            result["budget"] = _multi.summary(targets, self.steps)
         write_report(result, out_dir)
         write_bundle(
             out_dir / "pruned.pt",

@@ -243,6 +243,7 @@ def build_report(
     scheduled_steps: int,
     latency_ratio: float | None = None,
     budget_basis: str = "",
+    measured: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Gather the fit's outcome into a JSON-ready dict (the content of ``pruning_report.json``).
 
@@ -262,6 +263,8 @@ def build_report(
         latency_ratio: The budget as a share of dense, or None (a budget in ms): timed on the target, it is
             judged on the measured share of dense.
         budget_basis: What the budget is a share of, in words (the callback's ``budget_basis``).
+        measured: :func:`measured_latency`'s dict when already timed (several targets: the primary
+            target's entry), so that the report holds one measured figure per target; None times here.
 
     Returns:
         The report: ``target``, ``input_shape``, ``budget_ms``, ``latency_ratio``, ``budget_basis``,
@@ -273,7 +276,8 @@ def build_report(
         pred_before = predicted_latency(predictor, dense, input_shape)
         pred_after = predicted_latency(predictor, pruned, input_shape)
     name = getattr(predictor, "target_", None)
-    measured = measured_latency(target, dense, pruned, input_shape, verify=verify, target_name=name)
+    if measured is None:
+        measured = measured_latency(target, dense, pruned, input_shape, verify=verify, target_name=name)
     before, after = _conv_channels(dense), _conv_channels(pruned)
     report = {
         "target": name,
@@ -283,7 +287,7 @@ def build_report(
         "budget_basis": budget_basis,
         "tolerance": MET_TOLERANCE,
         "predicted_ms": {"before": pred_before, "after": pred_after},
-        "measured_ms": measured,
+        "measured_ms": dict(measured),
         "accuracy": {"metric": monitor, "before": score_before, "after": score_after},
         "params": {
             "before": sum(p.numel() for p in dense.parameters()),

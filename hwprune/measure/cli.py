@@ -10,7 +10,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["default_table_path", "register"]
+__all__ = ["default_table_path", "register", "sweep_exit_code"]
 
 
 def default_table_path(
@@ -99,6 +99,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action="store_true",
         help="append to a table that holds another target's rows (plots accept it; `fit` does not)",
     )
+    p.add_argument(
+        "--allow-mixed-devices",
+        action="store_true",
+        help="append to a table measured on another device or library version (CPU model, GPU name, "
+        "torch/cuDNN/TVM version); the sidecar keeps the first machine's record",
+    )
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per config")
     p.add_argument("--number", type=int, default=1, help="minimum runs per sample")
     p.add_argument("--repeat", type=int, default=7, help="samples per config")
@@ -163,6 +169,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
+    import sys
+
+    try:
+        return _measure(args)
+    except KeyboardInterrupt:
+        # Every finished row is flushed and fsynced; the row in flight is cut on the next open.
+        out = args.out or "the table"
+        print(
+            f"hwprune measure: interrupted; {out} keeps every row finished so far: run the same command "
+            "again to resume (configs already there are skipped)",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _measure(args: argparse.Namespace) -> int:
     from hwprune.measure.evaluator import EvaluatorConfig
     from hwprune.measure.space import grid_space, model_space
     from hwprune.measure.sweep import measure
@@ -252,13 +274,47 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         shuffle_seed=args.shuffle,
         sidecar=sidecar or None,
         allow_mixed_targets=args.allow_mixed_targets,
+        allow_mixed_devices=args.allow_mixed_devices,
+    )
+    failed_before = (
+        f", {summary.skipped_failed} of them failed before (--retry-errors times them again)"
+        if summary.skipped_failed
+        else ""
     )
     print(
         f"{summary.path}: measured {summary.measured}, failed {summary.failed}, "
-        f"skipped {summary.skipped} (already there), noisy {summary.noisy}, {summary.wall_s:.1f} s"
+        f"skipped {summary.skipped} (already there{failed_before}), noisy {summary.noisy}, "
+        f"{summary.wall_s:.1f} s"
     )
     if summary.fleet is not None:
         print(summary.fleet.describe())
+    return sweep_exit_code(summary)
+
+
+def sweep_exit_code(summary: object) -> int:
+    """``hwprune measure``'s exit status: 1 when every configuration it timed failed, printing why.
+
+    Args:
+        summary: The :class:`~hwprune.measure.sweep.MeasureSummary`.
+
+    Returns:
+        0, or 1 (the first error printed to stderr) when the sweep timed configs and none succeeded.
+
+    Example:
+        >>> from hwprune.measure.sweep import MeasureSummary
+        >>> sweep_exit_code(MeasureSummary(Path("t.csv"), "x", 0, 3, 0, 1.0, first_error="no device"))
+        1
+    """
+    import sys
+
+    measured, failed = int(getattr(summary, "measured", 0)), int(getattr(summary, "failed", 0))
+    if failed and not measured:
+        print(
+            f"hwprune measure: every one of the {failed} configs failed on target "
+            f"{getattr(summary, 'target', '?')}; the first error: {getattr(summary, 'first_error', None)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

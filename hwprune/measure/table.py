@@ -95,7 +95,9 @@ class TableWriter:
 
     On open, a missing or empty file gets the header; an existing file must have the same header, and a
     half-written last line (a killed writer) is cut off. :attr:`done` holds the keys of the rows already in
-    the file (:func:`config_key`), failed rows in :attr:`failed`.
+    the file (:func:`config_key`), failed rows in :attr:`failed` (configs that failed and were never timed
+    since), :attr:`first_error` the first error of each target, and :attr:`devices` the ``(device,
+    versions)`` pairs each target's timed rows carry.
 
     Args:
         path: CSV path; parent folders are created.
@@ -114,6 +116,8 @@ class TableWriter:
         self.done: set[tuple[Any, ...]] = set()
         self.failed: set[tuple[Any, ...]] = set()
         self.targets: set[str] = set()
+        self.devices: dict[str, set[tuple[str, str]]] = {}  # target -> {(device, versions)} of its timed rows
+        self.first_error: dict[str, str] = {}  # target -> the first error recorded in the file
         self._repair_and_scan()
         self._fh = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
         if self.path.stat().st_size == 0:
@@ -153,8 +157,7 @@ class TableWriter:
                 )
             except ValueError:
                 continue
-            (self.failed if row[idx["error"]] else self.done).add(key)
-            self.targets.add(row[idx["target"]])
+            self._note(row[idx["target"]], key, row[idx["error"]], row[idx["device"]], row[idx["versions"]])
 
     def _write_line(self, values: Iterable[Any]) -> None:
         buf = io.StringIO()
@@ -177,8 +180,19 @@ class TableWriter:
             raise KeyError(f"row lacks column(s) {missing}")
         self._write_line("" if row.get(c) is None else row.get(c, "") for c in WRITE_COLUMNS)
         key = config_key(row["target"], row["dtype"], row)
-        (self.failed if row.get("error") else self.done).add(key)
-        self.targets.add(str(row["target"]))
+        self._note(str(row["target"]), key, row.get("error"), row.get("device"), row.get("versions"))
+
+    def _note(self, target: str, key: tuple[Any, ...], error: Any, device: Any, versions: Any) -> None:
+        """Record one row's key, target, device and error in the writer's indexes."""
+        self.targets.add(target)
+        if error:
+            self.failed.add(key)
+            self.first_error.setdefault(target, str(error))
+        else:
+            # A config timed after an earlier failure is done: it no longer counts as failed.
+            self.done.add(key)
+            self.failed.discard(key)
+            self.devices.setdefault(target, set()).add((str(device or ""), str(versions or "")))
 
     def close(self) -> None:
         """Close the file."""

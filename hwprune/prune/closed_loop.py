@@ -114,7 +114,11 @@ def _grow_table(predictor: Any, target: Any, cand: nn.Module, input_shape: tuple
     if not table or not hasattr(predictor, "refit"):
         return 0
     rows = [{**c.config, "layer": f"closed_loop:{c.name}"} for c in conv_layer_configs(cand, input_shape)]
-    summary = measure(dataclasses.replace(target, batch=input_shape[0]), rows, table, progress=False)
+    try:
+        summary = measure(dataclasses.replace(target, batch=input_shape[0]), rows, table, progress=False)
+    except ValueError as err:  # the table is another device's (or target's): do not mix this one's rows in
+        log.warning("closed loop: not growing %s: %s", table, err)
+        return 0
     if summary.measured:
         predictor.refit(table)
     return int(summary.measured)
