@@ -87,3 +87,18 @@ def test_bad_config_values_raise_clear_errors(
     cfg = compose_cfg(*TINY, override, *extra)
     with pytest.raises(error, match=match):
         train(cfg)
+
+
+def test_help_imports_neither_lightning_nor_torch() -> None:
+    """Issue 18, item 9: `train.py --help` took 6.0 s (it imported Lightning), `hwprune --help` 0.08 s."""
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['train.py', '--help']\n"
+        "try:\n    runpy.run_path('train.py', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print('LOADED', 'pytorch_lightning' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "config groups" in proc.stdout.lower() or "device:" in proc.stdout
+    assert "LOADED False False" in proc.stdout

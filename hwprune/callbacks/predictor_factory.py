@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from hwprune.measure import EvaluatorConfig, Target, load_target, measure, model_space, read_table
+from hwprune.measure.table import warn_if_inconsistent
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ def ensure_predictor(
         )
         frames.append(shipped)
     df = pd.concat(frames, ignore_index=True)
+    warn_if_inconsistent(df, str(table))
     if prior is not None:
         from hwprune.predict.adapt import AdaptedPredictor
 

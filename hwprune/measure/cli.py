@@ -117,9 +117,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("--retime", type=int, default=2, help="extra timings of a noisy config")
     p.add_argument("--limit", type=int, default=None, help="time at most this many new configs")
+    # One flag per budget: seconds (--budget-s, plain and adaptive sweeps alike) and configurations
+    # (--adapt-budget). The older spellings stay as hidden aliases so scripts keep working.
     p.add_argument(
-        "--budget-s", type=float, default=None, help="stop starting configs after this many seconds"
+        "--budget-s",
+        dest="budget_s",
+        type=float,
+        default=None,
+        help="stop starting configs after this many seconds (plain and --adaptive sweeps)",
     )
+    p.add_argument("--time-budget", dest="budget_s", type=float, help=argparse.SUPPRESS)
     p.add_argument(
         "--shuffle",
         type=int,
@@ -139,15 +146,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--retry-errors", action="store_true", help="time again configs that failed before")
     p.add_argument("--adaptive", action="store_true", help="adaptive sampling (hwprune.measure.adaptive)")
     p.add_argument("--goal", type=float, default=0.99, help="adaptive: share of predictions within 10%%")
-    p.add_argument("--time-budget", type=float, default=None, help="adaptive: seconds to spend at most")
     p.add_argument(
         "--adapt-from",
         default=None,
         metavar="PRED_OR_TABLE",
-        help="adapt another target's predictor (.skops) or table: measure only --budget selected configs, "
-        "then fit and save the adapted predictor (hwprune.predict.adapt)",
+        help="adapt another target's predictor (.skops) or table: measure only --adapt-budget selected "
+        "configs, then fit and save the adapted predictor (hwprune.predict.adapt)",
     )
-    p.add_argument("--budget", type=int, default=None, help="--adapt-from: most configs to measure")
+    p.add_argument(
+        "--adapt-budget", dest="adapt_budget", type=int, default=None, help="--adapt-from: configs to measure"
+    )
+    p.add_argument("--budget", dest="adapt_budget", type=int, help=argparse.SUPPRESS)
     p.add_argument(
         "--out-predictor", default=None, help="--adapt-from: predictor file (default: the table's, .skops)"
     )
@@ -221,21 +230,21 @@ def _measure(args: argparse.Namespace) -> int:
         max_rel_spread=args.max_rel_spread,
         retime=args.retime,
     )
-    if (args.budget is not None or args.out_predictor) and args.adapt_from is None:
-        raise ValueError("`--budget` and `--out-predictor` need `--adapt-from PRED_OR_TABLE`")
+    if (args.adapt_budget is not None or args.out_predictor) and args.adapt_from is None:
+        raise ValueError("`--adapt-budget` and `--out-predictor` need `--adapt-from PRED_OR_TABLE`")
     if args.adapt_from is not None and args.adaptive:
         raise ValueError("`--adaptive` and `--adapt-from` are two ways to measure less: choose one")
     if args.adapt_from is not None:
         from hwprune.predict.adapt import measure_and_adapt  # lazy: the predict stage comes later
 
-        if args.budget is None:
-            raise ValueError("`--budget` must be given with --adapt-from (configs to measure, >= 1)")
+        if args.adapt_budget is None:
+            raise ValueError("`--adapt-budget` must be given with --adapt-from (configs to measure, >= 1)")
         res = measure_and_adapt(
             target,
             space,
             out,
             adapt_from=args.adapt_from,
-            budget=args.budget,
+            budget=args.adapt_budget,
             out_predictor=args.out_predictor or Path(out).with_suffix(".skops"),
             evaluator=ev,
             progress=not args.no_progress,
@@ -257,7 +266,7 @@ def _measure(args: argparse.Namespace) -> int:
             space,
             out,
             goal_within10=args.goal,
-            time_budget_s=args.time_budget,
+            time_budget_s=args.budget_s,
             evaluator=ev,
             progress=not args.no_progress,
         )

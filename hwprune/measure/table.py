@@ -39,11 +39,14 @@ __all__ = [
     "import_table",
     "noisy_rows",
     "read_table",
+    "warn_if_inconsistent",
     "warn_if_noisy",
 ]
 
 #: Share of noisy rows above which `fit` and `report` warn.
 NOISY_WARN_SHARE = 0.05
+#: A configuration measured more than once whose latencies differ by more than this factor is inconsistent.
+INCONSISTENT_FACTOR = 1.5
 
 #: The contract's required columns, in order.
 TABLE_COLUMNS: tuple[str, ...] = (
@@ -421,3 +424,48 @@ def warn_if_noisy(df: pd.DataFrame, where: str, share: float = NOISY_WARN_SHARE)
             100 * n / len(df),
         )
     return n
+
+
+def warn_if_inconsistent(df: pd.DataFrame, where: str, factor: float = INCONSISTENT_FACTOR) -> int:
+    """Log a warning when a configuration was measured more than once with latencies ``factor`` apart.
+
+    Two tables of one target concatenated, or a rerun under load, repeat configurations; a predictor fitted
+    on copies 3x apart averages two different machines (or moments). The rows stay: which copy is right
+    cannot be known here.
+
+    Args:
+        df: A table from :func:`read_table`.
+        where: The table's name for the message.
+        factor: Largest max/min latency ratio of a configuration's copies that is not warned about.
+
+    Returns:
+        The number of inconsistent configurations.
+
+    Example:
+        >>> import pandas as pd
+        >>> row = dict(target="t", dtype="float32", batch=1, in_channels=8, out_channels=8, height=8,
+        ...            width=8, kernel_size=3, stride=1, padding=1, groups=1)
+        >>> warn_if_inconsistent(pd.DataFrame([{**row, "latency_ms": 1.0}, {**row, "latency_ms": 3.0}]), "t")
+        1
+    """
+    keys = [c for c in ("target", "dtype") if c in df.columns] + list(CONFIG_COLUMNS)
+    if df.empty or not set(keys) <= set(df.columns):
+        return 0
+    lat = df.groupby(keys, sort=False)["latency_ms"].agg(["min", "max", "count"])
+    repeated = lat[lat["count"] > 1]
+    bad = repeated[repeated["max"] > factor * repeated["min"]]
+    if len(bad):
+        worst = (bad["max"] / bad["min"]).idxmax()
+        ratio = float((bad["max"] / bad["min"]).max())
+        log.warning(
+            "%s: %d of %d configurations measured more than once have latencies more than %.1fx apart (worst "
+            "%.1fx: %s); the predictor averages them: measure again on an idle machine, or keep one table "
+            "per machine and moment",
+            where,
+            len(bad),
+            len(repeated),
+            factor,
+            ratio,
+            dict(zip(keys, worst, strict=True)),
+        )
+    return int(len(bad))

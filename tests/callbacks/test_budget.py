@@ -143,3 +143,36 @@ def test_predictor_of_another_model_is_warned_about_when_opted_in(predictor: obj
     # Its own model: every shape measured, nothing to say.
     own = unmeasured_layers(predictor, build_model("small_resnet"), SHAPE)
     assert own.layers == () and own.share == 0.0 and own.n_layers > 0
+
+
+def test_input_shape_with_a_fraction_is_refused(predictor: object) -> None:
+    """Issue 18, item 9: (1, 3, 64.5, 64) was accepted and truncated to 64."""
+    with pytest.raises(ValueError, match=r"`input_shape` must be 4 positive ints .*got \(1, 3, 64.5, 64\)"):
+        HardwareAwarePruning(predictor, (1, 3, 64.5, 64), latency_ratio=0.5)  # type: ignore[arg-type]
+    assert HardwareAwarePruning(predictor, (1, 3, 64.0, 64), latency_ratio=0.5).input_shape == (1, 3, 64, 64)  # type: ignore[arg-type]
+
+
+def test_factory_follows_the_trainers_progress_bar_and_caches_under_home(monkeypatch) -> None:  # noqa: ANN001
+    """Issue 18, item 9: the measuring bar showed under enable_progress_bar=False; cache_dir was relative."""
+    from omegaconf import OmegaConf
+
+    from hwprune.callbacks import _resolve, predictor_factory
+    from hwprune.callbacks.predictor_factory import DEFAULT_CACHE_DIR, PredictorFactory
+
+    seen: dict[str, object] = {}
+
+    def fake(target, model, shape, cache_dir, **kw):  # noqa: ANN001, ANN003, ANN202
+        seen.update(kw, cache_dir=cache_dir)
+        return "predictor"
+
+    monkeypatch.setattr(predictor_factory, "ensure_predictor", fake)
+    net = build_model("small_resnet")
+    assert (
+        _resolve.resolve_predictor(PredictorFactory("cpu_torch"), net, SHAPE, progress=False) == "predictor"
+    )
+    assert seen["progress"] is False
+    _resolve.resolve_predictor(PredictorFactory("cpu_torch", progress=True), net, SHAPE, progress=False)
+    assert seen["progress"] is True  # an explicit choice wins
+    assert seen["cache_dir"] == DEFAULT_CACHE_DIR == "~/.cache/hwprune/tables"
+    conf = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "pruning" / "hw_aware.yaml")
+    assert conf.callbacks.hw_aware.predictor.cache_dir == DEFAULT_CACHE_DIR  # the README's and the config's

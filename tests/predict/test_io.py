@@ -150,6 +150,8 @@ def test_refuses_a_file_whose_metadata_was_edited(saved: Path, tmp_path: Path) -
                 assert b'\\"cpu_torch\\"' in data  # a JSON string inside skops' JSON schema
                 data = data.replace(b'\\"cpu_torch\\"', b'\\"jetson_orin_cudnn\\"')
             dst.writestr(item, data)
-    with pytest.raises(PredictorFileError, match=r"metadata that was changed after it was saved \(target now"):
+    with pytest.raises(
+        PredictorFileError, match=r"metadata that was changed after it was saved \(target now"
+    ):
         LatencyPredictor.load(edited)
     assert LatencyPredictor.load(saved).target_ == "cpu_torch"  # the untouched file still loads
