@@ -60,6 +60,18 @@ def test_train_py_end_to_end_main_job(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "run" / "pruning_report.json").read_text())
     assert metrics["params"] < 309_162  # the default model was physically pruned
     assert report["predicted_ms"]["after"] < report["predicted_ms"]["before"]
+    # One stopwatch (issue 18): the run judged its ratio on the measured share of dense, and the main
+    # job's standalone timing of the saved bundle uses the same timer and the same judgement.
+    assert report["latency_ratio"] == 0.5 and report["measured_ms"]["share"] is not None
+    assert "of dense" in report["budget"]["summary"] and "5% tolerance" in report["budget"]["summary"]
+    from benchmarks.main_job import standalone_timing
+
+    alone = standalone_timing(tmp_path / "run")
+    assert alone is not None and alone["pruned_ms"] < alone["dense_ms"]
+    assert alone["report_met"] is report["budget"]["met"] and alone["agrees"] is (
+        alone["met"] is alone["report_met"]
+    )
+    assert "interleaved rounds with the dense model" in str(alone["stopwatch"])
 
 
 def test_help_lists_the_config_groups() -> None:

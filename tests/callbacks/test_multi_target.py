@@ -242,3 +242,32 @@ def test_a_torch_pruning_importance_is_accepted(predictor: object) -> None:
         ValueError, match="`importance` must be a name, a Torch-Pruning Importance or a callable"
     ):
         HardwareAwarePruning(predictor, SHAPE, latency_ratio=0.5, importance=3)
+
+
+def test_an_infeasible_joint_plan_is_said_first_and_names_who_gave_way() -> None:
+    """Issue 18, item 10: cpu_torch missed its budget after 8 re-weightings, and the summary buried it."""
+    from hwprune.callbacks._multi import summary
+    from hwprune.callbacks.report import PruneStepLog
+
+    def target(name: str, after: float, budget: float, met: bool, gave: float) -> dict:
+        return {
+            "target": name,
+            "budget_ms": budget,
+            "predicted_ms": {"before": 2 * budget, "after": after},
+            "measured_ms": {"after_ms": after, "after_iqr_ms": 0.001, "share": after / (2 * budget)},
+            "met": met,
+            "gave_way_ms": gave,
+        }
+
+    targets = [target("cpu_torch", 0.3298, 0.3246, False, 0.02), target("cpu_tvm", 0.91, 2.27, True, 0.0)]
+    step = PruneStepLog(0, 1, 0.3246, 0.64, 0.3298, False, 1.0, None, "pruned", per_target=({"target": "a"},))
+    s = summary(targets, [step])
+    assert not s["met"] and not s["joint_plan_feasible"]
+    assert s["summary"].startswith(
+        "budget NOT met on cpu_torch; the joint plan could not meet every target's budget, cpu_torch gave way"
+    )
+    assert s["summary"].count("cpu_torch predicted") == 1  # one measured figure per target
+    ok = summary(
+        [target("cpu_torch", 0.3, 0.3246, True, 0.0)], [step.__class__(**{**step.__dict__, "feasible": True})]
+    )
+    assert ok["met"] and ok["summary"].startswith("budget met (1 of 1 targets met")
