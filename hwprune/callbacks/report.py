@@ -387,7 +387,13 @@ def render_markdown(r: Mapping[str, Any]) -> str:
     lines = [
         "# hwprune pruning report",
         "",
-        f"target: {r['target']}, input {r['input_shape']}, budget {_fmt(r['budget_ms'])} ms",
+        f"target: {r['target']}, input {r['input_shape']}, budget "
+        + (
+            f"latency_ratio {r['latency_ratio']:g} of dense (planner budget {_fmt(r['budget_ms'])} ms "
+            "predicted)"
+            if r.get("latency_ratio") is not None
+            else f"{_fmt(r['budget_ms'])} ms"
+        ),
         "",
         *([f"**{r['budget']['summary']}**", ""] if "budget" in r else []),
         "| | before | after |",

@@ -31,15 +31,18 @@ from hwprune.measure.space import conv_layer_configs
 from hwprune.prune.graph import apply_removals, build_groups
 from hwprune.prune.model_latency import floor_ms, predicted_latency
 from hwprune.prune.planner import Plan
-from hwprune.prune.stopwatch import MET_TOLERANCE, STOPWATCH, Stopwatch, judge, time_against_dense
+from hwprune.prune.stopwatch import (  # NOISY_SPREAD re-exported: it was first defined here
+    MET_TOLERANCE,
+    NOISY_SPREAD,
+    STOPWATCH,
+    Stopwatch,
+    judge,
+    time_against_dense,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["NOISY_SPREAD", "LoopRound", "VerifiedPlan", "plan_and_verify"]
-
-NOISY_SPREAD: float = 0.2
-"""A whole-model timing whose IQR over the rounds exceeds this share of its median is too noisy to
-calibrate on (a shared machine under load); the accept/refuse decision still uses its median."""
 
 
 @dataclass(frozen=True)

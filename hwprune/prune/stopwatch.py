@@ -31,6 +31,7 @@ from hwprune.staircase import SLOWDOWN_TOLERANCE
 
 __all__ = [
     "MET_TOLERANCE",
+    "NOISY_SPREAD",
     "STOPWATCH",
     "Stopwatch",
     "Verdict",
@@ -38,6 +39,11 @@ __all__ = [
     "share_of_dense",
     "time_against_dense",
 ]
+
+NOISY_SPREAD: float = 0.2
+"""A whole-model timing whose IQR over the rounds exceeds this share of its median is noisy (a shared
+machine under load): :func:`time_against_dense` times again, a verdict on it says so, and the closed loop
+does not calibrate on it."""
 
 MET_TOLERANCE: float = SLOWDOWN_TOLERANCE
 """A measured model meets its budget when it is at most this share above it (5%): the tolerance every
@@ -57,9 +63,11 @@ class Stopwatch:
         rounds: Interleaved rounds (>= 1).
         evaluator: Each round's sample.
         tolerance: Share above a budget that still counts as met (>= 0).
+        retries: Times a comparison with a timing spread over :data:`NOISY_SPREAD` is timed again (>= 0);
+            the steadiest attempt is kept.
 
     Raises:
-        ValueError: If ``rounds`` < 1 or ``tolerance`` < 0.
+        ValueError: If ``rounds`` < 1, ``tolerance`` < 0 or ``retries`` < 0.
 
     Example:
         >>> Stopwatch().rounds
@@ -71,12 +79,15 @@ class Stopwatch:
         default_factory=lambda: EvaluatorConfig(warmup=1, number=1, repeat=3, min_repeat_ms=50.0)
     )
     tolerance: float = MET_TOLERANCE
+    retries: int = 2
 
     def __post_init__(self) -> None:
         if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
             raise ValueError(f"`rounds` must be an int >= 1, got {self.rounds!r}")
         if not (isinstance(self.tolerance, int | float) and self.tolerance >= 0):
             raise ValueError(f"`tolerance` must be a share >= 0, got {self.tolerance!r}")
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise ValueError(f"`retries` must be an int >= 0, got {self.retries!r}")
 
     def describe(self) -> str:
         """The settings in words, for reports."""
@@ -129,7 +140,20 @@ def time_against_dense(
         else:
             unique.append(m)
             index.append(len(unique) - 1)
-    timings = time_models(target, unique, input_shape, rounds=stopwatch.rounds, evaluator=stopwatch.evaluator)
+
+    def worst(ts: Sequence[Any]) -> float:
+        return max(t.spread for t in ts)
+
+    settings = {"rounds": stopwatch.rounds, "evaluator": stopwatch.evaluator}
+    timings = time_models(target, unique, input_shape, **settings)
+    for _ in range(stopwatch.retries):
+        # Load on a shared machine comes in bursts: a comparison timed through one is timed again, and the
+        # steadiest attempt kept (issue 18: a final check with dense at 1.39 ms, IQR 0.69, called "met").
+        if worst(timings) <= NOISY_SPREAD:
+            break
+        again = time_models(target, unique, input_shape, **settings)
+        if worst(again) < worst(timings):
+            timings = again
     return timings[0], [timings[i] for i in index]
 
 
@@ -169,6 +193,8 @@ class Verdict:
         latency_ratio: The budget as a share of dense, or None for a budget in ms.
         dense_ms: The dense median from the same rounds, or None.
         dense_spread_ms: Its IQR, or None.
+        noisy: Whether a timing it rests on spread over :data:`NOISY_SPREAD` (the machine was busy): the
+            verdict says so, and should be measured again on a quieter machine.
     """
 
     met: bool
@@ -181,9 +207,19 @@ class Verdict:
     latency_ratio: float | None = None
     dense_ms: float | None = None
     dense_spread_ms: float | None = None
+    noisy: bool = False
 
     def describe(self) -> str:
         """The verdict in words: ``met: measured ... <= ...`` or ``NOT met: ...``, with the spreads."""
+        text = self._describe()
+        if self.noisy:
+            text += (
+                f" [noisy: a timing spread over {NOISY_SPREAD:.0%} of its median after re-timing; the "
+                "machine was busy, measure again on a quieter one]"
+            )
+        return text
+
+    def _describe(self) -> str:
         word = "met" if self.met else "NOT met"
         cmp = "<=" if self.met else ">"
         if self.latency_ratio is not None and self.share is not None and self.dense_ms is not None:
@@ -253,4 +289,5 @@ def judge(
         latency_ratio=None if latency_ratio is None else float(latency_ratio),
         dense_ms=None if dense is None else float(dense.median_ms),
         dense_spread_ms=None if dense is None else float(dense.iqr_ms),
+        noisy=max(model.spread, dense.spread if dense is not None else 0.0) > NOISY_SPREAD,
     )
