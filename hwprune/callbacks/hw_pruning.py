@@ -410,6 +410,7 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             trainer.fast_dev_run,
         )
         if _multi.is_multi(self.predictor_arg):
+            refusal = None
             if trainer.is_global_zero and self.sides is None:
                 self.sides = _multi.resolve_sides(
                     self.predictor_arg,
@@ -423,6 +424,15 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
                 self.predictor, self._target = primary.predictor, primary.timing
                 self.dense_by_target = _multi.dense_latencies(self.sides, self._template, self.input_shape)
                 self.dense_latency_ms = next(iter(self.dense_by_target.values()))
+                refusals = [
+                    r
+                    for s in self.sides.values()
+                    if (r := self._check_coverage(s.predictor, s.name)) is not None
+                ]
+                refusal = refusals[0] if refusals else None
+            refusal = trainer.strategy.broadcast(refusal if trainer.is_global_zero else None, src=0)
+            if refusal is not None:
+                raise ValueError(refusal)
             return  # each target's budget is checked by the planner: a step says which target is NOT met
         if trainer.is_global_zero and self.predictor is None:
             self.predictor = _resolve.resolve_predictor(
@@ -465,17 +475,18 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             self._budget_checked = True
             _resolve.check_reachable(self.latency_ms, floor, self.predictor, self.min_channel_ratio)
 
-    def _check_coverage(self) -> str | None:
+    def _check_coverage(self, predictor: Any = None, target: str | None = None) -> str | None:
         """Rank 0: warn about conv shapes the predictor never measured; the refusal's message, or None."""
         from hwprune.prune.coverage import check_coverage, unmeasured_layers
 
         assert self._template is not None
-        coverage = unmeasured_layers(self.predictor, self._template, self.input_shape)
+        coverage = unmeasured_layers(predictor or self.predictor, self._template, self.input_shape)
+        on = f" (target {target})" if target else ""
         try:
             check_coverage(
                 coverage,
                 self.coverage_check,
-                what=f"{type(self._template).__name__} at input {tuple(self.input_shape)}",
+                what=f"{type(self._template).__name__} at input {tuple(self.input_shape)}{on}",
                 opt_in="`coverage_check='warn'`",
             )
         except ValueError as err:
