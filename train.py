@@ -8,11 +8,11 @@ python train.py --help               # config groups and their options
 import hydra
 from omegaconf import DictConfig
 
-from hwprune.run import train
-
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    from hwprune.run import train  # here, not at the top: `--help` needs no Lightning or torch (0.1 s, not 6)
+
     metrics = train(cfg)
     print("\n== hwprune: final metrics ==")
     for key in sorted(metrics):

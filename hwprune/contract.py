@@ -58,14 +58,18 @@ def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int, int]:
     """Validate an (N, C, H, W) input shape and return it as a tuple of ints.
 
     Raises:
-        ValueError: If it is not 4 positive ints.
+        ValueError: If it is not 4 positive ints (a float with a fraction, such as 64.5, is refused, not
+            truncated).
 
     Example:
         >>> check_input_shape([1, 3, 32, 32])
         (1, 3, 32, 32)
     """
     try:
-        shape = tuple(int(s) for s in input_shape)
+        # 64.5 is not a size: refuse it rather than truncate it to 64 (an int() alone would).
+        shape = tuple(int(s) for s in input_shape if not isinstance(s, bool) and int(s) == s)
+        if len(shape) != len(input_shape):
+            shape = ()
     except (TypeError, ValueError):
         shape = ()
     if len(shape) != 4 or any(s <= 0 for s in shape):

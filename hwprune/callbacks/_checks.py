@@ -52,6 +52,7 @@ ARGUMENTS = frozenset(
         "strict",
         "schedule_check",
         "shape_check",
+        "coverage_check",
         "target",
     }
 )
@@ -119,6 +120,7 @@ def _check_choices(a: Mapping[str, Any]) -> None:
         ("export", EXPORTS),
         ("schedule_check", CHECK_ACTIONS),
         ("shape_check", CHECK_ACTIONS),
+        ("coverage_check", CHECK_ACTIONS),
     ):
         if a[name] not in choices:
             raise ValueError(f"`{name}` must be any of {choices}, got {a[name]!r}")

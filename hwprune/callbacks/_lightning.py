@@ -25,6 +25,7 @@ __all__ = [
     "CALLBACK_BASES",
     "PACKAGES",
     "LightningPackage",
+    "console_info",
     "installed_packages",
     "package_of",
     "rank_zero_only",
@@ -172,3 +173,17 @@ def rank_zero_only(fn: Callable[..., T]) -> Callable[..., T | None]:
         return None
 
     return wrapped
+
+
+def console_info(message: str) -> None:
+    """Show ``message`` on the console on rank 0, as Lightning shows its own notes (``rank_zero_info``).
+
+    Logging through ``logging.getLogger(__name__)`` at INFO shows nothing in a plain user script (Python's
+    default level is WARNING); Lightning's ``rank_zero`` logger has a console handler, so an outcome the
+    user must see (the budget met) goes there, as ``EarlyStopping(verbose=True)`` reports its stops.
+
+    Args:
+        message: The line.
+    """
+    pkg = _active[0] if _active else installed_packages()[0]
+    importlib.import_module(f"{pkg.name}.utilities.rank_zero").rank_zero_info(message)

@@ -50,6 +50,10 @@ class PruneDecision:
         closed_loop_note: Why the closed loop accepted or refused the step.
         per_target: With several targets, each target's budget, predicted and measured latency, and
             where it gave way (see :mod:`hwprune.callbacks._multi`); empty with one target.
+        measured_dense_ms: The dense model timed in the same rounds as the step, or None.
+        measured_share: The applied model's measured share of dense (per-round median), or None.
+        measured_budget_ms: The budget the measurement was judged against, or None (open loop).
+        measured_met: Whether the measurement met it within the stated tolerance, or None.
     """
 
     removals: dict[str, list[int]]
@@ -63,6 +67,10 @@ class PruneDecision:
     closed_loop: tuple[dict[str, Any], ...] = ()
     closed_loop_note: str = ""
     per_target: tuple[dict[str, Any], ...] = ()
+    measured_dense_ms: float | None = None
+    measured_share: float | None = None
+    measured_budget_ms: float | None = None
+    measured_met: bool | None = None
 
     def to_log(self, step: int, epoch: int, score_before: float | None, apply_seconds: float) -> PruneStepLog:
         """The step as reported, once applied (``"pruned"``, or ``"no-op"`` without removals).
@@ -91,6 +99,10 @@ class PruneDecision:
             closed_loop=self.closed_loop,
             closed_loop_note=self.closed_loop_note,
             per_target=self.per_target,
+            measured_dense_ms=self.measured_dense_ms,
+            measured_share=self.measured_share,
+            measured_budget_ms=self.measured_budget_ms,
+            measured_met=self.measured_met,
         )
 
 
@@ -109,6 +121,8 @@ def decide_step(
     target: Any,
     closed_loop_rounds: int,
     ignored_layers: Sequence[str],
+    dense: nn.Module | None = None,
+    budget_share: float | None = None,
 ) -> PruneDecision:
     """Plan the step that brings ``net`` to ``budget_ms``, checked on ``target`` where it can be timed.
 
@@ -122,6 +136,9 @@ def decide_step(
         target: The :class:`~hwprune.measure.Target` to time on, or None (open loop).
         closed_loop_rounds: Re-plans of a step that misses its budget when timed.
         ignored_layers: Layers whose output channels stay.
+        dense: The dense network, timed in the same rounds as each candidate.
+        budget_share: The step's budget as a share of dense (a ``latency_ratio`` budget), judged on the
+            measured share; None judges the measurement against ``budget_ms``.
 
     Returns:
         The decision (no removals when the closed loop refused the step).
@@ -139,12 +156,16 @@ def decide_step(
         target=target,
         max_rounds=closed_loop_rounds,
         ignored_layers=ignored_layers,
+        dense=dense,
+        budget_share=budget_share,
     )
     if not vp.accepted:
         rank_zero_only(log.warning)("prune step refused by the closed loop: %s", vp.reason)
     elif vp.rounds:
         rank_zero_only(log.info)("prune step checked on %s: %s", target.name, vp.reason)
     plan = vp.plan
+    last = vp.rounds[-1] if vp.rounds else None
+    applied = bool(plan.removals) and last is not None
     return PruneDecision(
         removals=plan.removals,
         budget_ms=float(budget_ms),
@@ -156,6 +177,10 @@ def decide_step(
         measured_after_ms=vp.measured_ms if plan.removals else vp.current_ms,
         closed_loop=tuple(asdict(r) for r in vp.rounds),
         closed_loop_note=vp.reason,
+        measured_dense_ms=None if last is None else last.dense_ms,
+        measured_share=last.share if applied else None,
+        measured_budget_ms=None if last is None else last.measured_budget_ms,
+        measured_met=last.met if applied else None,
     )
 
 

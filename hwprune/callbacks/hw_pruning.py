@@ -36,7 +36,7 @@ from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
 from hwprune.callbacks import _checks, _multi, _resolve
-from hwprune.callbacks._lightning import CALLBACK_BASES, rank_zero_only, use_package_of
+from hwprune.callbacks._lightning import CALLBACK_BASES, console_info, rank_zero_only, use_package_of
 from hwprune.callbacks._network import copy_network, find_network, set_network
 from hwprune.callbacks._step import PruneDecision, apply_step, decide_step
 from hwprune.callbacks._trainer import rebuild_optimizers, restore_before_weights
@@ -81,7 +81,13 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             and (where it can be timed here) measured latency, and where a target gave way. The first
             target is the primary one, whose figures fill the single-target fields of logs and report.
         input_shape: The model's input shape including batch, e.g. ``(1, 1, 28, 28)``.
-        latency_ratio: Budget as a fraction in (0, 1) of the dense model's predicted latency.
+        latency_ratio: Budget as a fraction in (0, 1) of the dense model's *whole-model* latency on the
+            target, whatever the predictor's source. Where the target can be timed here, the dense model
+            is timed in ``setup``, a predictor without whole-model terms is calibrated on it first
+            (:func:`hwprune.callbacks._resolve.calibrate_for_run`), and each step and the final check
+            are judged on their measured share of dense, timed in the same rounds
+            (:mod:`hwprune.prune.stopwatch`). Elsewhere it is a share of the predicted latency, and
+            ``setup`` logs which (the whole model when the predictor is calibrated, else the conv sum).
         latency_ms: Budget as an absolute predicted latency in ms (> 0). Give exactly one of the two.
             With several targets, either may be one value for all or a mapping target name -> value.
         start_epoch: Epoch (>= 0) at whose start the first step runs.
@@ -126,6 +132,10 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             at or after ``trainer.max_epochs`` (a step that never runs leaves the budget unmet).
         shape_check: ``"raise"`` (default) or ``"warn"`` when the first training batch's C, H, W differ
             from ``input_shape``'s (the plan would be for another input size).
+        coverage_check: ``"raise"`` (default) or ``"warn"`` when more than
+            :data:`~hwprune.prune.coverage.UNMEASURED_SHARE_LIMIT` of the dense model's predicted latency
+            lies on conv shapes (kernel, stride, resolution, groups) the predictor's table never measured
+            (its ``layer_shapes_``); any such conv is named in a warning with its share either way.
 
     Raises:
         ValueError: If ``predictor`` is not a predictor, path or callable; ``input_shape`` is not 4
@@ -135,9 +145,11 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             ``rollback`` or ``export`` is not a valid choice; ``max_accuracy_drop`` < 0;
             ``rollback`` is set without ``max_accuracy_drop``; ``ignored_layers`` is not a sequence of
             names; ``min_channel_ratio`` is not in (0, 1]; ``monitor`` is empty; ``strict`` is not a
-            bool; ``schedule_check`` or ``shape_check`` is not ``"raise"``/``"warn"``; ``model_attr`` is
-            not a string or None; ``closed_loop_rounds`` < 0. In
-            :meth:`setup`: if ``model_attr`` names no network (or, when None, the
+            bool; ``schedule_check``, ``shape_check`` or ``coverage_check`` is not ``"raise"``/``"warn"``;
+            ``model_attr`` is not a string or None; ``closed_loop_rounds`` < 0. In
+            :meth:`setup`: if the predictor never measured the shapes of more than
+            :data:`~hwprune.prune.coverage.UNMEASURED_SHARE_LIMIT` of the model's predicted latency
+            (``coverage_check="raise"``); if ``model_attr`` names no network (or, when None, the
             network is ambiguous: the message lists the candidates); if ``latency_ms`` is below the
             predicted latency of the smallest model the schedule may build; if the schedule's last step
             falls at or after ``trainer.max_epochs`` (``schedule_check="raise"``). On the first training
@@ -178,6 +190,7 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         strict: bool = True,
         schedule_check: CheckAction = "raise",
         shape_check: CheckAction = "raise",
+        coverage_check: CheckAction = "raise",
     ) -> None:
         super().__init__()
         _checks.check_arguments(**{k: v for k, v in locals().items() if k in _checks.ARGUMENTS})
@@ -207,10 +220,14 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         self.strict = strict
         self.schedule_check = schedule_check
         self.shape_check = shape_check
+        self.coverage_check = coverage_check
         self.predictor: Predictor | None = None  # with several targets: the primary (first) target's
         self.sides: dict[str, _multi.TargetSide] | None = None  # several targets (rank 0, in setup)
         self.dense_by_target: dict[str, float] = {}  # several targets: each one's dense latency
         self._target: Any = None  # resolved in setup (rank 0): the Target timed end to end, or None
+        self._resolved = False  # setup resolved the predictor and target (rank 0)
+        self.dense_measured_ms: float | None = None  # the dense model timed on the target in setup
+        self.budget_basis = ""  # what the budget is a share of, in words (setup, rank 0)
         # State (see state_dict): the schedule position and the architecture.
         self.history: list[list[PruneRecord]] = []
         self.fraction_done = 0.0
@@ -393,22 +410,54 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             trainer.fast_dev_run,
         )
         if _multi.is_multi(self.predictor_arg):
+            refusal = None
             if trainer.is_global_zero and self.sides is None:
                 self.sides = _multi.resolve_sides(
-                    self.predictor_arg, self.target_arg, self.verify, net, self.input_shape
+                    self.predictor_arg,
+                    self.target_arg,
+                    self.verify,
+                    net,
+                    self.input_shape,
+                    progress=trainer.progress_bar_callback is not None,
                 )
                 primary = next(iter(self.sides.values()))
                 self.predictor, self._target = primary.predictor, primary.timing
                 self.dense_by_target = _multi.dense_latencies(self.sides, self._template, self.input_shape)
                 self.dense_latency_ms = next(iter(self.dense_by_target.values()))
+                refusals = [
+                    r
+                    for s in self.sides.values()
+                    if (r := self._check_coverage(s.predictor, s.name)) is not None
+                ]
+                refusal = refusals[0] if refusals else None
+            refusal = trainer.strategy.broadcast(refusal if trainer.is_global_zero else None, src=0)
+            if refusal is not None:
+                raise ValueError(refusal)
             return  # each target's budget is checked by the planner: a step says which target is NOT met
         if trainer.is_global_zero and self.predictor is None:
-            self.predictor = _resolve.resolve_predictor(self.predictor_arg, net, self.input_shape)
-        if trainer.is_global_zero and self.predictor is not None and self._target is None:
+            self.predictor = _resolve.resolve_predictor(
+                self.predictor_arg, net, self.input_shape, progress=trainer.progress_bar_callback is not None
+            )
+        refusal = None
+        if trainer.is_global_zero and self.predictor is not None and not self._resolved:
+            self._resolved = True
             self._target = _resolve.resolve_target(
                 self.target_arg, self.predictor, self.verify, self.input_shape[0]
             )
             _resolve.warn_on_mismatch(self.predictor, self._target, self.input_shape)
+            refusal = self._check_coverage()
+            if refusal is None:
+                self.dense_measured_ms = _resolve.calibrate_for_run(
+                    self.predictor, self._target, self._template, self.input_shape
+                )
+                self.budget_basis = _resolve.budget_basis(
+                    self.predictor, self._target, self.latency_ratio, self.dense_measured_ms
+                )
+                rank_zero_only(log.info)("hwprune: %s", self.budget_basis)
+        # Rank 0 decides; every rank must raise together, or DDP peers would hang.
+        refusal = trainer.strategy.broadcast(refusal, src=0)
+        if refusal is not None:
+            raise ValueError(refusal)
         if self.dense_latency_ms is None and self.predictor is not None:
             self.dense_latency_ms = predicted_latency(self.predictor, self._template, self.input_shape)
         if self.latency_ms is not None and not self._budget_checked:
@@ -425,6 +474,24 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             floor = trainer.strategy.broadcast(floor, src=0)
             self._budget_checked = True
             _resolve.check_reachable(self.latency_ms, floor, self.predictor, self.min_channel_ratio)
+
+    def _check_coverage(self, predictor: Any = None, target: str | None = None) -> str | None:
+        """Rank 0: warn about conv shapes the predictor never measured; the refusal's message, or None."""
+        from hwprune.prune.coverage import check_coverage, unmeasured_layers
+
+        assert self._template is not None
+        coverage = unmeasured_layers(predictor or self.predictor, self._template, self.input_shape)
+        on = f" (target {target})" if target else ""
+        try:
+            check_coverage(
+                coverage,
+                self.coverage_check,
+                what=f"{type(self._template).__name__} at input {tuple(self.input_shape)}{on}",
+                opt_in="`coverage_check='warn'`",
+            )
+        except ValueError as err:
+            return str(err)
+        return None
 
     def _planner_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`hwprune.prune.planner.plan_pruning` that the settings fix."""
@@ -481,12 +548,16 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
                 self._budgets(fraction),
                 planner_options=self._planner_options(),
                 ignored_layers=self.ignored_layers,
+                dense=self._template,
             )
         # The closed loop recalibrates the predictor between steps: price the dense model with the
         # predictor as it is now, so a ratio budget stays a ratio of like with like.
         dense = predicted_latency(self.predictor, self._template, self.input_shape)
         self.dense_latency_ms = dense
         budget = dense - fraction * (dense - self._target_ms())
+        # A ratio budget is a share of dense: the step's share, judged on the step's measured share of
+        # the dense model timed in the same rounds (the planner's budget only steers the plan).
+        share = None if self.latency_ratio is None else 1.0 - fraction * (1.0 - self.latency_ratio)
         return decide_step(
             self._net(pl_module),
             self.predictor,
@@ -496,6 +567,8 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             target=self._target,
             closed_loop_rounds=self.closed_loop_rounds,
             ignored_layers=self.ignored_layers,
+            dense=self._template,
+            budget_share=share,
         )
 
     def _apply(
@@ -600,21 +673,8 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         assert self._template is not None
         net = self._net(pl_module)
         out_dir = Path(self.report_dir or trainer.log_dir or trainer.default_root_dir)
-        result = build_report(
-            dense=self._template,
-            pruned=net,
-            input_shape=self.input_shape,
-            predictor=self.predictor,
-            target=self._target,
-            verify=self.verify,
-            budget_ms=self._target_ms() if self.dense_latency_ms is not None or self.latency_ms else None,
-            monitor=self.monitor,
-            score_before=self.baseline,
-            score_after=self.last_score,
-            steps=self.steps,
-            scheduled_steps=self.num_steps,
-        )
-        if self.sides is not None:
+        targets = None
+        if self.sides is not None:  # each target timed once; the report's single figures are the first's
             targets = _multi.report_targets(
                 self.sides,
                 self._template,
@@ -623,27 +683,28 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
                 self._budgets(1.0),
                 asdict(self.steps[-1]) if self.steps else None,
                 self.verify,
+                latency_ratio=self.latency_ratio_arg,
             )
+        result = build_report(
+            dense=self._template,
+            pruned=net,
+            input_shape=self.input_shape,
+            predictor=self.predictor,
+            target=self._target,
+            verify=self.verify,
+            budget_ms=self._target_ms() if self.dense_latency_ms is not None or self.latency_ms else None,
+            latency_ratio=self.latency_ratio,
+            budget_basis=self.budget_basis,
+            monitor=self.monitor,
+            score_before=self.baseline,
+            score_after=self.last_score,
+            steps=self.steps,
+            scheduled_steps=self.num_steps,
+            measured=None if targets is None else targets[0]["measured_ms"],
+        )
+        if targets is not None:
             result["targets"] = targets
-            missed = [t["target"] for t in targets if not t["met"]]
-            result["budget"] = {
-                "met": not missed,
-                "summary": (
-                    f"budget {'NOT met on ' + ', '.join(missed) if missed else 'met'} "
-                    f"({len(targets) - len(missed)} of {len(targets)} targets met: "
-                    + "; ".join(
-                        f"{t['target']} predicted {t['predicted_ms']['after']:.4f} ms"
-                        + (
-                            f", measured {t['measured_ms']['after_ms']:.4f} ms"
-                            if t["measured_ms"]["after_ms"] is not None
-                            else ""
-                        )
-                        + f" vs budget {t['budget_ms']:.4f} ms"
-                        for t in targets
-                    )
-                    + ")"
-                ),
-            }
+            result["budget"] = _multi.summary(targets, self.steps)
         write_report(result, out_dir)
         write_bundle(
             out_dir / "pruned.pt",
@@ -655,4 +716,7 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         )
         if self.export is not None:
             export_model(net, self.input_shape, out_dir, self.export)
-        (log.info if result["budget"]["met"] else log.warning)("hwprune: %s", result["budget"]["summary"])
+        if result["budget"]["met"]:
+            console_info(f"hwprune: {result['budget']['summary']}")
+        else:
+            log.warning("hwprune: %s", result["budget"]["summary"])

@@ -14,10 +14,12 @@ from typing import Any
 from torch import nn
 
 from hwprune.measure import EvaluatorConfig, Target, load_target, measure, model_space, read_table
+from hwprune.measure.table import warn_if_inconsistent
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "DEFAULT_CACHE_DIR",
     "FAST_PREDICTOR",
     "PredictorFactory",
     "cache_table_path",
@@ -25,6 +27,21 @@ __all__ = [
     "layer_space_digest",
     "predictor_factories",
 ]
+
+
+DEFAULT_CACHE_DIR = "~/.cache/hwprune/tables"
+"""Where measured tables are cached unless told otherwise: the folder that the README,
+``conf/pruning/hw_aware.yaml`` and ``hwprune measure`` (without ``--out``) use, never a folder relative to
+where the script runs."""
+
+
+def _first_error(table: Path) -> str | None:
+    """The first error recorded in a table, or None."""
+    df = read_table(table, keep_errors=True, check_units=False)
+    if "error" not in df.columns:
+        return None
+    errors = [str(e) for e in df["error"].fillna("") if str(e).strip()]
+    return errors[0] if errors else None
 
 
 def _slug(text: str) -> str:
@@ -92,7 +109,7 @@ def ensure_predictor(
     target: Target | str,
     model: nn.Module,
     input_shape: tuple[int, ...],
-    cache_dir: str | os.PathLike[str] = "tables",
+    cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
     *,
     step: int = 3,
     floor: float = 0.25,
@@ -103,6 +120,7 @@ def ensure_predictor(
     use_shipped_table: bool = False,
     adapt_from: str | os.PathLike[str] | None = None,
     adapt_budget: int = 300,
+    progress: bool = True,
 ) -> Any:
     """Return a :class:`~hwprune.predict.LatencyPredictor` for ``model`` on ``target``, at the run's batch.
 
@@ -121,7 +139,7 @@ def ensure_predictor(
         target: A :class:`~hwprune.measure.Target` or catalogue name.
         model: The dense model.
         input_shape: Its input shape including batch (the deployment batch: the sweep uses it).
-        cache_dir: Root of the cached tables.
+        cache_dir: Root of the cached tables (default :data:`DEFAULT_CACHE_DIR`, ``~`` expanded).
         step: Channel step of the 1-D sweeps (odd steps visit every residue mod 8).
         floor: Smallest fraction of each conv's channels swept.
         pairs: (in, out) pairs per conv shape.
@@ -136,6 +154,8 @@ def ensure_predictor(
             fit an :class:`~hwprune.predict.adapt.AdaptedPredictor` with it as prior
             (``predictor_kwargs`` then does not apply).
         adapt_budget: Most configurations to measure with ``adapt_from`` (>= 1).
+        progress: Show the measuring progress bar (:class:`PredictorFactory` passes False when the
+            run's Trainer hides its own, ``enable_progress_bar=False``).
 
     Returns:
         The fitted predictor; ``source_table_`` names the table it was fitted on.
@@ -143,6 +163,8 @@ def ensure_predictor(
     Raises:
         ValueError: If ``step``, ``floor`` or ``pairs`` is out of range (see
             :func:`hwprune.measure.model_space`).
+        RuntimeError: If fewer than 2 configurations could be timed: the message gives the backend's
+            first error (the table's ``error`` column), not the fit's.
 
     Example:
         >>> model = build_model("small_resnet")
@@ -179,7 +201,9 @@ def ensure_predictor(
         space = select_configs(prior, space, adapt_budget)
     threads = torch.get_num_threads()
     try:
-        summary = measure(target, space, table, evaluator=evaluator, progress=True)
+        # Failed configs are timed again: a cached failure (a board that was down, a backend that was not
+        # installed) must not fail every later run the same way.
+        summary = measure(target, space, table, evaluator=evaluator, progress=progress, retry_errors=True)
     finally:
         torch.set_num_threads(threads)  # the backend may pin threads for timing; training needs them back
     log.info(
@@ -191,6 +215,13 @@ def ensure_predictor(
         table,
     )
     frames = [read_table(table)]
+    if len(frames[0]) < 2:
+        raise RuntimeError(
+            f"target {target.name} ({target.backend}): no configuration of {type(model).__name__}'s layer "
+            f"space could be timed ({summary.failed} failed now, {len(frames[0])} timed rows in {table}); "
+            f"the backend said: {summary.first_error or _first_error(table) or 'nothing'}; fix the backend "
+            f"(see `hwprune devices`, and the target's how_to_measure: {target.how_to_measure.strip()!r})"
+        )
     if use_shipped_table and target.table and Path(target.table).exists():
         shipped = read_table(target.table)
         log.warning(
@@ -202,6 +233,7 @@ def ensure_predictor(
         )
         frames.append(shipped)
     df = pd.concat(frames, ignore_index=True)
+    warn_if_inconsistent(df, str(table))
     if prior is not None:
         from hwprune.predict.adapt import AdaptedPredictor
 
@@ -240,7 +272,7 @@ class PredictorFactory:
 
     Args:
         target: The device target (a :class:`~hwprune.measure.Target` or catalogue name).
-        cache_dir: Root of the cached tables.
+        cache_dir: Root of the cached tables (default :data:`DEFAULT_CACHE_DIR`, ``~`` expanded).
         step: Channel step of the 1-D sweeps.
         floor: Smallest fraction of each conv's channels swept.
         pairs: (in, out) pairs per conv shape of the 2-D space.
@@ -251,6 +283,8 @@ class PredictorFactory:
         adapt_from: Another target's predictor file or table to adapt from, measuring only
             ``adapt_budget`` configurations (see :func:`ensure_predictor`).
         adapt_budget: Most configurations to measure with ``adapt_from``.
+        progress: Show the measuring progress bar; None (default) follows the Trainer's
+            ``enable_progress_bar`` when :class:`HardwareAwarePruning` calls the factory (else shown).
 
     Example:
         >>> factory = PredictorFactory("cpu_torch")
@@ -258,7 +292,7 @@ class PredictorFactory:
     """
 
     target: Target | str
-    cache_dir: str = "tables"
+    cache_dir: str = DEFAULT_CACHE_DIR
     step: int = 3
     floor: float = 0.25
     pairs: int = 24
@@ -268,6 +302,7 @@ class PredictorFactory:
     predictor_kwargs: Mapping[str, Any] = field(default_factory=dict)
     adapt_from: str | None = None
     adapt_budget: int = 300
+    progress: bool | None = None
 
     def __call__(self, model: nn.Module, input_shape: tuple[int, ...]) -> Any:
         """Measure (what is not cached) and fit; see :func:`ensure_predictor`."""
@@ -284,6 +319,7 @@ class PredictorFactory:
             predictor_kwargs=dict(self.predictor_kwargs) or None,
             adapt_from=self.adapt_from,
             adapt_budget=self.adapt_budget,
+            progress=self.progress is not False,
         )
 
 

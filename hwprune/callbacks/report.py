@@ -26,7 +26,15 @@ from torch import nn
 from hwprune.callbacks._lightning import rank_zero_only
 from hwprune.prune.graph import count_macs
 from hwprune.prune.model_latency import predicted_latency
-from hwprune.staircase import SLOWDOWN_TOLERANCE, Predictor
+from hwprune.prune.stopwatch import (
+    MET_TOLERANCE,
+    STOPWATCH,
+    Stopwatch,
+    judge,
+    share_of_dense,
+    time_against_dense,
+)
+from hwprune.staircase import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +70,10 @@ class PruneStepLog:
         closed_loop: The closed loop's rounds (predicted, measured, current ms, configs added).
         closed_loop_note: Why the step was accepted or refused.
         per_target: With several targets, each target's side of the step (empty with one target).
+        measured_dense_ms: The dense model timed in the same rounds as the step, or None.
+        measured_share: The applied model's measured share of dense, or None.
+        measured_budget_ms: The budget the step's measurement was judged against, or None.
+        measured_met: Whether the step's measurement met it (within the stated tolerance), or None.
     """
 
     step: int
@@ -78,6 +90,10 @@ class PruneStepLog:
     closed_loop: tuple[dict[str, Any], ...] = ()
     closed_loop_note: str = ""
     per_target: tuple[dict[str, Any], ...] = ()
+    measured_dense_ms: float | None = None
+    measured_share: float | None = None
+    measured_budget_ms: float | None = None
+    measured_met: bool | None = None
 
 
 def step_metrics(net: nn.Module, input_shape: Sequence[int], entry: PruneStepLog) -> dict[str, float]:
@@ -146,9 +162,13 @@ def measured_latency(
     *,
     verify: bool = True,
     target_name: str | None = None,
-    rounds: int = 5,
+    stopwatch: Stopwatch = STOPWATCH,
 ) -> dict[str, Any]:
-    """The dense and pruned networks timed end to end on ``target`` in interleaved rounds.
+    """The dense and pruned networks timed end to end on ``target``, with the one stopwatch.
+
+    The same timing as every prune step's check (:func:`hwprune.prune.stopwatch.time_against_dense`,
+    :data:`~hwprune.prune.stopwatch.STOPWATCH`): the dense model and the pruned one in the same interleaved
+    rounds, so their per-round ratio holds under a shared machine's bursts of load.
 
     Args:
         target: The :class:`~hwprune.measure.Target` to time on, which times whole models here
@@ -159,30 +179,44 @@ def measured_latency(
         input_shape: The input shape, including the deployment batch.
         verify: False: nothing is timed (the note says so).
         target_name: The name the note gives an untimed target.
-        rounds: Interleaved rounds (the median is reported).
+        stopwatch: The timing settings (default: the one every check uses).
 
     Returns:
-        ``{"before_ms", "after_ms", "note"}``; the note names the target, its settings and torch, or why
-        nothing was timed (times are then None).
+        ``{"before_ms", "after_ms", "before_iqr_ms", "after_iqr_ms", "share", "share_iqr", "rounds",
+        "note"}``; the note names the target, its settings, torch and the stopwatch, or why nothing was
+        timed (times are then None).
     """
+    empty = {"before_ms": None, "after_ms": None, "before_iqr_ms": None, "after_iqr_ms": None}
     if not verify:
-        return {"before_ms": None, "after_ms": None, "note": "verify=False"}
+        return {**empty, "share": None, "share_iqr": None, "rounds": 0, "note": "verify=False"}
     if target is None:
         name = target_name or "the target"
         return {
-            "before_ms": None,
-            "after_ms": None,
+            **empty,
+            "share": None,
+            "share_iqr": None,
+            "rounds": 0,
             "note": f"target {name!r} cannot be timed in this process",
         }
-    from hwprune.measure import time_models
-
-    a, b = time_models(target, [dense, pruned], input_shape, rounds=rounds)
+    a, (b,) = time_against_dense(target, dense, [pruned], input_shape, stopwatch=stopwatch)
+    share, share_iqr = share_of_dense(b, a)
     opts = ", ".join(f"{k}={v}" for k, v in sorted(target.options.items()))
     note = (
         f"measured on target {target.name} ({target.backend}, {target.dtype}, batch {input_shape[0]}, "
-        f"{opts}), torch {torch.__version__}, median of {rounds} interleaved rounds"
+        f"{opts}), torch {torch.__version__}, {stopwatch.describe()}"
     )
-    return {"before_ms": a.median_ms, "after_ms": b.median_ms, "note": note}
+    return {
+        "before_ms": a.median_ms,
+        "after_ms": b.median_ms,
+        "before_iqr_ms": a.iqr_ms,
+        "after_iqr_ms": b.iqr_ms,
+        "before_rounds_ms": list(a.rounds_ms),
+        "after_rounds_ms": list(b.rounds_ms),
+        "share": share,
+        "share_iqr": share_iqr,
+        "rounds": stopwatch.rounds,
+        "note": note,
+    }
 
 
 def _conv_channels(net: nn.Module) -> dict[str, tuple[int, int]]:
@@ -207,6 +241,9 @@ def build_report(
     score_after: float | None,
     steps: Sequence[PruneStepLog],
     scheduled_steps: int,
+    latency_ratio: float | None = None,
+    budget_basis: str = "",
+    measured: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Gather the fit's outcome into a JSON-ready dict (the content of ``pruning_report.json``).
 
@@ -223,24 +260,34 @@ def build_report(
         score_after: Its last value.
         steps: The prune steps.
         scheduled_steps: The schedule's number of steps.
+        latency_ratio: The budget as a share of dense, or None (a budget in ms): timed on the target, it is
+            judged on the measured share of dense.
+        budget_basis: What the budget is a share of, in words (the callback's ``budget_basis``).
+        measured: :func:`measured_latency`'s dict when already timed (several targets: the primary
+            target's entry), so that the report holds one measured figure per target; None times here.
 
     Returns:
-        The report: ``target``, ``input_shape``, ``budget_ms``, ``predicted_ms``, ``measured_ms``,
-        ``accuracy``, ``params``, ``layers``, ``steps`` and ``budget`` (:func:`budget_status`).
+        The report: ``target``, ``input_shape``, ``budget_ms``, ``latency_ratio``, ``budget_basis``,
+        ``tolerance``, ``predicted_ms``, ``measured_ms``, ``accuracy``, ``params``, ``layers``, ``steps``
+        and ``budget`` (:func:`budget_status`).
     """
     pred_before = pred_after = None
     if predictor is not None:
         pred_before = predicted_latency(predictor, dense, input_shape)
         pred_after = predicted_latency(predictor, pruned, input_shape)
     name = getattr(predictor, "target_", None)
-    measured = measured_latency(target, dense, pruned, input_shape, verify=verify, target_name=name)
+    if measured is None:
+        measured = measured_latency(target, dense, pruned, input_shape, verify=verify, target_name=name)
     before, after = _conv_channels(dense), _conv_channels(pruned)
     report = {
         "target": name,
         "input_shape": list(input_shape),
         "budget_ms": budget_ms,
+        "latency_ratio": latency_ratio,
+        "budget_basis": budget_basis,
+        "tolerance": MET_TOLERANCE,
         "predicted_ms": {"before": pred_before, "after": pred_after},
-        "measured_ms": measured,
+        "measured_ms": dict(measured),
         "accuracy": {"metric": monitor, "before": score_before, "after": score_after},
         "params": {
             "before": sum(p.numel() for p in dense.parameters()),
@@ -265,8 +312,10 @@ def build_report(
 def budget_status(report: Mapping[str, Any], *, scheduled_steps: int) -> dict[str, Any]:
     """Whether the pruned model meets the budget, in words and as data.
 
-    Timed on the target, the budget is judged on the measurement as the closed loop judges a step (within
-    :data:`~hwprune.staircase.SLOWDOWN_TOLERANCE`); otherwise on the predicted latency.
+    Timed on the target, the budget is judged on the measurement as the closed loop judges a step
+    (:func:`hwprune.prune.stopwatch.judge`, within :data:`~hwprune.prune.stopwatch.MET_TOLERANCE`): a
+    ``latency_ratio`` on the pruned model's per-round share of the dense one, a budget in ms on its
+    median; otherwise on the predicted latency.
 
     Args:
         report: :func:`build_report`'s dict.
@@ -281,25 +330,48 @@ def budget_status(report: Mapping[str, Any], *, scheduled_steps: int) -> dict[st
     outcomes = [s["outcome"] for s in report["steps"]]
     ran = sum(o == "pruned" for o in outcomes)
     steps = f"({ran} of {scheduled_steps} scheduled prune step(s) pruned, {len(outcomes)} attempted)"
-    measured = (report.get("measured_ms") or {}).get("after_ms")
-    if measured is not None:
-        met = bool(measured <= budget * (1.0 + SLOWDOWN_TOLERANCE))
-        summary = (
-            f"budget {'met' if met else 'NOT met'}: measured {measured:.4f} ms "
-            f"{'<=' if met else '>'} budget {budget:.4f} ms + {SLOWDOWN_TOLERANCE:.0%} on the target "
-            f"(predicted {after:.4f} ms) {steps}"
+    m = report.get("measured_ms") or {}
+    ratio = report.get("latency_ratio")
+    tolerance = float(report.get("tolerance", MET_TOLERANCE))
+    if m.get("after_ms") is not None:
+        from hwprune.measure.model_timing import ModelTiming
+
+        rounds_after = tuple(m.get("after_rounds_ms") or (m["after_ms"],))
+        rounds_before = tuple(m.get("before_rounds_ms") or (m["before_ms"],))
+        pruned_t = ModelTiming(float(m["after_ms"]), float(m.get("after_iqr_ms") or 0.0), rounds_after)
+        dense_t = (
+            None
+            if m.get("before_ms") is None or len(rounds_before) != len(rounds_after)
+            else ModelTiming(float(m["before_ms"]), float(m.get("before_iqr_ms") or 0.0), rounds_before)
         )
-        return {"met": met, "summary": summary}
+        verdict = judge(
+            pruned_t,
+            dense_t,
+            latency_ratio=ratio if dense_t is not None else None,
+            budget_ms=float(budget),
+            tolerance=tolerance,
+        )
+        summary = (
+            f"budget {verdict.describe()} on the target (predicted {after:.4f} ms, planner budget "
+            f"{budget:.4f} ms) {steps}"
+        )
+        return {"met": verdict.met, "summary": summary, "verdict": asdict(verdict)}
     met = bool(after <= budget * (1.0 + 1e-6))
     summary = (
         f"budget {'met' if met else 'NOT met'}: predicted {after:.4f} ms "
-        f"{'<=' if met else '>'} budget {budget:.4f} ms {steps}"
+        f"{'<=' if met else '>'} budget {budget:.4f} ms, not measured ({m.get('note', 'not timed')}) {steps}"
     )
     return {"met": met, "summary": summary}
 
 
 def _fmt(v: Any) -> str:
     return "n/a" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+
+
+def _share(meas: Mapping[str, Any]) -> str:
+    if meas.get("share") is None:
+        return "n/a"
+    return f"{meas['share']:.3f} (IQR {meas.get('share_iqr') or 0.0:.3f})"
 
 
 def render_markdown(r: Mapping[str, Any]) -> str:
@@ -315,18 +387,27 @@ def render_markdown(r: Mapping[str, Any]) -> str:
     lines = [
         "# hwprune pruning report",
         "",
-        f"target: {r['target']}, input {r['input_shape']}, budget {_fmt(r['budget_ms'])} ms",
+        f"target: {r['target']}, input {r['input_shape']}, budget "
+        + (
+            f"latency_ratio {r['latency_ratio']:g} of dense (planner budget {_fmt(r['budget_ms'])} ms "
+            "predicted)"
+            if r.get("latency_ratio") is not None
+            else f"{_fmt(r['budget_ms'])} ms"
+        ),
         "",
         *([f"**{r['budget']['summary']}**", ""] if "budget" in r else []),
         "| | before | after |",
         "|---|---|---|",
         f"| predicted latency (ms) | {_fmt(pred['before'])} | {_fmt(pred['after'])} |",
         f"| measured latency (ms) | {_fmt(meas['before_ms'])} | {_fmt(meas['after_ms'])} |",
+        f"| measured IQR (ms) | {_fmt(meas.get('before_iqr_ms'))} | {_fmt(meas.get('after_iqr_ms'))} |",
+        f"| measured share of dense | 1 | {_share(meas)} |",
         f"| {acc['metric']} | {_fmt(acc['before'])} | {_fmt(acc['after'])} |",
         f"| parameters | {r['params']['before']} | {r['params']['after']} |",
         "",
         f"measured: {meas['note']}",
         "",
+        *([f"budget: {r['budget_basis']}", ""] if r.get("budget_basis") else []),
         *_targets_markdown(r.get("targets") or []),
         "| layer | in before | in after | out before | out after |",
         "|---|---|---|---|---|",
@@ -337,14 +418,18 @@ def render_markdown(r: Mapping[str, Any]) -> str:
     ]
     lines += [
         "",
-        "| step | epoch | budget ms | predicted before | after | measured before | after | plan s "
-        "| outcome |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| step | epoch | budget ms | predicted before | after | measured before | after | dense "
+        "| share of dense | measured budget ms | met | plan s | outcome |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {s['step']} | {s['epoch']} | {s['budget_ms']:.4f} | {s['latency_before_ms']:.4f} | "
         f"{s['latency_after_ms']:.4f} | {_fmt(s.get('measured_before_ms'))} | "
-        f"{_fmt(s.get('measured_after_ms'))} | {s['plan_seconds']:.2f} | {s['outcome']} |"
+        f"{_fmt(s.get('measured_after_ms'))} | {_fmt(s.get('measured_dense_ms'))} | "
+        f"{'n/a' if s.get('measured_share') is None else format(s['measured_share'], '.3f')} | "
+        f"{_fmt(s.get('measured_budget_ms'))} | "
+        f"{'n/a' if s.get('measured_met') is None else ('yes' if s['measured_met'] else 'NO')} | "
+        f"{s['plan_seconds']:.2f} | {s['outcome']} |"
         for s in r["steps"]
     ]
     return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["default_table_path", "register"]
+__all__ = ["default_table_path", "register", "sweep_exit_code"]
 
 
 def default_table_path(
@@ -99,6 +99,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action="store_true",
         help="append to a table that holds another target's rows (plots accept it; `fit` does not)",
     )
+    p.add_argument(
+        "--allow-mixed-devices",
+        action="store_true",
+        help="append to a table measured on another device or library version (CPU model, GPU name, "
+        "torch/cuDNN/TVM version); the sidecar keeps the first machine's record",
+    )
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per config")
     p.add_argument("--number", type=int, default=1, help="minimum runs per sample")
     p.add_argument("--repeat", type=int, default=7, help="samples per config")
@@ -111,9 +117,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("--retime", type=int, default=2, help="extra timings of a noisy config")
     p.add_argument("--limit", type=int, default=None, help="time at most this many new configs")
+    # One flag per budget: seconds (--budget-s, plain and adaptive sweeps alike) and configurations
+    # (--adapt-budget). The older spellings stay as hidden aliases so scripts keep working.
     p.add_argument(
-        "--budget-s", type=float, default=None, help="stop starting configs after this many seconds"
+        "--budget-s",
+        dest="budget_s",
+        type=float,
+        default=None,
+        help="stop starting configs after this many seconds (plain and --adaptive sweeps)",
     )
+    p.add_argument("--time-budget", dest="budget_s", type=float, help=argparse.SUPPRESS)
     p.add_argument(
         "--shuffle",
         type=int,
@@ -133,15 +146,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--retry-errors", action="store_true", help="time again configs that failed before")
     p.add_argument("--adaptive", action="store_true", help="adaptive sampling (hwprune.measure.adaptive)")
     p.add_argument("--goal", type=float, default=0.99, help="adaptive: share of predictions within 10%%")
-    p.add_argument("--time-budget", type=float, default=None, help="adaptive: seconds to spend at most")
     p.add_argument(
         "--adapt-from",
         default=None,
         metavar="PRED_OR_TABLE",
-        help="adapt another target's predictor (.skops) or table: measure only --budget selected configs, "
-        "then fit and save the adapted predictor (hwprune.predict.adapt)",
+        help="adapt another target's predictor (.skops) or table: measure only --adapt-budget selected "
+        "configs, then fit and save the adapted predictor (hwprune.predict.adapt)",
     )
-    p.add_argument("--budget", type=int, default=None, help="--adapt-from: most configs to measure")
+    p.add_argument(
+        "--adapt-budget", dest="adapt_budget", type=int, default=None, help="--adapt-from: configs to measure"
+    )
+    p.add_argument("--budget", dest="adapt_budget", type=int, help=argparse.SUPPRESS)
     p.add_argument(
         "--out-predictor", default=None, help="--adapt-from: predictor file (default: the table's, .skops)"
     )
@@ -163,6 +178,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
+    import sys
+
+    try:
+        return _measure(args)
+    except KeyboardInterrupt:
+        # Every finished row is flushed and fsynced; the row in flight is cut on the next open.
+        out = args.out or "the table"
+        print(
+            f"hwprune measure: interrupted; {out} keeps every row finished so far: run the same command "
+            "again to resume (configs already there are skipped)",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _measure(args: argparse.Namespace) -> int:
     from hwprune.measure.evaluator import EvaluatorConfig
     from hwprune.measure.space import grid_space, model_space
     from hwprune.measure.sweep import measure
@@ -199,21 +230,21 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         max_rel_spread=args.max_rel_spread,
         retime=args.retime,
     )
-    if (args.budget is not None or args.out_predictor) and args.adapt_from is None:
-        raise ValueError("`--budget` and `--out-predictor` need `--adapt-from PRED_OR_TABLE`")
+    if (args.adapt_budget is not None or args.out_predictor) and args.adapt_from is None:
+        raise ValueError("`--adapt-budget` and `--out-predictor` need `--adapt-from PRED_OR_TABLE`")
     if args.adapt_from is not None and args.adaptive:
         raise ValueError("`--adaptive` and `--adapt-from` are two ways to measure less: choose one")
     if args.adapt_from is not None:
         from hwprune.predict.adapt import measure_and_adapt  # lazy: the predict stage comes later
 
-        if args.budget is None:
-            raise ValueError("`--budget` must be given with --adapt-from (configs to measure, >= 1)")
+        if args.adapt_budget is None:
+            raise ValueError("`--adapt-budget` must be given with --adapt-from (configs to measure, >= 1)")
         res = measure_and_adapt(
             target,
             space,
             out,
             adapt_from=args.adapt_from,
-            budget=args.budget,
+            budget=args.adapt_budget,
             out_predictor=args.out_predictor or Path(out).with_suffix(".skops"),
             evaluator=ev,
             progress=not args.no_progress,
@@ -235,7 +266,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
             space,
             out,
             goal_within10=args.goal,
-            time_budget_s=args.time_budget,
+            time_budget_s=args.budget_s,
             evaluator=ev,
             progress=not args.no_progress,
         )
@@ -252,13 +283,47 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         shuffle_seed=args.shuffle,
         sidecar=sidecar or None,
         allow_mixed_targets=args.allow_mixed_targets,
+        allow_mixed_devices=args.allow_mixed_devices,
+    )
+    failed_before = (
+        f", {summary.skipped_failed} of them failed before (--retry-errors times them again)"
+        if summary.skipped_failed
+        else ""
     )
     print(
         f"{summary.path}: measured {summary.measured}, failed {summary.failed}, "
-        f"skipped {summary.skipped} (already there), noisy {summary.noisy}, {summary.wall_s:.1f} s"
+        f"skipped {summary.skipped} (already there{failed_before}), noisy {summary.noisy}, "
+        f"{summary.wall_s:.1f} s"
     )
     if summary.fleet is not None:
         print(summary.fleet.describe())
+    return sweep_exit_code(summary)
+
+
+def sweep_exit_code(summary: object) -> int:
+    """``hwprune measure``'s exit status: 1 when every configuration it timed failed, printing why.
+
+    Args:
+        summary: The :class:`~hwprune.measure.sweep.MeasureSummary`.
+
+    Returns:
+        0, or 1 (the first error printed to stderr) when the sweep timed configs and none succeeded.
+
+    Example:
+        >>> from hwprune.measure.sweep import MeasureSummary
+        >>> sweep_exit_code(MeasureSummary(Path("t.csv"), "x", 0, 3, 0, 1.0, first_error="no device"))
+        1
+    """
+    import sys
+
+    measured, failed = int(getattr(summary, "measured", 0)), int(getattr(summary, "failed", 0))
+    if failed and not measured:
+        print(
+            f"hwprune measure: every one of the {failed} configs failed on target "
+            f"{getattr(summary, 'target', '?')}; the first error: {getattr(summary, 'first_error', None)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -43,6 +43,9 @@ class MeasureSummary:
         contention: How many rows were measured under contention and by how much
             (:mod:`hwprune.measure.contention`; marked ``contended`` in ``settings``), or None when no row
             was timed in this process's thread (nothing to do, or a fleet).
+        first_error: The first error of this call's failed rows, or None.
+        skipped_failed: Of ``skipped``, configurations that failed before and were not retried
+            (``retry_errors=False``).
     """
 
     path: Path
@@ -55,6 +58,8 @@ class MeasureSummary:
     retimed: int = 0
     fleet: FleetReport | None = None
     contention: contention.ContentionSummary | None = None
+    first_error: str | None = None
+    skipped_failed: int = 0
 
     @property
     def contended(self) -> int:
@@ -148,8 +153,13 @@ def _sweep_one_backend(
     run_info: dict[str, Any],
     t0: float,
     time_budget_s: float | None,
+    before_first: Callable[[str, str], None] | None = None,
 ) -> None:
-    """Time ``todo`` in order on one backend (one device or one session); ``write`` appends each row."""
+    """Time ``todo`` in order on one backend (one device or one session); ``write`` appends each row.
+
+    ``before_first(device, versions)`` runs once the backend has named its hardware, before any row is
+    timed (the table's one-device check); an exception there ends the sweep with nothing written.
+    """
     backend.setup()
     try:
         device = backend.hardware_name()
@@ -163,6 +173,8 @@ def _sweep_one_backend(
                 device,
             )
         versions = json.dumps(backend.versions(), sort_keys=True)
+        if before_first is not None:
+            before_first(device, versions)
         for i, c in enumerate(todo):
             if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
                 log.warning(
@@ -182,6 +194,37 @@ def _sweep_one_backend(
             write(c, res, device, versions)
     finally:
         backend.close()
+
+
+def _identity(device: str, versions: str) -> tuple[str, str]:
+    """A row's machine: its device and library versions (settings such as threads left out)."""
+    try:
+        libs = {k: v for k, v in json.loads(versions).items() if k != "threads"}
+    except (ValueError, AttributeError):
+        return device, versions
+    return device, json.dumps(libs, sort_keys=True)
+
+
+def _devices_text(pairs: Iterable[tuple[str, str]]) -> str:
+    """``(device, versions JSON)`` pairs in words: ``'AMD EPYC' (torch 2.14.1)``."""
+    out = []
+    for device, versions in pairs:
+        try:
+            libs = ", ".join(f"{k} {v}" for k, v in sorted(json.loads(versions).items()))
+        except (ValueError, AttributeError):
+            libs = versions
+        out.append(f"{device!r} ({libs})" if libs else repr(device))
+    return " and ".join(out)
+
+
+def _earlier_inventory(out_path: Path) -> dict[str, Any]:
+    """The sidecar's record of the machine that measured the table (all but its runs), to keep it."""
+    side = out_path.with_suffix(".json")
+    try:
+        old = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in old.items() if k != "runs"} if isinstance(old, dict) else {}
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
@@ -204,6 +247,7 @@ def measure(
     shuffle_seed: int | None = None,
     allow_mixed_targets: bool = False,
     fleet: int | Literal["auto"] | None = None,
+    allow_mixed_devices: bool = False,
 ) -> MeasureSummary:
     """Time each conv2d configuration of ``space`` on ``target``; append the rows to ``out_path``.
 
@@ -239,13 +283,18 @@ def measure(
             tracker: a number of workers, or ``"auto"`` for one per server (:mod:`hwprune.measure.fleet`);
             None takes ``target.options["fleet"]`` (unset: one session). Rows name their server in
             ``settings``; a lost session hands its config to another worker.
+        allow_mixed_devices: Append even when the table's timed rows of this target come from another
+            device or library versions (CPU model, GPU name, torch/cuDNN/TVM versions) than this
+            backend's. Either way the sidecar keeps the inventory of the machine that measured the
+            table first; this run's machine is recorded in its own run entry.
 
     Returns:
         A :class:`MeasureSummary`.
 
     Raises:
-        ValueError: If the space is malformed or the target unknown, or the table holds rows of another
-            target and ``allow_mixed_targets`` is False.
+        ValueError: If the space is malformed or the target unknown, the table holds rows of another
+            target and ``allow_mixed_targets`` is False, or rows of another device or library version
+            and ``allow_mixed_devices`` is False (nothing is written then).
         RuntimeError: If the backend cannot start (e.g. no GPU for ``cudnn``), or ``fleet`` is ``auto``
             and the tracker lists no server under the key.
 
@@ -254,7 +303,7 @@ def measure(
         >>> space = model_space("small_resnet", (1, 1, 28, 28), step=8)
         >>> measure("cpu_torch", space, "t.csv")  # doctest: +SKIP
     """
-    from hwprune.measure.device_info import load_snapshot, write_sidecar
+    from hwprune.measure.device_info import collect, load_snapshot, write_sidecar
 
     t0 = time.perf_counter()
     target = load_target(target)
@@ -278,12 +327,23 @@ def measure(
                 "or pass allow_mixed_targets=True (CLI: --allow-mixed-targets)"
             )
         todo = []
+        skipped_failed = 0
         for c in configs:
             key = config_key(target.name, target.dtype, c)
             if key in writer.done or (key in writer.failed and not retry_errors):
                 skipped += 1
+                skipped_failed += key not in writer.done
             else:
                 todo.append(c)
+        if skipped_failed:
+            log.warning(
+                "%s: %d configs recorded an error in %s and are skipped, not timed again (the first: %s); "
+                "pass retry_errors=True (CLI: --retry-errors) to time them again",
+                target.name,
+                skipped_failed,
+                out_path,
+                writer.first_error.get(target.name, "?"),
+            )
         if shuffle_seed is not None:
             import random
 
@@ -308,14 +368,43 @@ def measure(
             "skipped": skipped,
             "load_start": load_snapshot(gpu=target.backend == "cudnn"),
         }
-        write_sidecar(
-            out_path, {"target": target.name, "options": dict(target.options), **dict(sidecar or {})}
-        )
+        earlier = writer.devices.get(target.name, set())
+        # A table keeps the record of the machine that measured it: appending from another one (allowed
+        # or not) never rewrites the sidecar's inventory; this run's machine goes into its run entry.
+        head = {"target": target.name, "options": dict(target.options), **dict(sidecar or {})}
+        keep = _earlier_inventory(out_path) if earlier else {}
         if not todo:
-            return MeasureSummary(out_path, target.name, 0, 0, skipped, time.perf_counter() - t0)
+            if not earlier:
+                write_sidecar(out_path, head)
+            return MeasureSummary(
+                out_path, target.name, 0, 0, skipped, time.perf_counter() - t0, skipped_failed=skipped_failed
+            )
+
+        def one_device(device: str, versions: str) -> None:
+            here = _identity(device, versions)
+            others = sorted({_identity(d, v) for d, v in earlier} - {here})
+            if others and not allow_mixed_devices:
+                raise ValueError(
+                    f"`out_path` {out_path} must hold one device's rows of target {target.name!r}, got rows "
+                    f"measured on {_devices_text(others)} and a sweep on "
+                    f"{_devices_text([here])}: "
+                    "a predictor fitted on both would average two machines' stairs; write to another file "
+                    "(CLI: --out), or pass allow_mixed_devices=True (CLI: --allow-mixed-devices)"
+                )
+            if others:
+                log.warning(
+                    "%s: appending rows measured on %s to a table of %s (allow_mixed_devices=True); the "
+                    "sidecar keeps the first machine's record",
+                    target.name,
+                    _devices_text([here]),
+                    _devices_text(others),
+                )
+            write_sidecar(out_path, {**head, **keep})
+
+        first_error: str | None = None
 
         def write(c: dict[str, Any], res: RunResult, device: str, versions: str) -> None:
-            nonlocal measured, failed, noisy, retimed
+            nonlocal measured, failed, noisy, retimed, first_error
             retimed += bool(res.settings.get("retimed"))
             noisy += bool(res.settings.get("noisy"))
             if fleet is None and not res.error:
@@ -339,6 +428,7 @@ def measure(
             )
             if res.error:
                 failed += 1
+                first_error = first_error or str(res.error)
             else:
                 measured += 1
             bar.update(1)
@@ -352,11 +442,14 @@ def measure(
                 from hwprune.measure.fleet import run_fleet
 
                 deadline = None if time_budget_s is None else t0 + time_budget_s
+                write_sidecar(out_path, {**head, **keep})  # a fleet's rows name their server each
                 report = run_fleet(target, todo, evaluator, write, fleet=fleet, deadline=deadline)
                 run_info["device"] = f"fleet of {report.workers} at tracker {report.tracker} key {report.key}"
                 run_info["fleet"] = report.to_dict()
             else:
-                _sweep_one_backend(backend, target, todo, evaluator, write, run_info, t0, time_budget_s)
+                _sweep_one_backend(
+                    backend, target, todo, evaluator, write, run_info, t0, time_budget_s, one_device
+                )
         finally:
             bar.close()
             wall = time.perf_counter() - t0
@@ -371,7 +464,10 @@ def measure(
                 wall_s=round(wall, 1),
                 load_end=load_snapshot(gpu=target.backend == "cudnn"),
             )
-            write_sidecar(out_path, {"run": run_info})
+            if earlier:
+                run_info["inventory"] = collect()  # this run's machine, beside the table's own record
+            if measured or failed or not earlier:
+                write_sidecar(out_path, {**keep, "run": run_info})
     done = measured + failed
     if noisy:
         log.warning(
@@ -394,6 +490,13 @@ def measure(
             log.info("%s: %s", target.name, load.describe())
     if report is not None:
         log.info("%s: %s", target.name, report.describe())
+    if failed and not measured:
+        log.error(
+            "%s: every one of the %d configs timed failed; the first error: %s",
+            target.name,
+            failed,
+            first_error,
+        )
     return MeasureSummary(
         out_path,
         target.name,
@@ -405,4 +508,6 @@ def measure(
         retimed,
         report,
         load,
+        first_error=first_error,
+        skipped_failed=skipped_failed,
     )

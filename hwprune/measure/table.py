@@ -39,11 +39,14 @@ __all__ = [
     "import_table",
     "noisy_rows",
     "read_table",
+    "warn_if_inconsistent",
     "warn_if_noisy",
 ]
 
 #: Share of noisy rows above which `fit` and `report` warn.
 NOISY_WARN_SHARE = 0.05
+#: A configuration measured more than once whose latencies differ by more than this factor is inconsistent.
+INCONSISTENT_FACTOR = 1.5
 
 #: The contract's required columns, in order.
 TABLE_COLUMNS: tuple[str, ...] = (
@@ -95,7 +98,9 @@ class TableWriter:
 
     On open, a missing or empty file gets the header; an existing file must have the same header, and a
     half-written last line (a killed writer) is cut off. :attr:`done` holds the keys of the rows already in
-    the file (:func:`config_key`), failed rows in :attr:`failed`.
+    the file (:func:`config_key`), failed rows in :attr:`failed` (configs that failed and were never timed
+    since), :attr:`first_error` the first error of each target, and :attr:`devices` the ``(device,
+    versions)`` pairs each target's timed rows carry.
 
     Args:
         path: CSV path; parent folders are created.
@@ -114,6 +119,8 @@ class TableWriter:
         self.done: set[tuple[Any, ...]] = set()
         self.failed: set[tuple[Any, ...]] = set()
         self.targets: set[str] = set()
+        self.devices: dict[str, set[tuple[str, str]]] = {}  # target -> {(device, versions)} of its timed rows
+        self.first_error: dict[str, str] = {}  # target -> the first error recorded in the file
         self._repair_and_scan()
         self._fh = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
         if self.path.stat().st_size == 0:
@@ -153,8 +160,7 @@ class TableWriter:
                 )
             except ValueError:
                 continue
-            (self.failed if row[idx["error"]] else self.done).add(key)
-            self.targets.add(row[idx["target"]])
+            self._note(row[idx["target"]], key, row[idx["error"]], row[idx["device"]], row[idx["versions"]])
 
     def _write_line(self, values: Iterable[Any]) -> None:
         buf = io.StringIO()
@@ -177,8 +183,19 @@ class TableWriter:
             raise KeyError(f"row lacks column(s) {missing}")
         self._write_line("" if row.get(c) is None else row.get(c, "") for c in WRITE_COLUMNS)
         key = config_key(row["target"], row["dtype"], row)
-        (self.failed if row.get("error") else self.done).add(key)
-        self.targets.add(str(row["target"]))
+        self._note(str(row["target"]), key, row.get("error"), row.get("device"), row.get("versions"))
+
+    def _note(self, target: str, key: tuple[Any, ...], error: Any, device: Any, versions: Any) -> None:
+        """Record one row's key, target, device and error in the writer's indexes."""
+        self.targets.add(target)
+        if error:
+            self.failed.add(key)
+            self.first_error.setdefault(target, str(error))
+        else:
+            # A config timed after an earlier failure is done: it no longer counts as failed.
+            self.done.add(key)
+            self.failed.discard(key)
+            self.devices.setdefault(target, set()).add((str(device or ""), str(versions or "")))
 
     def close(self) -> None:
         """Close the file."""
@@ -407,3 +424,48 @@ def warn_if_noisy(df: pd.DataFrame, where: str, share: float = NOISY_WARN_SHARE)
             100 * n / len(df),
         )
     return n
+
+
+def warn_if_inconsistent(df: pd.DataFrame, where: str, factor: float = INCONSISTENT_FACTOR) -> int:
+    """Log a warning when a configuration was measured more than once with latencies ``factor`` apart.
+
+    Two tables of one target concatenated, or a rerun under load, repeat configurations; a predictor fitted
+    on copies 3x apart averages two different machines (or moments). The rows stay: which copy is right
+    cannot be known here.
+
+    Args:
+        df: A table from :func:`read_table`.
+        where: The table's name for the message.
+        factor: Largest max/min latency ratio of a configuration's copies that is not warned about.
+
+    Returns:
+        The number of inconsistent configurations.
+
+    Example:
+        >>> import pandas as pd
+        >>> row = dict(target="t", dtype="float32", batch=1, in_channels=8, out_channels=8, height=8,
+        ...            width=8, kernel_size=3, stride=1, padding=1, groups=1)
+        >>> warn_if_inconsistent(pd.DataFrame([{**row, "latency_ms": 1.0}, {**row, "latency_ms": 3.0}]), "t")
+        1
+    """
+    keys = [c for c in ("target", "dtype") if c in df.columns] + list(CONFIG_COLUMNS)
+    if df.empty or not set(keys) <= set(df.columns):
+        return 0
+    lat = df.groupby(keys, sort=False)["latency_ms"].agg(["min", "max", "count"])
+    repeated = lat[lat["count"] > 1]
+    bad = repeated[repeated["max"] > factor * repeated["min"]]
+    if len(bad):
+        worst = (bad["max"] / bad["min"]).idxmax()
+        ratio = float((bad["max"] / bad["min"]).max())
+        log.warning(
+            "%s: %d of %d configurations measured more than once have latencies more than %.1fx apart (worst "
+            "%.1fx: %s); the predictor averages them: measure again on an idle machine, or keep one table "
+            "per machine and moment",
+            where,
+            len(bad),
+            len(repeated),
+            factor,
+            ratio,
+            dict(zip(keys, worst, strict=True)),
+        )
+    return int(len(bad))

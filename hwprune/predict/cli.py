@@ -61,10 +61,12 @@ def register(subparsers: Any) -> None:
 
 
 def _run_fit(args: argparse.Namespace) -> int:
-    from hwprune.measure.table import read_table, warn_if_noisy
+    from hwprune.measure.table import read_table, warn_if_inconsistent, warn_if_noisy
     from hwprune.predict.predictor import LatencyPredictor
 
-    warn_if_noisy(read_table(args.table), str(args.table))
+    df = read_table(args.table)
+    warn_if_noisy(df, str(args.table))
+    warn_if_inconsistent(df, str(args.table))
     pred = LatencyPredictor(estimator=args.estimator, target_transform=args.transform, cv_folds=args.cv_folds)
     pred.fit(args.table)
     path = pred.save(args.out)

@@ -37,6 +37,7 @@ __all__ = [
     "FILE_FORMAT_VERSION",
     "TRUSTED_TYPES",
     "PredictorFileError",
+    "meta_digest",
     "read_file",
     "write_file",
 ]
@@ -54,6 +55,22 @@ TRUSTED_TYPES: tuple[str, ...] = (
 
 class PredictorFileError(ValueError):
     """A predictor file cannot be loaded: corrupt, not a predictor, unsafe, or not what the caller expects."""
+
+
+def meta_digest(meta: dict[str, Any]) -> str:
+    """SHA-256 of a predictor's metadata, as :func:`write_file` stores it beside the metadata.
+
+    A file whose metadata was edited by hand (a target renamed inside the archive) no longer matches and
+    is refused on load. It catches edits, not forgeries: anyone can recompute it.
+
+    Example:
+        >>> meta_digest({"target": "cpu_torch"})[:12]
+        'dc05da8a9816'
+    """
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -79,6 +96,8 @@ def write_file(payload: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """
     import skops.io as sio
 
+    if isinstance(payload.get("meta"), dict):
+        payload = {**payload, "meta_digest": meta_digest(payload["meta"])}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -108,8 +127,9 @@ def read_file(
     Raises:
         FileNotFoundError: If ``path`` does not exist.
         PredictorFileError: If the file is not a zip (e.g. a pickle), is truncated or corrupt, holds a type
-            outside :data:`TRUSTED_TYPES`, is not a hwprune predictor, or its target, feature schema or
-            scikit-learn version differs from what is expected.
+            outside :data:`TRUSTED_TYPES`, is not a hwprune predictor, its metadata was edited after it was
+            saved (:func:`meta_digest`), or its target, feature schema or scikit-learn version differs
+            from what is expected.
 
     Example:
         >>> payload = read_file("pred.skops", expected_target="cpu_torch")  # doctest: +SKIP
@@ -151,6 +171,12 @@ def read_file(
     meta = payload.get("meta")
     if not isinstance(meta, dict):
         raise PredictorFileError(f"{path} has no metadata")
+    if "meta_digest" in payload and payload["meta_digest"] != meta_digest(meta):
+        raise PredictorFileError(
+            f"{path} has metadata that was changed after it was saved (target now {meta.get('target')!r}): "
+            "its digest no longer matches, so its target, schema and calibration cannot be trusted; refit it "
+            "with `hwprune fit`, or save the predictor again from Python after changing it"
+        )
     if expected_target is not None and meta.get("target") != expected_target:
         raise PredictorFileError(
             f"{path} was fitted for target {meta.get('target')!r}, but target {expected_target!r} is "

@@ -81,6 +81,7 @@ __all__ = [
     "TargetTransform",
     "layer_shapes",
     "load_table",
+    "table_digest",
     "within_share",
 ]
 
@@ -89,6 +90,33 @@ TargetTransform = Literal["auto", "log", "log_per_flop"]
 _ESTIMATORS: tuple[str, ...] = ("hist_gradient_boosting", "extra_trees")
 _TRANSFORMS: tuple[str, ...] = ("log", "log_per_flop")
 _LOG_FLOPS_COL = feature_names().index("log_flops")
+
+
+def table_digest(df: pd.DataFrame) -> str:
+    """A digest of a table's timed rows (target, dtype, config, latency), independent of their order.
+
+    ``hwprune report`` tells a predictor's training table from another one by it (a row count alone
+    called another table of the same size "in-sample").
+
+    Args:
+        df: A table from :func:`load_table` (error rows already dropped).
+
+    Returns:
+        The SHA-256 hex digest.
+
+    Example:
+        >>> table_digest(pd.DataFrame([dict(batch=1, in_channels=3, out_channels=8, height=8, width=8,
+        ...     kernel_size=3, stride=1, padding=1, groups=1, latency_ms=0.1)]))[:12]
+        'f5c8ed6b9384'
+    """
+    import hashlib
+
+    cols = [c for c in ("target", "dtype") if c in df.columns]
+    text = df[cols].astype(str) if cols else pd.DataFrame(index=df.index)
+    ints = df[list(CONFIG_COLUMNS)].astype("int64").astype(str)
+    lat = df["latency_ms"].astype(float).map(repr)
+    keys = sorted(pd.concat([text, ints, lat], axis=1).agg("|".join, axis=1).tolist())
+    return hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()
 
 
 class LatencyPredictor(WholeModelMixin, BaseEstimator):
@@ -114,6 +142,7 @@ class LatencyPredictor(WholeModelMixin, BaseEstimator):
         estimator_kind_, transform_: What the CV chose.
         peaks_: Device peaks from the sidecar.
         n_train_rows_: Training rows.
+        train_digest_: :func:`table_digest` of the training table ("" for a file saved before it existed).
         validation_: Cross-validated metrics of the chosen model (``layer_*``: unseen layer shapes,
             ``count_*``: unseen rows of known layers): ``within5``, ``within10``, ``mape``.
         cv_results_: One dict per candidate with its grouped-CV metrics.
@@ -308,6 +337,7 @@ class LatencyPredictor(WholeModelMixin, BaseEstimator):
         self.layer_shapes_ = tuple(sorted(set(layer_shapes(cfg))))
         self.dtype_ = ",".join(self.dtypes_)
         self.n_train_rows_ = len(df)
+        self.train_digest_ = table_digest(df)
         self.validation_ = validation
         self.cv_results_ = cv_results
         self.elem_ms_per_m_ = 0.0
@@ -415,6 +445,7 @@ class LatencyPredictor(WholeModelMixin, BaseEstimator):
             "hwprune_version": hw_version,
             "sklearn_version": sklearn.__version__,
             "n_train_rows": int(self.n_train_rows_),
+            "train_digest": str(getattr(self, "train_digest_", "")),
             "validation": {k: float(v) for k, v in self.validation_.items()},
             "estimator_kind": self.estimator_kind_,
             "transform": self.transform_,
@@ -532,6 +563,7 @@ class LatencyPredictor(WholeModelMixin, BaseEstimator):
         self.layer_shapes_ = tuple(str(k) for k in meta.get("layer_shapes", ()))
         self.dtype_ = str(meta["dtype"])
         self.n_train_rows_ = int(meta["n_train_rows"])
+        self.train_digest_ = str(meta.get("train_digest", ""))
         self.validation_ = dict(meta["validation"])
         self.cv_results_ = []
         self.elem_ms_per_m_ = float(meta.get("elem_ms_per_m", 0.0))

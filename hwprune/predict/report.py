@@ -22,7 +22,7 @@ import pandas as pd
 
 from hwprune.measure.table import warn_if_noisy
 from hwprune.predict.features import CONFIG_COLUMNS, config_frame, layer_family, layer_key
-from hwprune.predict.predictor import LatencyPredictor, TableLike, load_table, within_share
+from hwprune.predict.predictor import LatencyPredictor, TableLike, load_table, table_digest, within_share
 from hwprune.staircase import friendly_mask  # the one friendly rule; re-exported for hwprune.predict
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,9 @@ class PredictorReport:
             (NaN when the table has no sweep of >= 3 counts).
         n_predicted_friendly: Predicted friendly counts over all sweeps.
         n_series: Sweeps of >= 3 counts used for the fidelity.
-        in_sample: True when the table looks like the one the predictor was fitted on (same target and
-            row count), so the scores above are in-sample and say little; None when unknown.
+        in_sample: True when the table is the one the predictor was fitted on (the same
+            :func:`~hwprune.predict.predictor.table_digest` of its timed rows), so the scores above are
+            in-sample and say little; None when the predictor records no digest.
         held_out: The predictor's cross-validated held-out scores from its fit (``validation_``:
             ``count_*`` unseen counts of known layers, ``layer_*`` unseen layer shapes); empty when it was
             fitted without CV.
@@ -211,10 +212,10 @@ def evaluate(predictor: LatencyPredictor, table: TableLike) -> tuple[PredictorRe
     rows["predicted_ms"] = predictor.predict(df)
     rows["family"] = layer_family(config_frame(df, default_dtype="float32")).to_numpy()
     rep = score_rows(rows, predictor.target_)
-    n_train = getattr(predictor, "n_train_rows_", None)
+    digest = str(getattr(predictor, "train_digest_", "") or "")
     rep = replace(
         rep,
-        in_sample=None if n_train is None else int(n_train) == len(df),
+        in_sample=None if not digest else digest == table_digest(df),
         held_out={k: float(v) for k, v in (getattr(predictor, "validation_", None) or {}).items()},
     )
     return rep, rows
@@ -235,9 +236,12 @@ def format_report(rep: PredictorReport) -> str:
     if rep.in_sample:
         label = "in-sample (the predictor was fitted on this table: these scores say little)"
     elif rep.in_sample is None:
-        label = "on this table (held out only if the predictor was not fitted on it)"
+        label = (
+            "on this table (the predictor file records no digest of its training table: held out only if "
+            "it was not fitted on this one)"
+        )
     else:
-        label = "on this table (not the predictor's training table: its row count differs)"
+        label = "on this table (not the predictor's training table: its digest differs)"
     lines = [
         f"target {rep.target}: {rep.n_rows} rows",
         f"  {label}:",

@@ -1,4 +1,8 @@
-"""``hwprune prune``: prune a factory model offline to a latency budget and print the plan."""
+"""``hwprune prune``: prune a factory model offline to a latency budget and print the plan.
+
+Exit status: 0 when the plan meets the budget, 1 when it cannot (the plan is still printed and written),
+2 for a bad argument or a predictor that never measured most of the model's layer shapes.
+"""
 
 from __future__ import annotations
 
@@ -120,6 +124,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="no group below this share of its channels (default: %(default)s)",
     )
     p.add_argument("--out", default=None, help="write the pruned-model bundle here (for load_pruned)")
+    p.add_argument(
+        "--allow-unmeasured",
+        action="store_true",
+        help="plan even when more than 10%% of the predicted latency lies on conv shapes the predictor "
+        "never measured (they are named in a warning either way)",
+    )
     p.set_defaults(func=_cmd_prune)
 
 
@@ -127,6 +137,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     from hwprune.models.factory import build_model
     from hwprune.predict import LatencyPredictor
     from hwprune.prune import conv_widths, predicted_latency, prune_to_budget
+    from hwprune.prune.coverage import UNMEASURED_SHARE_LIMIT, check_coverage, unmeasured_layers
 
     if not args.predictor and not args.table:
         raise ValueError("`--predictor` or `--table` must be given, got neither")
@@ -139,7 +150,16 @@ def _cmd_prune(args: argparse.Namespace) -> int:
             estimator="extra_trees", target_transform="log_per_flop", cv_folds=0, n_estimators=100
         ).fit(args.table)
     model = build_model(args.model, in_channels=shape[1], input_size=shape[-1]).eval()
-    if args.table:
+    coverage = unmeasured_layers(predictor, model, shape)
+    if coverage.known:
+        check_coverage(
+            coverage,
+            "warn" if args.allow_unmeasured else "raise",
+            limit=UNMEASURED_SHARE_LIMIT,
+            what=f"{args.model} at {shape}",
+            opt_in="--allow-unmeasured",
+        )
+    elif args.table:  # a predictor file from before layer shapes were recorded: check against the table
         missing = missing_layer_shapes(model, shape, args.table)
         if missing:
             log.warning(
@@ -151,7 +171,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
                 ", ".join(missing),
             )
     else:
-        log.warning("no --table: cannot check that the predictor was measured on %s's layer shapes", name)
+        log.warning("cannot check that the predictor was measured on %s's layer shapes", name)
     dense = conv_widths(model)
     before = predicted_latency(predictor, model, shape)
     if args.latency_ratio is not None and not 0 < args.latency_ratio < 1:
@@ -188,4 +208,14 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         }
         write_bundle(args.out, model, shape, [res.history], model_spec=spec)
         print(f"wrote {args.out} ({sum(dense.values())} -> {sum(conv_widths(model).values())} conv channels)")
+    if not res.plan.feasible:
+        import sys
+
+        print(
+            f"hwprune prune: budget NOT met: the plan predicts {res.latency_after_ms:.4f} ms, over the "
+            f"budget of {budget:.4f} ms (no group goes below --min-channel-ratio {args.min_channel_ratio:g} "
+            "of its width, on friendly counts); raise the budget or lower --min-channel-ratio",
+            file=sys.stderr,
+        )
+        return 1
     return 0

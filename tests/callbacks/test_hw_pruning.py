@@ -147,9 +147,10 @@ def test_closed_loop_times_each_step_on_the_target(tmp_path: Path, predictor: ob
     report = json.loads((tmp_path / "report" / "pruning_report.json").read_text())
     assert report["measured_ms"]["before_ms"] > 0 and report["measured_ms"]["after_ms"] > 0
     assert "cpu_torch" in report["measured_ms"]["note"] and "threads=1" in report["measured_ms"]["note"]
-    # Timed on the target, the budget is judged on the measurement, as the closed loop judges a step.
-    within = report["measured_ms"]["after_ms"] <= report["budget_ms"] * 1.05
-    assert report["budget"]["met"] is within and "measured" in report["budget"]["summary"]
+    # Timed on the target, a ratio budget is judged on the measured share of dense (same rounds), as the
+    # closed loop judges a step.
+    within = report["measured_ms"]["share"] <= 0.6 * 1.05
+    assert report["budget"]["met"] is within and "of dense" in report["budget"]["summary"]
 
 
 class _Collapse(Callback):

@@ -147,3 +147,33 @@ def test_measure_refuses_to_mix_targets(tmp_path: Path, capsys: pytest.CaptureFi
     assert set(read_table(out)["target"]) == {"cpu_torch"}  # nothing appended
     assert main(["measure", "--target", str(other), *_SMALL, "--out", str(out), "--allow-mixed-targets"]) == 0
     assert set(read_table(out, allow_mixed_targets=True)["target"]) == {"cpu_torch", "cpu_torch_other"}
+
+
+def test_measure_has_one_flag_per_budget() -> None:
+    """Issue 18, item 9: `--budget-s`, `--time-budget` and `--budget` were three budget-like flags."""
+    from hwprune.cli import build_parser
+
+    parser = build_parser()
+    help_text = parser._subparsers._group_actions[0].choices["measure"].format_help()  # type: ignore[union-attr]
+    assert "--budget-s" in help_text and "--adapt-budget" in help_text
+    assert "--time-budget" not in help_text and "--budget " not in help_text
+    args = parser.parse_args(["measure", "--adaptive", "--time-budget", "30"])  # an old spelling still works
+    assert args.budget_s == 30.0
+    assert parser.parse_args(["measure", "--budget", "7"]).adapt_budget == 7
+
+
+def test_ctrl_c_in_measure_exits_130_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18, item 9: Ctrl-C printed a 50-line traceback (the table was intact: rows are fsynced)."""
+    from hwprune.cli import main
+    from hwprune.measure import sweep
+
+    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "measure", interrupted)
+    out = tmp_path / "t.csv"
+    assert main(["measure", "--out", str(out), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "run the same command again to resume" in err and "Traceback" not in err

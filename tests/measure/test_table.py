@@ -205,3 +205,44 @@ def test_import_table_maps_units(tmp_path: Path) -> None:
     assert n == 2
     assert df["latency_ms"].tolist() == pytest.approx([0.25, 0.125])
     assert set(df["backend"]) == {"imported"}
+
+
+def test_configs_measured_twice_far_apart_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18, item 9: 49 duplicate configs with 3x the latency were fitted with no warning."""
+    import logging
+
+    from hwprune.cli import main
+    from hwprune.measure.table import warn_if_inconsistent
+
+    rows = [_row(out_channels=c, latency_ms=0.1 * c) for c in range(8, 20)]
+    again = [
+        _row(out_channels=c, latency_ms=0.3 * c, timestamp="2026-11-27T00:00:00+00:00") for c in range(8, 15)
+    ]
+    path = _write(tmp_path / "t.csv", rows + again)
+    df = read_table(path)
+    with caplog.at_level(logging.WARNING, logger="hwprune.measure.table"):
+        assert warn_if_inconsistent(df, "t.csv") == 7
+    assert "7 of 7 configurations measured more than once have latencies more than 1.5x apart" in caplog.text
+    assert warn_if_inconsistent(read_table(_write(tmp_path / "ok.csv", rows)), "ok.csv") == 0
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hwprune.measure.table"):
+        assert (
+            main(
+                [
+                    "fit",
+                    str(path),
+                    "--out",
+                    str(tmp_path / "p.skops"),
+                    "--cv-folds",
+                    "0",
+                    "--estimator",
+                    "extra_trees",
+                    "--transform",
+                    "log",
+                ]
+            )
+            == 0
+        )
+    assert "measured more than once" in caplog.text  # `hwprune fit` says so too

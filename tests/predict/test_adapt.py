@@ -252,7 +252,8 @@ def test_cli_measures_at_most_budget_then_adapts(tmp_path: Path, capsys) -> None
     ("extra", "match"),
     [
         (["--adapt-from", str(CPU_PRIOR), "--budget", "0"], "`budget` must be an int >= 1"),
-        (["--adapt-from", str(CPU_PRIOR)], "`--budget` must be given with --adapt-from"),
+        (["--adapt-from", str(CPU_PRIOR)], "`--adapt-budget` must be given with --adapt-from"),
+        (["--adapt-from", str(CPU_PRIOR), "--adapt-budget", "0"], "`budget` must be an int >= 1"),
         (["--budget", "20"], "need `--adapt-from"),
         (["--adapt-from", str(CPU_PRIOR), "--budget", "5", "--adaptive"], "choose one"),
         (["--adapt-from", "nowhere.skops", "--budget", "5"], "does not exist"),

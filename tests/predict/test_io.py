@@ -138,3 +138,20 @@ def test_skops_file_with_untrusted_type_never_runs(fitted: LatencyPredictor, tmp
     with pytest.raises(PredictorFileError, match="not on hwprune's allow-list"):
         LatencyPredictor.load(path)
     assert not marker.exists()
+
+
+def test_refuses_a_file_whose_metadata_was_edited(saved: Path, tmp_path: Path) -> None:
+    """Issue 18, item 9: a target renamed inside the archive no longer loads as normal."""
+    edited = tmp_path / "edited.skops"
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(edited, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "schema.json":
+                assert b'\\"cpu_torch\\"' in data  # a JSON string inside skops' JSON schema
+                data = data.replace(b'\\"cpu_torch\\"', b'\\"jetson_orin_cudnn\\"')
+            dst.writestr(item, data)
+    with pytest.raises(
+        PredictorFileError, match=r"metadata that was changed after it was saved \(target now"
+    ):
+        LatencyPredictor.load(edited)
+    assert LatencyPredictor.load(saved).target_ == "cpu_torch"  # the untouched file still loads

@@ -102,6 +102,25 @@ def test_report_on_the_training_table_is_labelled_in_sample(
     assert "not the predictor's training table" in format_report(other)
 
 
+def test_report_knows_its_training_table_by_digest_not_row_count(
+    fitted: LatencyPredictor, tiny_table: Path, saved: Path
+) -> None:
+    """Issue 18, item 6: a table of the same size, measured again, is not called in-sample."""
+    from hwprune.predict import LatencyPredictor as Loaded
+
+    again = read_table(tiny_table)
+    again["latency_ms"] = again["latency_ms"] * 1.01  # another measurement of the same configs
+    assert len(again) == fitted.n_train_rows_
+    rep, _ = evaluate(fitted, again)
+    assert rep.in_sample is False and "its digest differs" in format_report(rep)
+    loaded = Loaded.load(saved)  # the digest travels in the file
+    assert loaded.train_digest_ == fitted.train_digest_ != ""
+    assert evaluate(loaded, tiny_table)[0].in_sample is True
+    loaded.train_digest_ = ""  # a file written before digests: unknown, and the label says so
+    rep, _ = evaluate(loaded, tiny_table)
+    assert rep.in_sample is None and "records no digest" in format_report(rep)
+
+
 def test_held_out_by_count_never_trains_on_a_copy_of_a_scored_row(tiny_table: Path) -> None:
     """Issue 12, item 13: configs repeated across combined tables stay on one side of every split."""
     from hwprune.predict.report import held_out_predictions

@@ -43,14 +43,32 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_model_and_input_come_from_the_table(
     table: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Most of the model's latency lies on shapes the table never measured: refused unless opted in.
+    assert main(["prune", "--table", str(table), "--latency-ratio", "0.8"]) == 2
+    err = capsys.readouterr().err
+    assert "the predictor must have measured the layer shapes of small_resnet at (1, 1, 28, 28)" in err
+    assert "--allow-unmeasured" in err
     with caplog.at_level(logging.WARNING, logger="hwprune"):
-        assert main(["prune", "--table", str(table), "--latency-ratio", "0.8"]) == 0
+        rc = main(["prune", "--table", str(table), "--latency-ratio", "0.8", "--allow-unmeasured"])
+    assert rc == 0
     assert capsys.readouterr().out.startswith("small_resnet (1, 1, 28, 28): predicted")
-    warned = [r.getMessage() for r in caplog.records if "the plan extrapolates" in r.getMessage()]
+    warned = [r.getMessage() for r in caplog.records if "there the predictor guesses" in r.getMessage()]
     assert len(warned) == 1
     # The stem and layers.0 were never measured; layers.1.conv2 and layers.2.conv2 were.
-    assert "stem.0" in warned[0] and "layers.0.conv1" in warned[0]
-    assert "layers.1.conv2," not in warned[0] + ","
+    assert (
+        "stem.0 (" in warned[0]
+        and "layers.0.conv1 (" in warned[0]
+        and "of the predicted latency" in warned[0]
+    )
+    assert "layers.1.conv2 (" not in warned[0]
+
+
+def test_a_missed_budget_exits_non_zero(table: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 18, item 8: `--latency-ms 0.00001` printed "NOT met" and exited 0."""
+    rc = main(["prune", "--table", str(table), "--latency-ms", "0.00001", "--allow-unmeasured"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "NOT met" in out
+    assert "hwprune prune: budget NOT met: the plan predicts" in err and "--min-channel-ratio" in err
 
 
 def test_predictor_alone_requires_model_and_input(
@@ -90,6 +108,7 @@ def test_predictor_alone_requires_model_and_input(
                 "1,1,28,28",
                 "--latency-ratio",
                 "0.8",
+                "--allow-unmeasured",
             ]
         )
         == 0
