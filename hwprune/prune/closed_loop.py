@@ -62,6 +62,8 @@ class LoopRound:
         share: The candidate's per-round share of dense (median), or None without a dense timing.
         met: Whether the candidate met the budget within the tolerance
             (:func:`hwprune.prune.stopwatch.judge`).
+        build_s: Seconds the target's runtime spent preparing the networks of this round (graph capture,
+            ``torch.compile``): the cost of checking a step in a deploy runtime.
     """
 
     predicted_ms: float
@@ -74,6 +76,7 @@ class LoopRound:
     measured_spread_ms: float | None = None
     share: float | None = None
     met: bool | None = None
+    build_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,7 @@ def plan_and_verify(
         ...                      target="cpu_torch")  # doctest: +SKIP
     """
     from hwprune.measure import load_target
-    from hwprune.measure.model_timing import can_time_models, time_models
+    from hwprune.measure.model_timing import ModelTimingError, can_time_models, time_models
 
     if isinstance(max_rounds, bool) or int(max_rounds) < 0:
         raise ValueError(f"`max_rounds` must be an int >= 0, got {max_rounds!r}")
@@ -199,17 +202,25 @@ def plan_and_verify(
         return VerifiedPlan(plan, (), True, f"target {target.name!r} cannot be timed here: open loop")
     rounds: list[LoopRound] = []
     best: tuple[Plan, LoopRound] | None = None
+    failure = ""
     for i in range(int(max_rounds) + 1):
         cand = _candidate(model, shape, plan, ignored_layers)
-        if dense is not None:
-            dense_t, (cur_t, cand_t) = time_against_dense(
-                target, dense, [model, cand], shape, stopwatch=stopwatch
-            )
-        else:
-            dense_t = None
-            cur_t, cand_t = time_models(
-                target, [model, cand], shape, rounds=stopwatch.rounds, evaluator=stopwatch.evaluator
-            )
+        try:
+            if dense is not None:
+                dense_t, (cur_t, cand_t) = time_against_dense(
+                    target, dense, [model, cand], shape, stopwatch=stopwatch
+                )
+            else:
+                dense_t = None
+                cur_t, cand_t = time_models(
+                    target, [model, cand], shape, rounds=stopwatch.rounds, evaluator=stopwatch.evaluator
+                )
+        except ModelTimingError as err:
+            # A capture or compile that fails is this candidate's result, not the end of the run.
+            failure = str(err)
+            log.warning("closed loop round %d: the candidate could not be timed: %s", i, failure)
+            break
+        build = cur_t.build_s + cand_t.build_s + (0.0 if dense_t is None else dense_t.build_s)
         verdict = judge(
             cand_t,
             dense_t,
@@ -244,8 +255,13 @@ def plan_and_verify(
             measured_spread_ms=cand_t.iqr_ms,
             share=verdict.share,
             met=verdict.met,
+            build_s=build,
         )
         rounds.append(rnd)
+        if build > 0:
+            log.info(
+                "closed loop round %d: runtime %s prepared the networks in %.1f s", i, target.runtime, build
+            )
         log.info(
             "closed loop round %d: predicted %.4g ms (planner budget %.4g ms); %s (current %.4g ms)%s",
             i,
@@ -281,6 +297,8 @@ def plan_and_verify(
             break
     if best is None:
         empty = dataclasses.replace(plan, removals={}, latency_after_ms=plan.latency_before_ms)
+        if not rounds:
+            return VerifiedPlan(empty, (), False, f"refused: the candidate could not be timed ({failure})")
         last = rounds[-1]
         return VerifiedPlan(
             empty,

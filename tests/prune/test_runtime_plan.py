@@ -10,6 +10,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import torch
 
 from hwprune.callbacks.predictor_factory import ensure_predictor
 from hwprune.measure import EvaluatorConfig, read_table, time_models
@@ -42,3 +43,36 @@ def test_an_inductor_target_plans_small_resnet_and_predicts_the_compiled_model(t
         assert abs(p / t.median_ms - 1) <= 0.20, (p, t.median_ms)  # DESIGN: within 20% in CI
     speedup, _ = t_pruned.speedup_over(t_dense)
     assert speedup > 1.2  # a 50% plan is measurably faster in the runtime it was planned for
+
+
+class _Branchy(torch.nn.Module):
+    """small_resnet behind data-dependent control flow: torch.compile(fullgraph=True) cannot capture it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = build_model("small_resnet")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.net(x)
+        if y.sum() > 0:
+            return y
+        return -y
+
+
+def test_a_candidate_that_cannot_compile_is_refused_with_the_error(predictor: object) -> None:
+    from hwprune.prune.closed_loop import plan_and_verify
+
+    model = _Branchy().eval()
+    budget = 0.6 * pred_model(predictor, model)
+
+    def planner(gm, b):  # noqa: ANN001, ANN202
+        return plan_pruning(gm, predictor, SHAPE, b, min_channel_ratio=0.25)  # type: ignore[arg-type]
+
+    vp = plan_and_verify(model, predictor, SHAPE, budget, planner, target=TARGET)
+    assert not vp.accepted and not vp.plan.removals
+    assert "refused: the candidate could not be timed" in vp.reason
+    assert "runtime 'inductor'" in vp.reason and "compile failed" in vp.reason
+
+
+def pred_model(predictor: object, model: torch.nn.Module) -> float:
+    return float(predictor.predict_model(model, SHAPE))  # type: ignore[attr-defined]
