@@ -95,6 +95,7 @@ def time_models(
     *,
     rounds: int = 5,
     evaluator: EvaluatorConfig | None = None,
+    progress: bool = False,
 ) -> list[ModelTiming]:
     """Time whole networks on ``target`` in interleaved rounds.
 
@@ -110,6 +111,8 @@ def time_models(
         rounds: Interleaved rounds (>= 1).
         evaluator: Settings of each round's sample (default: 1 warm-up, 3 samples of >= 50 ms; short
             samples of a launch-bound GPU network spread by 20-60% on the lent H200).
+        progress: Show a progress bar while the networks are prepared, in a runtime that compiles them
+            (a ``torch.compile`` takes 6-17 s a network on the H200, 3-20 s on this CPU).
 
     Returns:
         One :class:`ModelTiming` per model, in order.
@@ -138,7 +141,18 @@ def time_models(
     backend.setup()
     try:
         runners = []
-        for i, m in enumerate(models):
+        from tqdm.auto import tqdm
+
+        from hwprune.measure.runtimes import runtime_for
+
+        bar = tqdm(
+            list(enumerate(models)),
+            desc=f"{target.name}: preparing ({target.runtime})",
+            unit="net",
+            disable=not (progress and runtime_for(target).compiles),
+            leave=False,
+        )
+        for i, m in bar:
             try:
                 r = backend.model_runner(m, shape)
                 # first calls build kernels / pick algorithms: keep them out of every round

@@ -101,6 +101,8 @@ class Runtime(ABC):
     backends: ClassVar[tuple[str, ...]] = ()
     #: Whether the runtime removes per-op Python dispatch and kernel launches.
     launch_free: ClassVar[bool] = False
+    #: Whether preparing a network takes seconds (a compile): time_models then shows a progress bar.
+    compiles: ClassVar[bool] = False
     #: The export format a network planned for this runtime is deployed from
     #: (:func:`hwprune.prune.bundle.export_model`).
     export_format: ClassVar[str] = "torch_export"
@@ -247,6 +249,7 @@ class InductorRuntime(Runtime):
     backends = ("torch_cpu", "cudnn")
     launch_free = True
     export_format = "aoti"  # AOTInductor: the compiled network without Python
+    compiles = True
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)

@@ -152,7 +152,7 @@ def calibrate_on_target(
 
     shape = tuple(int(s) for s in input_shape)
     nets = [model, *(variants if variants is not None else calibration_variants(model, shape, seed=seed))]
-    timings = time_models(target, nets, shape, rounds=rounds)
+    timings = time_models(target, nets, shape, rounds=rounds, progress=True)
     for _ in range(retries):
         # Load on a shared machine comes in bursts: time a network whose rounds spread too much again,
         # and keep its steadiest timing (a median inflated by a burst would teach a false overhead).
