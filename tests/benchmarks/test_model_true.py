@@ -106,6 +106,9 @@ def test_min_ratio_flag_reaches_the_config(monkeypatch: pytest.MonkeyPatch, tmp_
         return {"setting": spec, "timings": {"dense": {"median_ms": 1.0, "speedup": 1.0}}}
 
     monkeypatch.setattr(model_true, "run_setting", fake)
+    # main() configures logging for a command-line run (a root handler at INFO); in-process that would
+    # outlive this test and change what later tests' log captures see.
+    monkeypatch.setattr(model_true.logging, "basicConfig", lambda **kw: None)
     argv = [
         "--setting",
         "small_resnet:1:28",

@@ -86,7 +86,9 @@ def test_ratio_of_an_uncalibrated_predictor_is_a_share_of_the_whole_model(
         assert step.measured_dense_ms is not None and step.measured_share is not None
 
 
-def test_untimed_ratio_says_which_latency_it_is_of(tmp_path: Path, predictor: object, caplog) -> None:  # noqa: ANN001
+def test_untimed_ratio_says_which_latency_it_is_of(  # noqa: ANN001
+    tmp_path: Path, predictor: object, caplog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Item 1 where nothing is timed: the ratio is of the predicted conv sum, and the run says so; item 9:
     the outcome is shown on the console even when it is good news."""
     pl.seed_everything(0)
@@ -100,29 +102,27 @@ def test_untimed_ratio_says_which_latency_it_is_of(tmp_path: Path, predictor: ob
         export=None,
         verify=False,
     )
-    # Lightning's package loggers stop propagating when imported before the root logger has a handler
-    # (the whole suite's order decides that), so listen on them directly, not only on the root.
-    tops = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning.pytorch")]
-    for top in tops:
-        top.addHandler(caplog.handler)
-    try:
-        with caplog.at_level(logging.INFO):
-            _trainer(tmp_path, cb).fit(_module(), _data(0), _data(1))
-    finally:
-        for top in tops:
-            top.removeHandler(caplog.handler)
+    # The outcome goes to the console through Lightning's rank-zero logger (`console_info`). Whether a
+    # pytest log capture sees that logger's records depends on the order Lightning was imported in (the
+    # whole suite decides it), so the call itself is recorded, and the real function still runs.
+    import hwprune.callbacks.hw_pruning as hw
+
+    shown: list[str] = []
+    real = hw.console_info
+
+    def spy(message: str) -> None:
+        shown.append(message)
+        real(message)
+
+    monkeypatch.setattr(hw, "console_info", spy)
+    with caplog.at_level(logging.INFO):
+        _trainer(tmp_path, cb).fit(_module(), _data(0), _data(1))
     assert cb.dense_measured_ms is None
     assert "predicted sum of the dense model's convs" in cb.budget_basis
     assert "cannot be timed in this process" in cb.budget_basis
     md = (tmp_path / "report" / "pruning_report.md").read_text()
     assert "budget: latency_ratio=0.6 is a share of the predicted sum" in md
-    # On the console: through Lightning's rank-zero logger, which has a console handler (hwprune's own
-    # logger at INFO shows nothing in a plain script).
-    seen = {id(r): r for r in caplog.records}.values()  # once, whether it reached us directly or by the root
-    (record,) = [r for r in seen if r.getMessage().startswith("hwprune: budget met: predicted")]
-    assert (
-        record.name.endswith("utilities.rank_zero") and logging.getLogger(record.name.split(".")[0]).handlers
-    )
+    assert [m for m in shown if m.startswith("hwprune: budget met: predicted")]
 
 
 def test_predictor_of_another_model_is_refused(tmp_path: Path, predictor: object) -> None:
