@@ -46,8 +46,12 @@ LAYERS: list[tuple[str, ...]] = [
     ("hwprune.verify",),
     ("hwprune.callbacks",),
     ("hwprune.module", "hwprune.run", "hwprune.cli", "hwprune"),
+    ("hwprune.measure.cli", "hwprune.predict.cli", "hwprune.prune.cli"),
 ]
-"""hwprune's layers, lowest first: a module may import its own layer's modules and lower ones only."""
+"""hwprune's layers, lowest first: a module may import its own layer's modules and lower ones only.
+
+The command-line modules are the top layer wherever they live: each is a composition root that wires the
+stages together for a shell user (``hwprune measure --adaptive`` fits a predictor as it measures)."""
 
 
 def layer_of(module: str) -> int:
