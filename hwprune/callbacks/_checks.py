@@ -10,7 +10,6 @@ the valid choices, as Lightning's callbacks do. At run time the schedule is chec
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -79,21 +78,13 @@ def _check_predictor(predictor: Any) -> None:
 
 
 def _check_budget_and_schedule(a: Mapping[str, Any]) -> None:
-    ratio, ms = a["latency_ratio"], a["latency_ms"]
-    if (ratio is None) == (ms is None):
-        raise ValueError(
-            f"exactly one of `latency_ratio` and `latency_ms` must be given, got latency_ratio={ratio!r}, "
-            f"latency_ms={ms!r}"
-        )
-    if isinstance(a["predictor"], Mapping):
-        from hwprune.callbacks._multi import check_multi
+    from hwprune.verify.budget import Budget
 
-        check_multi(a["predictor"], ratio, ms, a["target"])
-    else:
-        if ratio is not None and not (isinstance(ratio, int | float) and 0.0 < float(ratio) < 1.0):
-            raise ValueError(f"`latency_ratio` must be a fraction in (0, 1), got {ratio!r}")
-        if ms is not None and not (isinstance(ms, int | float) and math.isfinite(ms) and ms > 0):
-            raise ValueError(f"`latency_ms` must be a latency in ms (> 0), got {ms!r}")
+    predictor = a["predictor"]
+    names = [str(k) for k in predictor] if isinstance(predictor, Mapping) else None
+    if names is not None:
+        _check_targets(names, a["target"])
+    Budget.parse(a["latency_ratio"], a["latency_ms"], names)
     for name, low in (("start_epoch", 0), ("prune_every_n_epochs", 1), ("num_steps", 1)):
         if not _is_int_at_least(a[name], low):
             raise ValueError(f"`{name}` must be an int >= {low}, got {a[name]!r}")
@@ -102,6 +93,21 @@ def _check_budget_and_schedule(a: Mapping[str, Any]) -> None:
     ratio_min = a["min_channel_ratio"]
     if not isinstance(ratio_min, int | float) or not 0.0 < ratio_min <= 1.0:
         raise ValueError(f"`min_channel_ratio` must be a fraction in (0, 1], got {ratio_min!r}")
+
+
+def _check_targets(names: list[str], target: Any) -> None:
+    """Several targets: ``predictor`` names at least one, and ``target`` is None or names the same ones."""
+    if not names:
+        raise ValueError("`predictor` must name at least one target, got an empty mapping")
+    if target is None:
+        return
+    if not isinstance(target, Mapping):
+        raise ValueError(
+            f"`target` must be None or a mapping of target name -> target when `predictor` names several "
+            f"targets, got {type(target).__name__}"
+        )
+    if sorted(str(k) for k in target) != sorted(names):
+        raise ValueError(f"`target` must name the same targets as `predictor` ({names}), got {list(target)}")
 
 
 def _check_choices(a: Mapping[str, Any]) -> None:

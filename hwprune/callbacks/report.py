@@ -16,84 +16,29 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from hwprune.callbacks._lightning import rank_zero_only
 from hwprune.prune.graph import count_macs
 from hwprune.prune.model_latency import predicted_latency
-from hwprune.prune.stopwatch import (
-    MET_TOLERANCE,
-    STOPWATCH,
-    Stopwatch,
-    judge,
-    share_of_dense,
-    time_against_dense,
-)
 from hwprune.staircase import Predictor
+from hwprune.verify.report import PruneStepLog, measured_latency
+from hwprune.verify.stopwatch import MET_TOLERANCE, judge
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "PruneStepLog",
     "budget_status",
     "build_report",
     "log_step",
-    "measured_latency",
     "render_markdown",
     "step_metrics",
     "write_report",
 ]
-
-
-@dataclass(frozen=True)
-class PruneStepLog:
-    """One scheduled prune step, as reported.
-
-    Attributes:
-        step: Step number (0-based, counting attempts).
-        epoch: Epoch at whose start it ran.
-        budget_ms: The step's predicted-latency budget.
-        latency_before_ms: Predicted latency before.
-        latency_after_ms: Predicted latency after.
-        feasible: Whether the budget was met.
-        plan_seconds: Planning + pruning wall time.
-        score_before: Monitored metric at the time of the step.
-        outcome: ``"pruned"``, ``"no-op"`` or ``"rolled back"``.
-        measured_before_ms: Measured latency on the target before the step (the closed loop), else None.
-        measured_after_ms: Measured latency of the applied step's model; the closed loop never applies
-            one above ``measured_before_ms``.
-        closed_loop: The closed loop's rounds (predicted, measured, current ms, configs added).
-        closed_loop_note: Why the step was accepted or refused.
-        per_target: With several targets, each target's side of the step (empty with one target).
-        measured_dense_ms: The dense model timed in the same rounds as the step, or None.
-        measured_share: The applied model's measured share of dense, or None.
-        measured_budget_ms: The budget the step's measurement was judged against, or None.
-        measured_met: Whether the step's measurement met it (within the stated tolerance), or None.
-    """
-
-    step: int
-    epoch: int
-    budget_ms: float
-    latency_before_ms: float
-    latency_after_ms: float
-    feasible: bool
-    plan_seconds: float
-    score_before: float | None
-    outcome: str
-    measured_before_ms: float | None = None
-    measured_after_ms: float | None = None
-    closed_loop: tuple[dict[str, Any], ...] = ()
-    closed_loop_note: str = ""
-    per_target: tuple[dict[str, Any], ...] = ()
-    measured_dense_ms: float | None = None
-    measured_share: float | None = None
-    measured_budget_ms: float | None = None
-    measured_met: bool | None = None
 
 
 def step_metrics(net: nn.Module, input_shape: Sequence[int], entry: PruneStepLog) -> dict[str, float]:
@@ -152,71 +97,6 @@ def log_step(trainer: Any, net: nn.Module, input_shape: Sequence[int], entry: Pr
         metrics["pruning/macs"] / 1e6,
         entry.outcome,
     )
-
-
-def measured_latency(
-    target: Any,
-    dense: nn.Module,
-    pruned: nn.Module,
-    input_shape: Sequence[int],
-    *,
-    verify: bool = True,
-    target_name: str | None = None,
-    stopwatch: Stopwatch = STOPWATCH,
-) -> dict[str, Any]:
-    """The dense and pruned networks timed end to end on ``target``, with the one stopwatch.
-
-    The same timing as every prune step's check (:func:`hwprune.prune.stopwatch.time_against_dense`,
-    :data:`~hwprune.prune.stopwatch.STOPWATCH`): the dense model and the pruned one in the same interleaved
-    rounds, so their per-round ratio holds under a shared machine's bursts of load.
-
-    Args:
-        target: The :class:`~hwprune.measure.Target` to time on, which times whole models here
-            (:func:`hwprune.measure.can_time_models`); None when it cannot be timed in this process. Its
-            backend sets the target's threads for the timing and hands training's back when it closes.
-        dense: The dense network.
-        pruned: The pruned network.
-        input_shape: The input shape, including the deployment batch.
-        verify: False: nothing is timed (the note says so).
-        target_name: The name the note gives an untimed target.
-        stopwatch: The timing settings (default: the one every check uses).
-
-    Returns:
-        ``{"before_ms", "after_ms", "before_iqr_ms", "after_iqr_ms", "share", "share_iqr", "rounds",
-        "note"}``; the note names the target, its settings, torch and the stopwatch, or why nothing was
-        timed (times are then None).
-    """
-    empty = {"before_ms": None, "after_ms": None, "before_iqr_ms": None, "after_iqr_ms": None}
-    if not verify:
-        return {**empty, "share": None, "share_iqr": None, "rounds": 0, "note": "verify=False"}
-    if target is None:
-        name = target_name or "the target"
-        return {
-            **empty,
-            "share": None,
-            "share_iqr": None,
-            "rounds": 0,
-            "note": f"target {name!r} cannot be timed in this process",
-        }
-    a, (b,) = time_against_dense(target, dense, [pruned], input_shape, stopwatch=stopwatch)
-    share, share_iqr = share_of_dense(b, a)
-    opts = ", ".join(f"{k}={v}" for k, v in sorted(target.options.items()))
-    note = (
-        f"measured on target {target.name} ({target.backend}, {target.dtype}, batch {input_shape[0]}, "
-        f"{opts}), torch {torch.__version__}, {stopwatch.describe()}"
-    )
-    return {
-        "before_ms": a.median_ms,
-        "after_ms": b.median_ms,
-        "before_iqr_ms": a.iqr_ms,
-        "after_iqr_ms": b.iqr_ms,
-        "before_rounds_ms": list(a.rounds_ms),
-        "after_rounds_ms": list(b.rounds_ms),
-        "share": share,
-        "share_iqr": share_iqr,
-        "rounds": stopwatch.rounds,
-        "note": note,
-    }
 
 
 def _conv_channels(net: nn.Module) -> dict[str, tuple[int, int]]:

@@ -138,6 +138,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     from hwprune.predict import LatencyPredictor
     from hwprune.prune import conv_widths, predicted_latency, prune_to_budget
     from hwprune.prune.coverage import UNMEASURED_SHARE_LIMIT, check_coverage, unmeasured_layers
+    from hwprune.verify.budget import Budget
 
     if not args.predictor and not args.table:
         raise ValueError("`--predictor` or `--table` must be given, got neither")
@@ -174,9 +175,13 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         log.warning("cannot check that the predictor was measured on %s's layer shapes", name)
     dense = conv_widths(model)
     before = predicted_latency(predictor, model, shape)
-    if args.latency_ratio is not None and not 0 < args.latency_ratio < 1:
-        raise ValueError(f"`--latency-ratio` must be a fraction in (0, 1), got {args.latency_ratio}")
-    budget = args.latency_ms if args.latency_ms is not None else args.latency_ratio * before
+    try:
+        spec = Budget.parse(args.latency_ratio, args.latency_ms)
+    except ValueError as err:  # the CLI's names for the same arguments
+        raise ValueError(
+            str(err).replace("`latency_ratio`", "`--latency-ratio`").replace("`latency_ms`", "`--latency-ms`")
+        ) from None
+    budget = spec.final_ms("cli", before)
     res = prune_to_budget(
         model,
         predictor,

@@ -36,7 +36,14 @@ from hwprune.staircase import Predictor, friendly_from_curve
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AtBatch", "MultiTargetPlan", "TargetConflict", "TargetResult", "plan_for_targets"]
+__all__ = [
+    "AtBatch",
+    "MultiTargetPlan",
+    "TargetConflict",
+    "TargetResult",
+    "plan_for_targets",
+    "single_target_plan",
+]
 
 
 class AtBatch:
@@ -229,6 +236,10 @@ def plan_for_targets(
     if not step > 0:
         raise ValueError(f"`step` must be > 0, got {step!r}")
     shape = tuple(int(s) for s in input_shape)
+    if len(predictors) == 1:  # one target is a list of one: its own plan, nothing to fold or re-weight
+        ((name, pred),) = predictors.items()
+        plan = plan_pruning(gm, pred, (int(batches[name]), *shape[1:]), float(budgets_ms[name]), **plan_kwargs)  # type: ignore[arg-type]
+        return single_target_plan(name, plan, float(budgets_ms[name]), floor_ms(pred))
     members = {t: AtBatch(p, batches[t]) for t, p in predictors.items()}
     # Below its dispatch floor no cut helps a target: plan each to max(budget, floor).
     eff = {t: max(float(budgets_ms[t]), members[t].floor_ms_) for t in members}
@@ -312,6 +323,31 @@ def plan_for_targets(
             sum(1 for c in conflicts if c.target == r.target),
         )
     return MultiTargetPlan(plan, targets, tuple(conflicts), made, feasible)
+
+
+def single_target_plan(name: str, plan: Plan, budget_ms: float, floor: float = 0.0) -> MultiTargetPlan:
+    """One target's :class:`~hwprune.prune.planner.Plan` as a :class:`MultiTargetPlan` of one.
+
+    Args:
+        name: The target's name.
+        plan: Its plan (from :func:`~hwprune.prune.planner.plan_pruning`).
+        budget_ms: The budget it was planned to.
+        floor: The target's dispatch floor in ms.
+
+    Returns:
+        The plan of one target: its latencies are the plan's own, ``met`` is the plan's ``feasible``.
+    """
+    result = TargetResult(
+        target=name,
+        budget_ms=float(budget_ms),
+        floor_ms=float(floor),
+        latency_before_ms=float(plan.latency_before_ms),
+        latency_after_ms=float(plan.latency_after_ms),
+        met=bool(plan.feasible),
+        weight=1.0,
+        gave_way_ms=0.0,
+    )
+    return MultiTargetPlan(plan, {name: result}, (), 1, bool(plan.feasible))
 
 
 def _conflicts(

@@ -183,9 +183,10 @@ def replay(decide: Callable[..., Any]) -> dict[str, Any]:
 
 def decide_now(net, preds, batches, shape, budgets, options):  # type: ignore[no-untyped-def]
     """Today's decision path, open loop (nothing is timed: the recording is of the plans)."""
-    from hwprune.verify import decide
+    from hwprune.verify import TargetSide, decide
 
-    return decide(net, preds, shape, budgets, batches=batches, planner_options=options, timing=None)
+    sides = [TargetSide(t, p, batches[t]) for t, p in preds.items()]
+    return decide(net, sides, shape, budgets, planner_options=options, dense=net)
 
 
 def main(argv: list[str] | None = None) -> int:
