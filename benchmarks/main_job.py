@@ -9,7 +9,7 @@ script writes, so it always points to a run whose report is in the repository:
 It writes ``metrics.json``, ``pruning_report.json``, ``pruning_report.md`` and ``config.yaml`` from the run
 folder, plus ``run.json`` (machine, date, commit, command, the cached table's state, the wall time, and a
 ``standalone`` timing of the saved ``pruned.pt`` against a fresh dense model in this process, with the same
-stopwatch as the run's checks, :data:`hwprune.prune.stopwatch.STOPWATCH`, judged the same way; its
+stopwatch as the run's checks, :data:`hwprune.verify.stopwatch.STOPWATCH`, judged the same way; its
 ``agrees`` says whether it reaches the report's "met / NOT met").
 """
 
@@ -77,8 +77,8 @@ def standalone_timing(run_dir: Path) -> dict[str, object] | None:
 
     The dense model is built from the run's ``config.yaml``, the pruned one rebuilt from the bundle
     (:func:`hwprune.prune.bundle.load_pruned`); both are timed on the run's device with
-    :func:`hwprune.prune.stopwatch.time_against_dense` and judged with
-    :func:`hwprune.prune.stopwatch.judge` against the run's budget.
+    :func:`hwprune.verify.stopwatch.time_against_dense` and judged with
+    :func:`hwprune.verify.stopwatch.judge` against the run's budget.
 
     Args:
         run_dir: The run folder (``config.yaml``, ``pruned.pt``, ``pruning_report.json``).
@@ -92,7 +92,7 @@ def standalone_timing(run_dir: Path) -> dict[str, object] | None:
 
     from hwprune.measure import can_time_models
     from hwprune.prune.bundle import load_pruned
-    from hwprune.prune.stopwatch import STOPWATCH, judge, time_against_dense
+    from hwprune.verify.stopwatch import STOPWATCH, judge, time_against_dense
 
     bundle, config, report = run_dir / "pruned.pt", run_dir / "config.yaml", run_dir / "pruning_report.json"
     if not (bundle.is_file() and config.is_file() and report.is_file()):

@@ -5,7 +5,7 @@ For each setting (model, batch, image size) on one target, in the setting users 
 1. ``runs`` times, each with a fresh cache (a freshly measured table): the training path's predictor
    (:func:`hwprune.callbacks.predictor_factory.ensure_predictor`: 2-D layer space + pruned variants' configs,
    fitted, then whole-model calibrated on the target), then for each budget ratio a plan made through the
-   closed loop (:func:`hwprune.prune.closed_loop.plan_and_verify`) and applied.
+   closed loop (:func:`hwprune.verify.loop.plan_and_verify`) and applied.
 2. Torch-Pruning baselines at the same parameter count as run 0's plan: uniform L1, ``round_to=8``,
    ``round_to=32``, and global pruning with ``round_to=8`` (the pruning ratio is bisected to match).
 3. Every model, the dense one included, timed end to end on the target in interleaved rounds
@@ -47,7 +47,7 @@ from hwprune.models import build_model
 from hwprune.predict import LatencyPredictor
 from hwprune.predict.predictor import within_share
 from hwprune.prune import apply_removals, build_groups, plan_pruning
-from hwprune.prune.closed_loop import plan_and_verify
+from hwprune.verify.loop import plan_and_verify
 from hwprune.staircase import is_slowdown
 
 log = logging.getLogger(__name__)

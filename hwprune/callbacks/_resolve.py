@@ -1,5 +1,5 @@
-"""What :class:`~hwprune.callbacks.HardwareAwarePruning` resolves in ``setup`` (rank 0): the predictor it
-plans with, the target it times on, and the smallest model its schedule may reach.
+"""What :class:`~hwprune.callbacks.HardwareAwarePruning` resolves in ``setup`` (rank 0): each target's
+predictor (a path, an object or a factory) and its :class:`~hwprune.verify.sides.TargetSide`.
 """
 
 from __future__ import annotations
@@ -8,33 +8,25 @@ import copy
 import dataclasses
 import logging
 import os
-import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
 from hwprune.callbacks._lightning import rank_zero_only
-from hwprune.prune.graph import build_groups
-from hwprune.prune.planner import plan_pruning
 from hwprune.staircase import Predictor
+from hwprune.verify.sides import (
+    TargetSide,
+    batch_of,
+    budget_basis,
+    calibrate_for_run,
+    resolve_target,
+    warn_on_mismatch,
+)
 
 log = logging.getLogger(__name__)
 
-RECALIBRATE_OFF_BY: float = 0.1
-"""A calibrated predictor whose dense prediction is off the dense model measured here by more than this
-share is calibrated again on this run's target (a file calibrated on another machine, or under load)."""
-
-__all__ = [
-    "RECALIBRATE_OFF_BY",
-    "budget_basis",
-    "calibrate_for_run",
-    "check_reachable",
-    "resolve_predictor",
-    "resolve_target",
-    "smallest_latency_ms",
-    "warn_on_mismatch",
-]
+__all__ = ["calibrate_sides", "resolve_predictor", "resolve_sides"]
 
 
 def resolve_predictor(
@@ -68,226 +60,78 @@ def resolve_predictor(
     return arg(net, input_shape)  # type: ignore[no-any-return]
 
 
-def resolve_target(arg: Any, predictor: Any, verify: bool, batch: int) -> Any:
-    """The :class:`~hwprune.measure.Target` to time end to end here, at the run's batch, or None.
-
-    Args:
-        arg: The callback's ``target`` (a Target, a catalogue name, or None for the predictor's
-            ``target_``).
-        predictor: The resolved predictor.
-        verify: The callback's ``verify`` (False: nothing is timed).
-        batch: The run's batch (``input_shape[0]``).
-
-    Returns:
-        The target, or None where it is unknown or cannot be timed in this process (logged).
-    """
-    from hwprune.measure import can_time_models, load_target
-
-    arg = arg or getattr(predictor, "target_", None)
-    if arg is None or not verify:
-        return None
-    try:
-        target = load_target(arg)
-    except ValueError as err:
-        rank_zero_only(log.info)("target %r is not in the catalogue, so it is not timed here: %s", arg, err)
-        return None
-    if not can_time_models(target):
-        rank_zero_only(log.info)(
-            "target %s (backend %s) cannot be timed in this process: steps are planned open loop",
-            target.name,
-            target.backend,
-        )
-        return None
-    return dataclasses.replace(target, batch=batch)
-
-
-def _hardware_name(target: Any) -> str:
-    from hwprune.measure import Backend
-
-    backend = Backend.create(target.backend, target)
-    try:
-        backend.setup()
-        return str(backend.hardware_name() or "")  # tables record the hardware's name, not the config's
-    finally:
-        backend.close()
-
-
-def warn_on_mismatch(predictor: Any, target: Any, input_shape: Sequence[int]) -> None:
-    """Warn when the predictor was fitted for another batch or another device than this run's.
-
-    Args:
-        predictor: The resolved predictor (its ``batches_`` and ``device_``, where it has them).
-        target: The resolved target, or None (no device check).
-        input_shape: The planned input shape.
-    """
-    batches = tuple(getattr(predictor, "batches_", ()) or ())
-    if batches and input_shape[0] not in batches:
-        warnings.warn(
-            f"the predictor was fitted on batch {list(batches)}, but this run plans for batch "
-            f"{input_shape[0]} (`input_shape`): latency does not scale linearly with the batch, "
-            "so measure the layer space at the deployment batch",
-            UserWarning,
-            stacklevel=3,
-        )
-    fitted_on = str(getattr(predictor, "device_", "") or "")
-    if target is None or not fitted_on or fitted_on == "unknown":
-        return
-    here = _hardware_name(target)
-    if here and here != fitted_on:
-        warnings.warn(
-            f"the predictor was fitted on device {fitted_on!r}, but this run times target "
-            f"{target.name!r} on {here!r}: its stairs may fall elsewhere here; the closed loop "
-            "corrects the whole-model calibration, not the per-layer stairs",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def smallest_latency_ms(
-    predictor: Predictor,
-    dense: nn.Module,
+def resolve_sides(
+    predictor: Any,
+    target: Any,
+    verify: bool,
+    net: nn.Module,
     input_shape: tuple[int, ...],
     *,
-    planner_options: dict[str, Any],
-    ignored_layers: Sequence[str],
-) -> float:
-    """Predicted latency of the smallest model the planner may reach from the dense one.
+    progress: bool = True,
+) -> list[TargetSide]:
+    """Every target's side: its predictor (a factory measures at its batch), batch and timing target.
+
+    One target (``predictor`` not a mapping) is a list of one: it runs at ``input_shape``'s batch, is
+    named by its predictor's ``target_``, and is checked for a batch or device its predictor was not
+    fitted on. Several: each at its factory's target batch, or its predictor's only fitted batch.
 
     Args:
-        predictor: The predictor.
-        dense: The dense network (copied; not changed).
-        input_shape: The planned input shape.
-        planner_options: The callback's keyword arguments of :func:`hwprune.prune.planner.plan_pruning`
-            (snap, dense widths, minimum ratio); the importance is replaced by ``"l1"``.
-        ignored_layers: Layers whose output channels stay.
+        predictor: A predictor, path or factory; or target name -> one of those.
+        target: The callback's ``target``: a Target, a catalogue name or None (the predictor's
+            ``target_``); with several, None or a mapping whose False values mean "never timed here".
+        verify: False: nothing is timed.
+        net: The dense network (a factory measures its layer space).
+        input_shape: The run's input shape.
+        progress: Whether the run shows progress bars (passed to factories that follow it).
 
     Returns:
-        The predicted latency in ms of every prunable group at its minimum ratio, on friendly counts.
+        The sides, the primary one first.
     """
-    gm = build_groups(copy.deepcopy(dense), input_shape, ignored_layers)
-    # A budget below any model: the planner goes as low as the minimum ratio and friendly counts allow.
-    # Which channels stay does not change latency, and l1 needs no gradients.
-    plan = plan_pruning(gm, predictor, input_shape, 1e-9, **{**planner_options, "importance": "l1"})
-    return float(plan.latency_after_ms)
+    several = isinstance(predictor, Mapping)
+    args = predictor if several else {None: predictor}
+    sides: list[TargetSide] = []
+    for name, arg in args.items():
+        batch = batch_of(arg, input_shape[0]) if several else int(input_shape[0])
+        shape = (batch, *input_shape[1:])
+        pred = resolve_predictor(arg, net, shape, progress=progress)
+        if several and not hasattr(arg, "target"):
+            batch = batch_of(pred, batch)
+            shape = (batch, *input_shape[1:])
+        t_arg = target[name] if several and isinstance(target, Mapping) else (None if several else target)
+        fallback = str(name) if several else None
+        timing = (
+            None
+            if t_arg is False
+            else resolve_target(t_arg or getattr(pred, "target_", None) or fallback, pred, verify, batch)
+        )
+        if not several:
+            warn_on_mismatch(pred, timing, shape)
+        label = (
+            str(name) if several else str(getattr(pred, "target_", None) or getattr(timing, "name", "target"))
+        )
+        sides.append(TargetSide(label, pred, int(batch), timing))
+        rank_zero_only(log.info)(
+            "target %s: batch %d, %s", label, batch, "timed here" if timing is not None else "open loop"
+        )
+    return sides
 
 
-def check_reachable(
-    latency_ms: float, floor_ms: float | None, predictor: Any, min_channel_ratio: float
+def calibrate_sides(
+    sides: list[TargetSide], net: nn.Module, input_shape: tuple[int, ...], latency_ratio: Any
 ) -> None:
-    """``latency_ms`` must be reachable by the smallest model the schedule may build.
+    """Time the dense model on every side timed here, calibrating its predictor where needed; say what
+    each side's budget is a share of (:func:`hwprune.verify.sides.calibrate_for_run`, ``budget_basis``).
 
     Args:
-        latency_ms: The callback's absolute budget.
-        floor_ms: :func:`smallest_latency_ms`, or None when unknown (nothing to check).
-        predictor: The predictor (its ``target_`` names the target in the message).
-        min_channel_ratio: The callback's ``min_channel_ratio`` (named in the message).
-
-    Raises:
-        ValueError: If ``latency_ms`` is below ``floor_ms``.
+        sides: :func:`resolve_sides`' sides (set in place: ``dense_measured_ms`` and ``basis``).
+        net: The dense network.
+        input_shape: The run's input shape.
+        latency_ratio: The budget's ratio (one, per target, or None).
     """
-    if floor_ms is None or latency_ms >= floor_ms * (1.0 - 1e-6):
-        return
-    target = getattr(predictor, "target_", None) or "the predictor's target"
-    raise ValueError(
-        "`latency_ms` must be reachable: the smallest model the schedule may build (every prunable group "
-        f"at `min_channel_ratio`={min_channel_ratio:g} of its width, on friendly counts) predicts "
-        f"{floor_ms:.4g} ms on target {target!r}, got {latency_ms:g}; raise `latency_ms` to >= "
-        f"{floor_ms:.4g}, lower `min_channel_ratio`, or give a `latency_ratio` instead"
-    )
-
-
-def calibrate_for_run(
-    predictor: Any, target: Any, dense: nn.Module, input_shape: tuple[int, ...]
-) -> float | None:
-    """Time the dense model on ``target``; calibrate a predictor whose whole-model terms are missing or off.
-
-    ``latency_ratio`` is a share of the dense model's *whole-model* latency whatever the predictor's source
-    (a factory, an object, a ``.skops`` file). A predictor fitted on conv timings alone prices the convs'
-    sum, which misses BatchNorm, activations, adds and launches (a third of the main job's model on a
-    CPU); planned with it, 0.5 of the conv sum measured 0.34 of dense (issue 18). So where the target can
-    be timed here, a predictor without whole-model terms (or whose dense prediction is more than
-    :data:`RECALIBRATE_OFF_BY` off the measurement) is calibrated on the dense model and pruned variants of
-    it (:func:`hwprune.prune.calibration.calibrate_on_target`) before the first plan.
-
-    Args:
-        predictor: The resolved predictor (the callback's own copy: calibrated in place).
-        target: The :class:`~hwprune.measure.Target` timed here, or None (nothing is timed).
-        dense: The dense network (not changed).
-        input_shape: The planned input shape.
-
-    Returns:
-        The dense model's measured latency in ms, or None when ``target`` is None.
-    """
-    if target is None:
-        return None
-    import torch
-
-    from hwprune.prune.calibration import calibrate_on_target
-    from hwprune.prune.model_latency import predicted_latency
-    from hwprune.prune.stopwatch import time_against_dense
-
-    threads = torch.get_num_threads()
-    try:
-        can_calibrate = hasattr(predictor, "calibrate")
-        if can_calibrate and not getattr(predictor, "calibrated", False):
-            rank_zero_only(log.info)(
-                "the predictor has no whole-model terms: calibrating it on target %s (the dense model and "
-                "pruned variants, timed end to end), so that the budget is a share of the whole model",
-                target.name,
-            )
-            return float(calibrate_on_target(predictor, target, dense, input_shape)[0][1])
-        dense_t, _ = time_against_dense(target, dense, [], input_shape)
-        predicted = predicted_latency(predictor, dense, input_shape)
-        off = abs(predicted / dense_t.median_ms - 1.0)
-        if can_calibrate and off > RECALIBRATE_OFF_BY:
-            rank_zero_only(log.warning)(
-                "the predictor prices the dense model at %.4g ms, the target %s measures %.4g ms (%.0f%% "
-                "off): calibrating its whole-model terms again here",
-                predicted,
-                target.name,
-                dense_t.median_ms,
-                100 * off,
-            )
-            return float(calibrate_on_target(predictor, target, dense, input_shape)[0][1])
-        return float(dense_t.median_ms)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def budget_basis(
-    predictor: Any, target: Any, latency_ratio: float | None, dense_measured_ms: float | None
-) -> str:
-    """What ``latency_ratio`` is a share of in this run, in words (logged in ``setup``, kept in the report).
-
-    Args:
-        predictor: The resolved predictor.
-        target: The target timed here, or None.
-        latency_ratio: The callback's ratio, or None (a budget in ms).
-        dense_measured_ms: The dense model measured here (:func:`calibrate_for_run`), or None.
-
-    Returns:
-        The sentence.
-    """
-    if latency_ratio is None:
-        return "the budget is in ms" + (
-            " and judged on the target's measurement" if target is not None else " of predicted latency"
-        )
-    if target is not None and dense_measured_ms is not None:
-        return (
-            f"latency_ratio={latency_ratio:g} is a share of the dense model's whole-model latency measured "
-            f"on target {target.name} ({dense_measured_ms:.4g} ms here); each step is judged on its measured "
-            "share of dense, timed in the same rounds"
-        )
-    name = getattr(predictor, "target_", None) or "the predictor's target"
-    if getattr(predictor, "calibrated", False):
-        return (
-            f"latency_ratio={latency_ratio:g} is a share of the dense model's predicted whole-model latency "
-            f"on {name!r} (calibrated end to end where the predictor was made); the target cannot be timed "
-            "in this process, so nothing here checks it"
-        )
-    return (
-        f"latency_ratio={latency_ratio:g} is a share of the predicted sum of the dense model's convs on "
-        f"{name!r}: the predictor has no whole-model terms and the target cannot be timed in this process, "
-        "so BatchNorm, activations, adds and launches are not in it; calibrate the predictor on the target "
-        "(hwprune.prune.calibration.calibrate_on_target) for a share of the whole model"
-    )
+    for side in sides:
+        shape = side.shape(input_shape)
+        ratio = latency_ratio.get(side.name) if isinstance(latency_ratio, Mapping) else latency_ratio
+        side.dense_measured_ms = calibrate_for_run(side.predictor, side.timing, net, shape)
+        side.basis = budget_basis(side.predictor, side.timing, ratio, side.dense_measured_ms)
+        on = f" (target {side.name})" if len(sides) > 1 else ""
+        rank_zero_only(log.info)("hwprune%s: %s", on, side.basis)

@@ -1,7 +1,8 @@
 """HardwareAwarePruning: prune a model to a latency budget on a target, during fine-tuning.
 
 Each scheduled epoch start, rank 0 plans the step that moves the model its share of the way to the budget
-and checks it on the target where it can (:func:`hwprune.callbacks._step.decide_step`); the decision is
+and checks it on every target where it can (:func:`hwprune.verify.decide`, the one decision path for any
+number of targets); the decision is
 broadcast and every rank applies it through Torch-Pruning's dependency graph
 (:func:`~hwprune.callbacks._step.apply_step`), so all ranks hold the same architecture, and the rebuilt
 optimizers keep the kept channels' momentum. After a step's fine-tuning, a monitored metric that fell too
@@ -35,18 +36,22 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
-from hwprune.callbacks import _checks, _multi, _resolve
+from hwprune.callbacks import _checks, _resolve
 from hwprune.callbacks._lightning import CALLBACK_BASES, console_info, rank_zero_only, use_package_of
 from hwprune.callbacks._network import copy_network, find_network, set_network
-from hwprune.callbacks._step import PruneDecision, apply_step, decide_step
+from hwprune.callbacks._step import apply_step
 from hwprune.callbacks._trainer import rebuild_optimizers, restore_before_weights
-from hwprune.callbacks.report import PruneStepLog, build_report, log_step, write_report
+from hwprune.callbacks.report import build_report, log_step, write_report
 from hwprune.measure.space import check_input_shape
-from hwprune.prune import PruneRecord, conv_widths, predicted_latency, replay_history
+from hwprune.prune import PruneRecord, conv_widths, replay_history
 from hwprune.prune.bundle import ExportFormat, export_model, load_pruned, write_bundle
 from hwprune.prune.importance import ImportanceLike
 from hwprune.prune.optim import remap_optimizer_state
 from hwprune.staircase import Predictor, SnapMode
+from hwprune.verify.budget import Budget
+from hwprune.verify.report import PruneStepLog, report_targets, summary
+from hwprune.verify.sides import TargetSide, check_reachable, dense_latencies, smallest_latency_ms
+from hwprune.verify.step import PruneDecision, decide
 
 if TYPE_CHECKING:  # either package works at run time (see hwprune.callbacks._lightning)
     import pytorch_lightning as pl
@@ -59,11 +64,6 @@ __all__ = ["HardwareAwarePruning", "PruneDecision", "PruneStepLog", "load_pruned
 PredictorLike = Predictor | str | os.PathLike[str] | Callable[[nn.Module, tuple[int, ...]], Predictor]
 RollbackMode = Literal["stop", "shrink"]
 CheckAction = Literal["raise", "warn"]
-
-
-def _one(value: Any) -> float | None:
-    """A budget as one float; None when absent or given per target (several targets)."""
-    return None if value is None or isinstance(value, Mapping) else float(value)
 
 
 class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
@@ -84,9 +84,9 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         latency_ratio: Budget as a fraction in (0, 1) of the dense model's *whole-model* latency on the
             target, whatever the predictor's source. Where the target can be timed here, the dense model
             is timed in ``setup``, a predictor without whole-model terms is calibrated on it first
-            (:func:`hwprune.callbacks._resolve.calibrate_for_run`), and each step and the final check
+            (:func:`hwprune.verify.sides.calibrate_for_run`), and each step and the final check
             are judged on their measured share of dense, timed in the same rounds
-            (:mod:`hwprune.prune.stopwatch`). Elsewhere it is a share of the predicted latency, and
+            (:mod:`hwprune.verify.stopwatch`). Elsewhere it is a share of the predicted latency, and
             ``setup`` logs which (the whole model when the predictor is calibrated, else the conv sum).
         latency_ms: Budget as an absolute predicted latency in ms (> 0). Give exactly one of the two.
             With several targets, either may be one value for all or a mapping target name -> value.
@@ -107,7 +107,7 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         ignored_layers: Module names (relative to the pruned model) whose output channels stay.
         verify: Time the target end to end where this process can (this CPU, a local GPU): every prune
             step's candidate model is timed against the current one before it is applied (the closed
-            loop, :func:`hwprune.prune.closed_loop.plan_and_verify`: a step that measures slower is
+            loop, :func:`hwprune.verify.loop.verify_plan`: a step that measures slower is
             refused, a missed budget re-plans), and at fit end the dense and pruned models are timed
             and reported beside their predictions. Timing uses the target's own settings (threads,
             dtype, TF32, ``cudnn.benchmark``).
@@ -196,9 +196,9 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         _checks.check_arguments(**{k: v for k, v in locals().items() if k in _checks.ARGUMENTS})
         self.predictor_arg = predictor
         self.input_shape = check_input_shape(input_shape)
-        self.latency_ratio_arg, self.latency_ms_arg = latency_ratio, latency_ms  # floats, or per target
-        self.latency_ratio = _one(latency_ratio)
-        self.latency_ms = _one(latency_ms)
+        self.budget = Budget.parse(latency_ratio, latency_ms)  # one value, or per target (checked above)
+        self.latency_ratio, self.latency_ms = self.budget.one()  # single floats; None when per target
+        self.latency_ms_given = latency_ms is not None
         self.start_epoch = start_epoch
         self.prune_every_n_epochs = prune_every_n_epochs
         self.num_steps = num_steps
@@ -221,11 +221,11 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         self.schedule_check = schedule_check
         self.shape_check = shape_check
         self.coverage_check = coverage_check
-        self.predictor: Predictor | None = None  # with several targets: the primary (first) target's
-        self.sides: dict[str, _multi.TargetSide] | None = None  # several targets (rank 0, in setup)
-        self.dense_by_target: dict[str, float] = {}  # several targets: each one's dense latency
+        self.predictor: Predictor | None = None  # the primary (first) target's
+        self.sides: list[TargetSide] | None = None  # every target, the primary first (rank 0, in setup)
+        self.dense_by_target: dict[str, float] = {}  # each target's predicted dense latency
+        self._refusal: str | None = None  # setup's coverage refusal (rank 0)
         self._target: Any = None  # resolved in setup (rank 0): the Target timed end to end, or None
-        self._resolved = False  # setup resolved the predictor and target (rank 0)
         self.dense_measured_ms: float | None = None  # the dense model timed on the target in setup
         self.budget_basis = ""  # what the budget is a share of, in words (setup, rank 0)
         # State (see state_dict): the schedule position and the architecture.
@@ -409,71 +409,65 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             self.schedule_check,
             trainer.fast_dev_run,
         )
-        if _multi.is_multi(self.predictor_arg):
-            refusal = None
-            if trainer.is_global_zero and self.sides is None:
-                self.sides = _multi.resolve_sides(
-                    self.predictor_arg,
-                    self.target_arg,
-                    self.verify,
-                    net,
-                    self.input_shape,
-                    progress=trainer.progress_bar_callback is not None,
-                )
-                primary = next(iter(self.sides.values()))
-                self.predictor, self._target = primary.predictor, primary.timing
-                self.dense_by_target = _multi.dense_latencies(self.sides, self._template, self.input_shape)
-                self.dense_latency_ms = next(iter(self.dense_by_target.values()))
-                refusals = [
-                    r
-                    for s in self.sides.values()
-                    if (r := self._check_coverage(s.predictor, s.name)) is not None
-                ]
-                refusal = refusals[0] if refusals else None
-            refusal = trainer.strategy.broadcast(refusal if trainer.is_global_zero else None, src=0)
-            if refusal is not None:
-                raise ValueError(refusal)
-            return  # each target's budget is checked by the planner: a step says which target is NOT met
-        if trainer.is_global_zero and self.predictor is None:
-            self.predictor = _resolve.resolve_predictor(
-                self.predictor_arg, net, self.input_shape, progress=trainer.progress_bar_callback is not None
-            )
-        refusal = None
-        if trainer.is_global_zero and self.predictor is not None and not self._resolved:
-            self._resolved = True
-            self._target = _resolve.resolve_target(
-                self.target_arg, self.predictor, self.verify, self.input_shape[0]
-            )
-            _resolve.warn_on_mismatch(self.predictor, self._target, self.input_shape)
-            refusal = self._check_coverage()
-            if refusal is None:
-                self.dense_measured_ms = _resolve.calibrate_for_run(
-                    self.predictor, self._target, self._template, self.input_shape
-                )
-                self.budget_basis = _resolve.budget_basis(
-                    self.predictor, self._target, self.latency_ratio, self.dense_measured_ms
-                )
-                rank_zero_only(log.info)("hwprune: %s", self.budget_basis)
+        if trainer.is_global_zero and self.sides is None:
+            self._resolve_sides(trainer, net)
         # Rank 0 decides; every rank must raise together, or DDP peers would hang.
-        refusal = trainer.strategy.broadcast(refusal, src=0)
+        refusal = trainer.strategy.broadcast(self._refusal if trainer.is_global_zero else None, src=0)
         if refusal is not None:
             raise ValueError(refusal)
-        if self.dense_latency_ms is None and self.predictor is not None:
-            self.dense_latency_ms = predicted_latency(self.predictor, self._template, self.input_shape)
-        if self.latency_ms is not None and not self._budget_checked:
-            floor = None
-            if trainer.is_global_zero and self.predictor is not None:
-                floor = _resolve.smallest_latency_ms(
-                    self.predictor,
-                    self._template,
-                    self.input_shape,
-                    planner_options=self._planner_options(),
-                    ignored_layers=self.ignored_layers,
-                )
-            # Rank 0 holds the predictor; every rank must raise together, or DDP peers would hang.
-            floor = trainer.strategy.broadcast(floor, src=0)
+        if self.latency_ms_given and not self._budget_checked:
+            unreachable = self._unreachable() if trainer.is_global_zero else None
+            # Rank 0 holds the predictors; every rank must raise together, or DDP peers would hang.
+            unreachable = trainer.strategy.broadcast(unreachable, src=0)
             self._budget_checked = True
-            _resolve.check_reachable(self.latency_ms, floor, self.predictor, self.min_channel_ratio)
+            if unreachable is not None:
+                raise ValueError(unreachable)
+
+    def _unreachable(self) -> str | None:
+        """Rank 0: why a ``latency_ms`` budget is below the smallest model the schedule may build, or None."""
+        assert self.sides is not None and self._template is not None
+        for s in self.sides:
+            ms = self.budget.ms_of(s.name)
+            if ms is None:
+                continue
+            floor = smallest_latency_ms(
+                s.predictor,
+                self._template,
+                s.shape(self.input_shape),
+                planner_options=self._planner_options(),
+                ignored_layers=self.ignored_layers,
+            )
+            try:
+                check_reachable(ms, floor, s.predictor, self.min_channel_ratio)
+            except ValueError as err:
+                return str(err)
+        return None
+
+    def _resolve_sides(self, trainer: pl.Trainer, net: nn.Module) -> None:
+        """Rank 0: every target's predictor, batch and timing target; coverage; calibration; dense latency."""
+        assert self._template is not None
+        self.sides = _resolve.resolve_sides(
+            self.predictor_arg,
+            self.target_arg,
+            self.verify,
+            net,
+            self.input_shape,
+            progress=trainer.progress_bar_callback is not None,
+        )
+        several = len(self.sides) > 1 or isinstance(self.predictor_arg, Mapping)
+        refusals = [
+            r
+            for s in self.sides
+            if (r := self._check_coverage(s.predictor, s.name if several else None)) is not None
+        ]
+        self._refusal = refusals[0] if refusals else None
+        if self._refusal is None:
+            _resolve.calibrate_sides(self.sides, self._template, self.input_shape, self.budget.ratio)
+        primary = self.sides[0]
+        self.predictor, self._target = primary.predictor, primary.timing
+        self.dense_measured_ms, self.budget_basis = primary.dense_measured_ms, primary.basis
+        self.dense_by_target = dense_latencies(self.sides, self._template, self.input_shape)
+        self.dense_latency_ms = self.dense_by_target[primary.name]
 
     def _check_coverage(self, predictor: Any = None, target: str | None = None) -> str | None:
         """Rank 0: warn about conv shapes the predictor never measured; the refusal's message, or None."""
@@ -504,16 +498,10 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ the schedule
     def _target_ms(self) -> float:
-        if self.sides is not None:  # several targets: the primary one's final budget
-            return next(iter(self._budgets(1.0).values()))
-        if self.latency_ms is not None:
-            return self.latency_ms
-        assert self.dense_latency_ms is not None and self.latency_ratio is not None  # set in setup
-        return self.latency_ratio * self.dense_latency_ms
-
-    def _budgets(self, fraction: float) -> dict[str, float]:
-        """Several targets: each one's budget ``fraction`` of the way from its dense latency to its own."""
-        return _multi.budgets_ms(self.dense_by_target, self.latency_ratio_arg, self.latency_ms_arg, fraction)
+        """The primary target's final budget in ms."""
+        assert self.sides is not None  # resolved in setup (rank 0)
+        name = self.sides[0].name
+        return self.budget.final_ms(name, self.dense_by_target[name])
 
     def _is_prune_epoch(self, epoch: int) -> bool:
         return epoch >= self.start_epoch and (epoch - self.start_epoch) % self.prune_every_n_epochs == 0
@@ -538,37 +526,25 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         self._apply(trainer, pl_module, decision, fraction, epoch)
 
     def _decide(self, pl_module: pl.LightningModule, fraction: float) -> PruneDecision:
-        """Rank 0: the step that moves ``fraction`` of the way from the dense latency to the budget."""
-        assert self.predictor is not None and self._template is not None
-        if self.sides is not None:
-            return _multi.decide(
-                self._net(pl_module),
-                self.sides,
-                self.input_shape,
-                self._budgets(fraction),
-                planner_options=self._planner_options(),
-                ignored_layers=self.ignored_layers,
-                dense=self._template,
-            )
-        # The closed loop recalibrates the predictor between steps: price the dense model with the
+        """Rank 0: the step fraction of the way from each target's dense latency to its budget."""
+        assert self.sides is not None and self._template is not None
+        # The closed loop recalibrates the predictors between steps: price the dense model with each
         # predictor as it is now, so a ratio budget stays a ratio of like with like.
-        dense = predicted_latency(self.predictor, self._template, self.input_shape)
-        self.dense_latency_ms = dense
-        budget = dense - fraction * (dense - self._target_ms())
+        self.dense_by_target = dense_latencies(self.sides, self._template, self.input_shape)
+        self.dense_latency_ms = self.dense_by_target[self.sides[0].name]
+        names = [s.name for s in self.sides]
         # A ratio budget is a share of dense: the step's share, judged on the step's measured share of
         # the dense model timed in the same rounds (the planner's budget only steers the plan).
-        share = None if self.latency_ratio is None else 1.0 - fraction * (1.0 - self.latency_ratio)
-        return decide_step(
+        return decide(
             self._net(pl_module),
-            self.predictor,
+            self.sides,
             self.input_shape,
-            budget,
+            {n: self.budget.step_ms(n, self.dense_by_target[n], fraction) for n in names},
             planner_options=self._planner_options(),
-            target=self._target,
+            shares={n: self.budget.step_share(n, fraction) for n in names},
             closed_loop_rounds=self.closed_loop_rounds,
             ignored_layers=self.ignored_layers,
             dense=self._template,
-            budget_share=share,
         )
 
     def _apply(
@@ -673,17 +649,17 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         assert self._template is not None
         net = self._net(pl_module)
         out_dir = Path(self.report_dir or trainer.log_dir or trainer.default_root_dir)
-        targets = None
+        targets = []
         if self.sides is not None:  # each target timed once; the report's single figures are the first's
-            targets = _multi.report_targets(
+            targets = report_targets(
                 self.sides,
                 self._template,
                 net,
                 self.input_shape,
-                self._budgets(1.0),
+                self.budget,
+                self.dense_by_target,
                 asdict(self.steps[-1]) if self.steps else None,
                 self.verify,
-                latency_ratio=self.latency_ratio_arg,
             )
         result = build_report(
             dense=self._template,
@@ -692,7 +668,7 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             predictor=self.predictor,
             target=self._target,
             verify=self.verify,
-            budget_ms=self._target_ms() if self.dense_latency_ms is not None or self.latency_ms else None,
+            budget_ms=self._target_ms() if self.sides is not None else None,
             latency_ratio=self.latency_ratio,
             budget_basis=self.budget_basis,
             monitor=self.monitor,
@@ -700,11 +676,11 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             score_after=self.last_score,
             steps=self.steps,
             scheduled_steps=self.num_steps,
-            measured=None if targets is None else targets[0]["measured_ms"],
+            measured=targets[0]["measured_ms"] if targets else None,
         )
-        if targets is not None:
-            result["targets"] = targets
-            result["budget"] = _multi.summary(targets, self.steps)
+        result["targets"] = targets
+        if len(targets) > 1:  # the verdict over every target
+            result["budget"] = summary(targets, self.steps)
         write_report(result, out_dir)
         write_bundle(
             out_dir / "pruned.pt",

@@ -126,7 +126,7 @@ def ensure_predictor(
 
     1. The model's 2-D layer space (:func:`hwprune.measure.model_space` with ``sweep_in="2d"``: out and in
        sweeps and (in, out) pairs over every residue mod 8), plus the conv configs of randomly pruned
-       variants of it (:func:`hwprune.prune.calibration.calibration_variants`: what pruned models really
+       variants of it (:func:`hwprune.verify.calibration.calibration_variants`: what pruned models really
        contain), is measured on ``target`` at batch ``input_shape[0]`` into :func:`cache_table_path`.
        Configurations already there are skipped, so a second run measures nothing.
     2. A predictor is fitted on that table.
@@ -177,7 +177,7 @@ def ensure_predictor(
 
     from hwprune.measure.model_timing import can_time_models
     from hwprune.predict import LatencyPredictor
-    from hwprune.prune.calibration import calibrate_on_target, calibration_variants, variant_configs
+    from hwprune.verify.calibration import calibrate_on_target, calibration_variants, variant_configs
 
     shape = tuple(int(s) for s in input_shape)
     target = load_target(target)

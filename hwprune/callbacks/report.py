@@ -193,7 +193,7 @@ def budget_status(report: Mapping[str, Any], *, scheduled_steps: int) -> dict[st
     """Whether the pruned model meets the budget, in words and as data.
 
     Timed on the target, the budget is judged on the measurement as the closed loop judges a step
-    (:func:`hwprune.prune.stopwatch.judge`, within :data:`~hwprune.prune.stopwatch.MET_TOLERANCE`): a
+    (:func:`hwprune.verify.stopwatch.judge`, within :data:`~hwprune.verify.stopwatch.MET_TOLERANCE`): a
     ``latency_ratio`` on the pruned model's per-round share of the dense one, a budget in ms on its
     median; otherwise on the predicted latency.
 

@@ -111,7 +111,7 @@ class WholeModelMixin:
         its output) plus :attr:`overhead_ms_`, and never less than the dispatch floor :attr:`floor_ms_`.
         Uncalibrated, it is the sum of the convs alone, which
         misses BatchNorm, activations, adds and launches: 22-42% of a ResNet's time on a GPU
-        (DESIGN.md). :func:`hwprune.prune.calibration.calibrate_on_target` calibrates it end to end.
+        (DESIGN.md). :func:`hwprune.verify.calibration.calibrate_on_target` calibrates it end to end.
 
         Args:
             model: Any module with ``nn.Conv2d`` layers.
@@ -171,7 +171,7 @@ class WholeModelMixin:
         ``T_i - C_i = a * E_i + b`` with ``a >= 0`` (``elem_ms_per_m_``: the BatchNorm, activation and add
         work that grows with every channel kept) and ``b`` (``overhead_ms_``: launches, pooling, the
         classifier), by least squares on the relative error. Measure the dense network and several
-        pruned variants (:func:`hwprune.prune.calibration.calibrate_on_target` does): with one network,
+        pruned variants (:func:`hwprune.verify.calibration.calibrate_on_target` does): with one network,
         or networks of near-equal size, ``a`` is not identifiable and only ``b`` is fitted.
 
         Args:

@@ -135,7 +135,7 @@ def calibrate_on_target(
         rounds: Interleaved timing rounds.
         seed: Seed of the default variants.
         retries: Times a network whose rounds spread by more than
-            :data:`hwprune.prune.closed_loop.NOISY_SPREAD` is timed again (the steadiest timing is kept).
+            :data:`hwprune.verify.stopwatch.NOISY_SPREAD` is timed again (the steadiest timing is kept).
 
     Returns:
         ``(network, measured ms)`` for the dense model and each variant.
@@ -148,7 +148,7 @@ def calibrate_on_target(
         >>> calibrate_on_target(pred, "cpu_torch", model, (1, 1, 28, 28))  # doctest: +SKIP
     """
     from hwprune.measure.model_timing import time_models
-    from hwprune.prune.closed_loop import NOISY_SPREAD
+    from hwprune.verify.stopwatch import NOISY_SPREAD
 
     shape = tuple(int(s) for s in input_shape)
     nets = [model, *(variants if variants is not None else calibration_variants(model, shape, seed=seed))]

@@ -63,7 +63,7 @@ class LoopRound:
         measured_spread_ms: The candidate's IQR over the rounds.
         share: The candidate's per-round share of dense (median), or None without a dense timing.
         met: Whether the candidate met the budget within the tolerance
-            (:func:`hwprune.prune.stopwatch.judge`).
+            (:func:`hwprune.verify.stopwatch.judge`).
         build_s: Seconds the target's runtime spent preparing the networks of this round (graph capture,
             ``torch.compile``): the cost of checking a step in a deploy runtime.
         target: The target's name.

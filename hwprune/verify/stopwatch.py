@@ -1,6 +1,6 @@
 """One stopwatch: how every whole-model check in hwprune times a model against the dense one.
 
-The per-step check of the closed loop (:func:`hwprune.prune.closed_loop.plan_and_verify`), the final check
+The per-step check of the closed loop (:func:`hwprune.verify.loop.plan_and_verify`), the final check
 of :class:`~hwprune.callbacks.HardwareAwarePruning` (:func:`hwprune.callbacks.report.measured_latency`),
 the several-target checks and ``benchmarks.main_job``'s standalone timing of the saved model all call
 :func:`time_against_dense` with :data:`STOPWATCH`: the same rounds, the same sample length, and the dense

@@ -87,18 +87,22 @@ def test_one_plan_meets_both_budgets_in_a_fit(
     targets = {t["target"]: t for t in report["targets"]}
     assert list(targets) == ["cpu_torch", "cpu_tvm_llvm_untuned"]  # the mapping's order: primary first
     assert cb.sides is not None
+    sides = {s.name: s for s in cb.sides}
+    assert list(sides) == list(targets)
     # The target timed here has its conv-only predictor calibrated on the dense model (a ratio is a share of
     # the whole model, issue 18); the open-loop one keeps the user's predictor as it was.
-    assert cb.sides["cpu_torch"].predictor.calibrated  # type: ignore[attr-defined]
+    assert sides["cpu_torch"].predictor.calibrated  # type: ignore[attr-defined]
     assert not getattr(predictor, "calibrated", True)
     for name, t in targets.items():
-        pred = cb.sides[name].predictor
+        pred = sides[name].predictor
         # Each target's figures are its own predictor's whole-model latency of the two networks.
         assert t["predicted_ms"]["before"] == pytest.approx(predicted_latency(pred, dense, SHAPE), rel=1e-6)
         assert t["predicted_ms"]["after"] == pytest.approx(
             predicted_latency(pred, module.model.cpu(), SHAPE), rel=1e-6
         )
-        assert t["budget_ms"] == pytest.approx(ratios[name] * t["predicted_ms"]["before"], rel=1e-6)
+        # The budget is a share of the dense prediction made before the first step; the closed loop teaches
+        # the timed target's predictor afterwards, so its "before" figure may have moved since.
+        assert t["budget_ms"] == pytest.approx(ratios[name] * cb.dense_by_target[name], rel=1e-6)
     # The TVM side is planned open loop: met on the prediction, and never timed.
     tvm = targets["cpu_tvm_llvm_untuned"]
     assert tvm["measured_ms"]["after_ms"] is None and tvm["predicted_ms"]["after"] <= tvm["budget_ms"] * (
@@ -246,8 +250,7 @@ def test_a_torch_pruning_importance_is_accepted(predictor: object) -> None:
 
 def test_an_infeasible_joint_plan_is_said_first_and_names_who_gave_way() -> None:
     """Issue 18, item 10: cpu_torch missed its budget after 8 re-weightings, and the summary buried it."""
-    from hwprune.callbacks._multi import summary
-    from hwprune.callbacks.report import PruneStepLog
+    from hwprune.verify.report import PruneStepLog, summary
 
     def target(name: str, after: float, budget: float, met: bool, gave: float) -> dict:
         return {

@@ -127,7 +127,7 @@ def test_a_recompile_limit_hit_raises_instead_of_running_eager() -> None:
 
 def test_whole_model_timing_in_the_cpu_inductor_runtime(caplog: pytest.LogCaptureFixture) -> None:
     from hwprune.models import build_model
-    from hwprune.prune.calibration import calibration_variants
+    from hwprune.verify.calibration import calibration_variants
 
     assert can_time_models("cpu_torch_inductor")
     wide = build_model("small_resnet")

@@ -162,7 +162,7 @@ def _law(pred: LatencyPredictor, nets: list, shape: tuple, a: float, b: float, f
 
 
 def test_calibration_recovers_elementwise_cost_overhead_and_floor(fitted: LatencyPredictor) -> None:
-    from hwprune.prune.calibration import calibration_variants
+    from hwprune.verify.calibration import calibration_variants
 
     shape = (1, 1, 28, 28)
     dense = build_model("small_resnet")

@@ -71,7 +71,7 @@ def test_a_hydra_model_spec_is_stored_as_plain_data(tmp_path: Path) -> None:
 
 
 def _pruned_small_resnet() -> torch.nn.Module:
-    from hwprune.prune.calibration import calibration_variants
+    from hwprune.verify.calibration import calibration_variants
 
     (m,) = calibration_variants(build_model("small_resnet"), (1, 1, 28, 28), ratios=(0.5,))
     return m.eval()

@@ -10,8 +10,8 @@ import torch
 from hwprune.measure import Target, time_models
 from hwprune.models import build_model
 from hwprune.prune import apply_removals, build_groups, plan_pruning, predicted_latency
-from hwprune.prune.calibration import calibrate_on_target, calibration_variants, variant_configs
-from hwprune.prune.closed_loop import plan_and_verify
+from hwprune.verify.calibration import calibrate_on_target, calibration_variants, variant_configs
+from hwprune.verify.loop import plan_and_verify
 
 SHAPE = (1, 1, 28, 28)
 # A board behind TVM RPC: its whole model cannot be timed from here.

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from hwprune.models import build_model
-from hwprune.prune.calibration import calibrate_on_target, launch_bound_warning
+from hwprune.verify.calibration import calibrate_on_target, launch_bound_warning
 
 
 def test_a_dispatch_floor_over_half_the_model_warns_with_the_numbers(predictor: object) -> None:
@@ -38,7 +38,7 @@ def test_calibration_on_this_cpu_logs_no_launch_bound_warning_for_small_resnet(
     predictor: object, caplog: pytest.LogCaptureFixture
 ) -> None:
     """small_resnet at batch 1 on 1 thread is compute-bound (floor 0 / overhead << dense): no false alarm."""
-    caplog.set_level(logging.WARNING, logger="hwprune.prune.calibration")
+    caplog.set_level(logging.WARNING, logger="hwprune.verify.calibration")
     p = copy.deepcopy(predictor)
     pairs = calibrate_on_target(p, "cpu_torch", build_model("small_resnet"), (1, 1, 28, 28), rounds=3)
     assert pairs[0][1] > 0

@@ -60,7 +60,7 @@ class _Branchy(torch.nn.Module):
 
 
 def test_a_candidate_that_cannot_compile_is_refused_with_the_error(predictor: object) -> None:
-    from hwprune.prune.closed_loop import plan_and_verify
+    from hwprune.verify.loop import plan_and_verify
 
     model = _Branchy().eval()
     budget = 0.6 * pred_model(predictor, model)
