@@ -47,8 +47,8 @@ from hwprune.models import build_model
 from hwprune.predict import LatencyPredictor
 from hwprune.predict.predictor import within_share
 from hwprune.prune import apply_removals, build_groups, plan_pruning
-from hwprune.verify.loop import plan_and_verify
 from hwprune.staircase import is_slowdown
+from hwprune.verify.loop import plan_and_verify
 
 log = logging.getLogger(__name__)
 

@@ -112,7 +112,9 @@ def build_zoo(cfg: dict[str, Any]) -> dict[str, Any]:
             for lr in spec["budgets"]:
                 m = copy.deepcopy(dense)
                 t0 = time.perf_counter()
-                res = prune_to_budget(m, pred, shape, lr * dense_ms, min_channel_ratio=cfg["min_channel_ratio"])
+                res = prune_to_budget(
+                    m, pred, shape, lr * dense_ms, min_channel_ratio=cfg["min_channel_ratio"]
+                )
                 plan_s = time.perf_counter() - t0
                 hw_name = f"{base}/hwprune_{target}_{int(lr * 100)}"
                 decisions = [

@@ -99,7 +99,7 @@ def _package_exports(m: Module) -> dict[str, str]:
         if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Dict):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             if any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in targets):
-                for k, v in zip(node.value.keys, node.value.values):
+                for k, v in zip(node.value.keys, node.value.values, strict=True):
                     if isinstance(k, ast.Constant) and isinstance(v, ast.Constant):
                         out[str(k.value)] = str(v.value)
         elif isinstance(node, ast.ImportFrom):
@@ -208,7 +208,9 @@ def _code_lines(fn: ast.AST, src_lines: list[str]) -> int:
     body = fn.body  # type: ignore[attr-defined]
     doc = (
         body[0]
-        if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant)
+        if body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(getattr(body[0], "value", None), ast.Constant)
         else None
     )
     skip = set(range(doc.lineno, doc.end_lineno + 1)) if doc is not None else set()
@@ -282,7 +284,10 @@ def render(rep: Report) -> str:
 
     section("import circles", [" <-> ".join(c) for c in rep.circles])
     section("upward imports", [f"{e.src}:{e.line} -> {e.dst} {', '.join(e.names)}" for e in rep.upward])
-    section("private names imported across modules", [f"{e.src}:{e.line} -> {e.dst}.{e.names[0]}" for e in rep.private])
+    section(
+        "private names imported across modules",
+        [f"{e.src}:{e.line} -> {e.dst}.{e.names[0]}" for e in rep.private],
+    )
     section(f"files over {MAX_FILE_LINES} lines", [f"{p} {n}" for p, n in rep.large_files])
     section(f"functions over {MAX_FUNC_LINES} lines of code", [f"{w} {n}" for w, n in rep.long_functions])
     section("long functions that say why (# long:)", [f"{w} {n}" for w, n in rep.explained])
@@ -297,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     rep, graph = analyse()
     print(render(rep))
     if args.dot:
-        lines = ["digraph hwprune {"] + [f'  "{a}" -> "{b}";' for a in sorted(graph) for b in sorted(graph[a])]
+        lines = ["digraph hwprune {"] + [
+            f'  "{a}" -> "{b}";' for a in sorted(graph) for b in sorted(graph[a])
+        ]
         args.dot.write_text("\n".join(lines + ["}"]) + "\n")
     if args.check:
         print("structure: OK" if rep.ok else "structure: FAILED (see above)")

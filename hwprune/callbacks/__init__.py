@@ -7,10 +7,10 @@ Example:
 
 from hwprune.callbacks.hw_pruning import HardwareAwarePruning
 from hwprune.callbacks.predictor_factory import PredictorFactory, ensure_predictor, predictor_factories
-from hwprune.verify.report import PruneStepLog
 from hwprune.callbacks.uninstructed import UninstructedPruning
 from hwprune.prune.bundle import load_pruned
 from hwprune.prune.optim import remap_optimizer_state
+from hwprune.verify.report import PruneStepLog
 
 __all__ = [
     "HardwareAwarePruning",

@@ -23,9 +23,10 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
-__all__ = ["copy_network", "find_network", "network_candidates", "set_network"]
+__all__ = ["copy_network", "find_network", "network_candidates", "rebuild_network", "set_network"]
 
 
 def _has_conv(m: nn.Module) -> bool:
@@ -167,3 +168,30 @@ def copy_network(module: nn.Module, attr: str, leave_behind: Sequence[object] = 
     net = getattr(module, attr) if attr else module
     memo: dict[int, Any] = {id(o): None for o in leave_behind} if not attr else {}
     return copy.deepcopy(net, memo).cpu()
+
+
+def rebuild_network(
+    template: nn.Module,
+    input_shape: Sequence[int],
+    history: Sequence[Any],
+    state: dict[str, torch.Tensor],
+    ignored_layers: Sequence[str],
+) -> nn.Module:
+    """A copy of the dense ``template`` with ``history``'s prune steps replayed and ``state`` loaded.
+
+    Args:
+        template: The dense network (not changed).
+        input_shape: The input shape the steps were planned at.
+        history: Prune steps (:data:`hwprune.prune.PruneRecord` lists), oldest first.
+        state: A state dict of the network after exactly those steps.
+        ignored_layers: Layers whose output channels stayed.
+
+    Returns:
+        The rebuilt network, on the template's device.
+    """
+    from hwprune.prune import replay_history
+
+    net = copy.deepcopy(template)
+    replay_history(net, input_shape, list(history), ignored_layers)
+    net.load_state_dict(state)  # same shapes: the dense copy after the same steps
+    return net

@@ -8,25 +8,28 @@ import copy
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
 from hwprune.callbacks._lightning import rank_zero_only
 from hwprune.staircase import Predictor
+from hwprune.verify.budget import Budget
 from hwprune.verify.sides import (
     TargetSide,
     batch_of,
     budget_basis,
     calibrate_for_run,
+    check_reachable,
     resolve_target,
+    smallest_latency_ms,
     warn_on_mismatch,
 )
 
 log = logging.getLogger(__name__)
 
-__all__ = ["calibrate_sides", "resolve_predictor", "resolve_sides"]
+__all__ = ["calibrate_sides", "coverage_refusal", "resolve_predictor", "resolve_sides", "unreachable_budget"]
 
 
 def resolve_predictor(
@@ -135,3 +138,76 @@ def calibrate_sides(
         side.basis = budget_basis(side.predictor, side.timing, ratio, side.dense_measured_ms)
         on = f" (target {side.name})" if len(sides) > 1 else ""
         rank_zero_only(log.info)("hwprune%s: %s", on, side.basis)
+
+
+def coverage_refusal(
+    sides: Sequence[TargetSide], net: nn.Module, input_shape: tuple[int, ...], action: str, *, several: bool
+) -> str | None:
+    """Warn about conv shapes a side's predictor never measured; the first refusal's message, or None.
+
+    Args:
+        sides: Every target's side.
+        net: The dense network.
+        input_shape: The run's input shape.
+        action: The callback's ``coverage_check`` (``"raise"`` refuses, ``"warn"`` only warns).
+        several: Name the target in the message (a run over several targets).
+
+    Returns:
+        The message of the first side whose predictor does not cover the model, or None.
+    """
+    from hwprune.prune.coverage import check_coverage, unmeasured_layers
+
+    for side in sides:
+        on = f" (target {side.name})" if several else ""
+        try:
+            check_coverage(
+                unmeasured_layers(side.predictor, net, input_shape),
+                action,
+                what=f"{type(net).__name__} at input {tuple(input_shape)}{on}",
+                opt_in="`coverage_check='warn'`",
+            )
+        except ValueError as err:
+            return str(err)
+    return None
+
+
+def unreachable_budget(
+    sides: Sequence[TargetSide],
+    net: nn.Module,
+    input_shape: tuple[int, ...],
+    budget: Budget,
+    *,
+    planner_options: Mapping[str, Any],
+    ignored_layers: Sequence[str],
+    min_channel_ratio: float,
+) -> str | None:
+    """Why a ``latency_ms`` budget lies below the smallest model the schedule may build, or None.
+
+    Args:
+        sides: Every target's side.
+        net: The dense network.
+        input_shape: The run's input shape.
+        budget: The callback's budget (targets without an ms budget are skipped).
+        planner_options: :func:`hwprune.prune.planner.plan_pruning`'s settings.
+        ignored_layers: Layers whose output channels stay.
+        min_channel_ratio: The channel floor, named in the message.
+
+    Returns:
+        The first unreachable target's message, or None.
+    """
+    for side in sides:
+        ms = budget.ms_of(side.name)
+        if ms is None:
+            continue
+        floor = smallest_latency_ms(
+            side.predictor,
+            net,
+            side.shape(input_shape),
+            planner_options=dict(planner_options),
+            ignored_layers=ignored_layers,
+        )
+        try:
+            check_reachable(ms, floor, side.predictor, min_channel_ratio)
+        except ValueError as err:
+            return str(err)
+    return None

@@ -14,15 +14,8 @@ checkpoint's weights (:func:`hwprune.callbacks._trainer.restore_before_weights`)
 :mod:`hwprune.callbacks.report`, the bundle and export by :mod:`hwprune.prune.bundle`.
 """
 
-# Size: about 570 lines, over the package's ~500. Half is the Lightning callback's surface: 27 documented
-# constructor arguments, the checkpoint state (state_dict/load_state_dict, the restore) and the hooks. What
-# remains is the schedule, decide/apply and the rollback; their mechanics already live in _step, _trainer,
-# _checks, _resolve, report and hwprune.prune (optim, bundle). Splitting the class itself would scatter
-# one callback over several files.
-
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import time
@@ -38,19 +31,19 @@ from typing_extensions import override
 
 from hwprune.callbacks import _checks, _resolve
 from hwprune.callbacks._lightning import CALLBACK_BASES, console_info, rank_zero_only, use_package_of
-from hwprune.callbacks._network import copy_network, find_network, set_network
+from hwprune.callbacks._network import copy_network, find_network, rebuild_network, set_network
 from hwprune.callbacks._step import apply_step
 from hwprune.callbacks._trainer import rebuild_optimizers, restore_before_weights
-from hwprune.callbacks.report import build_report, log_step, write_report
+from hwprune.callbacks.report import fit_report, log_step, write_report
 from hwprune.measure.space import check_input_shape
-from hwprune.prune import PruneRecord, conv_widths, replay_history
+from hwprune.prune import DEFAULT_MIN_CHANNEL_RATIO, PruneRecord, conv_widths, replay_history
 from hwprune.prune.bundle import ExportFormat, export_model, load_pruned, write_bundle
 from hwprune.prune.importance import ImportanceLike
 from hwprune.prune.optim import remap_optimizer_state
 from hwprune.staircase import Predictor, SnapMode
 from hwprune.verify.budget import Budget
-from hwprune.verify.report import PruneStepLog, report_targets, summary
-from hwprune.verify.sides import TargetSide, check_reachable, dense_latencies, smallest_latency_ms
+from hwprune.verify.report import PruneStepLog
+from hwprune.verify.sides import TargetSide, dense_latencies
 from hwprune.verify.step import PruneDecision, decide
 
 if TYPE_CHECKING:  # either package works at run time (see hwprune.callbacks._lightning)
@@ -180,7 +173,7 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         rollback: RollbackMode | None = None,
         ignored_layers: Sequence[str] = (),
         verify: bool = True,
-        min_channel_ratio: float = 0.25,
+        min_channel_ratio: float = DEFAULT_MIN_CHANNEL_RATIO,
         model_attr: str | None = None,
         report_dir: str | os.PathLike[str] | None = None,
         export: ExportFormat | None = "torch_export",
@@ -192,6 +185,7 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         shape_check: CheckAction = "raise",
         coverage_check: CheckAction = "raise",
     ) -> None:
+        # long: one documented keyword per user setting, each validated and stored once
         super().__init__()
         _checks.check_arguments(**{k: v for k, v in locals().items() if k in _checks.ARGUMENTS})
         self.predictor_arg = predictor
@@ -416,32 +410,23 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         if refusal is not None:
             raise ValueError(refusal)
         if self.latency_ms_given and not self._budget_checked:
-            unreachable = self._unreachable() if trainer.is_global_zero else None
+            unreachable = None
+            if trainer.is_global_zero:
+                assert self.sides is not None and self._template is not None
+                unreachable = _resolve.unreachable_budget(
+                    self.sides,
+                    self._template,
+                    self.input_shape,
+                    self.budget,
+                    planner_options=self._planner_options(),
+                    ignored_layers=self.ignored_layers,
+                    min_channel_ratio=self.min_channel_ratio,
+                )
             # Rank 0 holds the predictors; every rank must raise together, or DDP peers would hang.
             unreachable = trainer.strategy.broadcast(unreachable, src=0)
             self._budget_checked = True
             if unreachable is not None:
                 raise ValueError(unreachable)
-
-    def _unreachable(self) -> str | None:
-        """Rank 0: why a ``latency_ms`` budget is below the smallest model the schedule may build, or None."""
-        assert self.sides is not None and self._template is not None
-        for s in self.sides:
-            ms = self.budget.ms_of(s.name)
-            if ms is None:
-                continue
-            floor = smallest_latency_ms(
-                s.predictor,
-                self._template,
-                s.shape(self.input_shape),
-                planner_options=self._planner_options(),
-                ignored_layers=self.ignored_layers,
-            )
-            try:
-                check_reachable(ms, floor, s.predictor, self.min_channel_ratio)
-            except ValueError as err:
-                return str(err)
-        return None
 
     def _resolve_sides(self, trainer: pl.Trainer, net: nn.Module) -> None:
         """Rank 0: every target's predictor, batch and timing target; coverage; calibration; dense latency."""
@@ -455,12 +440,9 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             progress=trainer.progress_bar_callback is not None,
         )
         several = len(self.sides) > 1 or isinstance(self.predictor_arg, Mapping)
-        refusals = [
-            r
-            for s in self.sides
-            if (r := self._check_coverage(s.predictor, s.name if several else None)) is not None
-        ]
-        self._refusal = refusals[0] if refusals else None
+        self._refusal = _resolve.coverage_refusal(
+            self.sides, self._template, self.input_shape, self.coverage_check, several=several
+        )
         if self._refusal is None:
             _resolve.calibrate_sides(self.sides, self._template, self.input_shape, self.budget.ratio)
         primary = self.sides[0]
@@ -468,24 +450,6 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         self.dense_measured_ms, self.budget_basis = primary.dense_measured_ms, primary.basis
         self.dense_by_target = dense_latencies(self.sides, self._template, self.input_shape)
         self.dense_latency_ms = self.dense_by_target[primary.name]
-
-    def _check_coverage(self, predictor: Any = None, target: str | None = None) -> str | None:
-        """Rank 0: warn about conv shapes the predictor never measured; the refusal's message, or None."""
-        from hwprune.prune.coverage import check_coverage, unmeasured_layers
-
-        assert self._template is not None
-        coverage = unmeasured_layers(predictor or self.predictor, self._template, self.input_shape)
-        on = f" (target {target})" if target else ""
-        try:
-            check_coverage(
-                coverage,
-                self.coverage_check,
-                what=f"{type(self._template).__name__} at input {tuple(self.input_shape)}{on}",
-                opt_in="`coverage_check='warn'`",
-            )
-        except ValueError as err:
-            return str(err)
-        return None
 
     def _planner_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`hwprune.prune.planner.plan_pruning` that the settings fix."""
@@ -497,12 +461,6 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         }
 
     # ------------------------------------------------------------------ the schedule
-    def _target_ms(self) -> float:
-        """The primary target's final budget in ms."""
-        assert self.sides is not None  # resolved in setup (rank 0)
-        name = self.sides[0].name
-        return self.budget.final_ms(name, self.dense_by_target[name])
-
     def _is_prune_epoch(self, epoch: int) -> bool:
         return epoch >= self.start_epoch and (epoch - self.start_epoch) % self.prune_every_n_epochs == 0
 
@@ -614,10 +572,8 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         """Rebuild the last good architecture from the dense copy, load its weights, and stop or shrink."""
         assert self._template is not None and self.good_state is not None
         device = next(pl_module.parameters()).device
-        net = copy.deepcopy(self._template)
         good = self.history[: self.good_history_len]
-        replay_history(net, self.input_shape, good, self.ignored_layers)
-        net.load_state_dict(self.good_state)  # same shapes: the dense copy after the same `good` steps
+        net = rebuild_network(self._template, self.input_shape, good, self.good_state, self.ignored_layers)
         undone = len(self.history) - self.good_history_len
         self.history = good
         self._applied = len(good)
@@ -649,38 +605,21 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
         assert self._template is not None
         net = self._net(pl_module)
         out_dir = Path(self.report_dir or trainer.log_dir or trainer.default_root_dir)
-        targets = []
-        if self.sides is not None:  # each target timed once; the report's single figures are the first's
-            targets = report_targets(
-                self.sides,
-                self._template,
-                net,
-                self.input_shape,
-                self.budget,
-                self.dense_by_target,
-                asdict(self.steps[-1]) if self.steps else None,
-                self.verify,
-            )
-        result = build_report(
-            dense=self._template,
-            pruned=net,
-            input_shape=self.input_shape,
-            predictor=self.predictor,
-            target=self._target,
+        result = fit_report(
+            self.sides or [],
+            self._template,
+            net,
+            self.input_shape,
+            self.budget,
+            self.dense_by_target,
+            self.steps,
             verify=self.verify,
-            budget_ms=self._target_ms() if self.sides is not None else None,
-            latency_ratio=self.latency_ratio,
             budget_basis=self.budget_basis,
             monitor=self.monitor,
             score_before=self.baseline,
             score_after=self.last_score,
-            steps=self.steps,
             scheduled_steps=self.num_steps,
-            measured=targets[0]["measured_ms"] if targets else None,
         )
-        result["targets"] = targets
-        if len(targets) > 1:  # the verdict over every target
-            result["budget"] = summary(targets, self.steps)
         write_report(result, out_dir)
         write_bundle(
             out_dir / "pruned.pt",

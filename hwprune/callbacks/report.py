@@ -26,7 +26,9 @@ from hwprune.callbacks._lightning import rank_zero_only
 from hwprune.prune.graph import count_macs
 from hwprune.prune.model_latency import predicted_latency
 from hwprune.staircase import Predictor
-from hwprune.verify.report import PruneStepLog, measured_latency
+from hwprune.verify.budget import Budget
+from hwprune.verify.report import PruneStepLog, measured_latency, report_targets, summary
+from hwprune.verify.sides import TargetSide
 from hwprune.verify.stopwatch import MET_TOLERANCE, judge
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "budget_status",
     "build_report",
+    "fit_report",
     "log_step",
     "render_markdown",
     "step_metrics",
@@ -187,6 +190,75 @@ def build_report(
     }
     report["budget"] = budget_status(report, scheduled_steps=scheduled_steps)
     return report
+
+
+def fit_report(
+    sides: Sequence[TargetSide],
+    dense: nn.Module,
+    pruned: nn.Module,
+    input_shape: Sequence[int],
+    budget: Budget,
+    dense_by_target: Mapping[str, float],
+    steps: Sequence[PruneStepLog],
+    *,
+    verify: bool,
+    budget_basis: str,
+    monitor: str,
+    score_before: float | None,
+    score_after: float | None,
+    scheduled_steps: int,
+) -> dict[str, Any]:
+    """The fit-end report over every target (one target is a list of one), each target timed once.
+
+    The report's single-target figures (``predicted_ms``, ``measured_ms``, ``budget``) are the primary
+    (first) target's; ``targets`` holds every target's entry (:func:`hwprune.verify.report.report_targets`),
+    and with several targets the verdict is over all of them (:func:`hwprune.verify.report.summary`).
+
+    Args:
+        sides: The targets, the primary one first (empty: setup never resolved them).
+        dense: The dense network.
+        pruned: The pruned network.
+        input_shape: The run's input shape.
+        budget: The callback's budget.
+        dense_by_target: Each target's predicted dense latency.
+        steps: The prune steps.
+        verify: False: nothing is timed.
+        budget_basis: What the primary target's budget is a share of, in words.
+        monitor: The monitored metric's name.
+        score_before: Its dense baseline.
+        score_after: Its last value.
+        scheduled_steps: The schedule's number of steps.
+
+    Returns:
+        :func:`build_report`'s dict with ``targets`` added.
+    """
+    primary = sides[0] if sides else None
+    last = asdict(steps[-1]) if steps else None
+    targets = []
+    if sides:
+        targets = report_targets(sides, dense, pruned, input_shape, budget, dense_by_target, last, verify)
+    ratio, _ = budget.one()
+    result = build_report(
+        dense=dense,
+        pruned=pruned,
+        input_shape=input_shape,
+        predictor=None if primary is None else primary.predictor,
+        target=None if primary is None else primary.timing,
+        verify=verify,
+        budget_ms=None if primary is None else budget.final_ms(primary.name, dense_by_target[primary.name]),
+        latency_ratio=ratio,
+        budget_basis=budget_basis,
+        monitor=monitor,
+        score_before=score_before,
+        score_after=score_after,
+        steps=steps,
+        scheduled_steps=scheduled_steps,
+        measured=targets[0]["measured_ms"] if targets else None,
+    )
+    result["targets"] = targets
+    if len(targets) > 1:  # the verdict over every target
+        result["budget"] = summary(targets, steps)
+    return result
 
 
 def budget_status(report: Mapping[str, Any], *, scheduled_steps: int) -> dict[str, Any]:

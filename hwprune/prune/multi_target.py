@@ -238,7 +238,9 @@ def plan_for_targets(
     shape = tuple(int(s) for s in input_shape)
     if len(predictors) == 1:  # one target is a list of one: its own plan, nothing to fold or re-weight
         ((name, pred),) = predictors.items()
-        plan = plan_pruning(gm, pred, (int(batches[name]), *shape[1:]), float(budgets_ms[name]), **plan_kwargs)  # type: ignore[arg-type]
+        plan = plan_pruning(
+            gm, pred, (int(batches[name]), *shape[1:]), float(budgets_ms[name]), **plan_kwargs
+        )  # type: ignore[arg-type]
         return single_target_plan(name, plan, float(budgets_ms[name]), floor_ms(pred))
     members = {t: AtBatch(p, batches[t]) for t, p in predictors.items()}
     # Below its dispatch floor no cut helps a target: plan each to max(budget, floor).

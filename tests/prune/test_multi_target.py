@@ -101,7 +101,7 @@ def test_a_target_left_over_budget_gets_more_weight_until_it_is_met() -> None:
 
 
 def test_conflicts_name_the_target_that_gave_way() -> None:
-    """Counts friendly on a8 (multiples of 8) are not on b12 (multiples of 12) unless they are multiples of 24."""
+    """Counts friendly on a8 (multiples of 8) are not on b12 (multiples of 12) unless multiples of 24."""
     preds = {"a8": Stairs(8), "b12": Stairs(12)}
     gm = _gm()
     dense = {t: predicted_latency(p, gm.model, SHAPE) for t, p in preds.items()}

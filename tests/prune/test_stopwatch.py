@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from hwprune.callbacks.report import budget_status
-from hwprune.verify.report import measured_latency
 from hwprune.measure import load_target
 from hwprune.measure.model_timing import ModelTiming
 from hwprune.models import build_model
 from hwprune.prune import plan_pruning, predicted_latency
 from hwprune.verify.loop import plan_and_verify
+from hwprune.verify.report import measured_latency
 from hwprune.verify.stopwatch import STOPWATCH, Stopwatch, judge, share_of_dense, time_against_dense
 
 SHAPE = (1, 1, 28, 28)

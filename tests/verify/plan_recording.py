@@ -88,34 +88,69 @@ def fixed_weights(model: nn.Module) -> nn.Module:
 def build(model: str, size: int) -> nn.Module:
     from hwprune.models import build_model
 
-    return fixed_weights(build_model(model, num_classes=10, in_channels=1 if size <= 32 else 3, input_size=size))
+    return fixed_weights(
+        build_model(model, num_classes=10, in_channels=1 if size <= 32 else 3, input_size=size)
+    )
 
 
 SCENARIOS: list[dict[str, Any]] = [
     # one target: the settings a user varies (budget, snap, importance, floor), on three architectures
     *[
-        {"model": "small_resnet", "size": 28, "batch": 1, "targets": ["cpu_like"], "ratio": r,
-         "snap": snap, "importance": "l1", "min_channel_ratio": 0.25}
+        {
+            "model": "small_resnet",
+            "size": 28,
+            "batch": 1,
+            "targets": ["cpu_like"],
+            "ratio": r,
+            "snap": snap,
+            "importance": "l1",
+            "min_channel_ratio": 0.25,
+        }
         for r in (0.8, 0.5, 0.3)
         for snap in ("up", "down", "nearest", None)
     ],
     *[
-        {"model": "resnet18", "size": 32, "batch": 8, "targets": [t], "ratio": r, "snap": "up",
-         "importance": imp, "min_channel_ratio": floor}
+        {
+            "model": "resnet18",
+            "size": 32,
+            "batch": 8,
+            "targets": [t],
+            "ratio": r,
+            "snap": "up",
+            "importance": imp,
+            "min_channel_ratio": floor,
+        }
         for t in ("cpu_like", "gpu_like")
         for r in (0.7, 0.5)
         for imp in ("l1", "l2", "bn_scale")
         for floor in (0.25, 0.5)
     ],
     *[
-        {"model": "mobilenet_v2", "size": 32, "batch": 4, "targets": ["cpu_like"], "ratio": r, "snap": "up",
-         "importance": "l1", "min_channel_ratio": 0.25}
+        {
+            "model": "mobilenet_v2",
+            "size": 32,
+            "batch": 4,
+            "targets": ["cpu_like"],
+            "ratio": r,
+            "snap": "up",
+            "importance": "l1",
+            "min_channel_ratio": 0.25,
+        }
         for r in (0.7, 0.4)
     ],
     # several targets, each at its own batch: the joint plan
     *[
-        {"model": "resnet18", "size": 32, "batch": 8, "targets": ["cpu_like", "gpu_like"],
-         "batches": [1, 32], "ratio": r, "snap": "up", "importance": "l1", "min_channel_ratio": 0.25}
+        {
+            "model": "resnet18",
+            "size": 32,
+            "batch": 8,
+            "targets": ["cpu_like", "gpu_like"],
+            "batches": [1, 32],
+            "ratio": r,
+            "snap": "up",
+            "importance": "l1",
+            "min_channel_ratio": 0.25,
+        }
         for r in (0.7, 0.5)
     ],
 ]
@@ -132,7 +167,10 @@ def key_of(s: dict[str, Any]) -> str:
 def record_of(decision: Any) -> dict[str, Any]:
     """The plain-data part of a decision that the recording pins (floats as their exact repr)."""
     per = [
-        {k: repr(float(t[k])) if isinstance(t[k], float) else t[k] for k in ("target", "budget_ms", "after_ms", "met")}
+        {
+            k: repr(float(t[k])) if isinstance(t[k], float) else t[k]
+            for k in ("target", "budget_ms", "after_ms", "met")
+        }
         for t in decision.per_target
     ]
     return {
@@ -164,7 +202,7 @@ def replay(decide: Callable[..., Any]) -> dict[str, Any]:
         net = build(s["model"], s["size"])
         shape = (s["batch"], 1 if s["size"] <= 32 else 3, s["size"], s["size"])
         preds = {t: PREDICTORS[t]() for t in s["targets"]}
-        batches = dict(zip(s["targets"], s.get("batches", [s["batch"]] * len(s["targets"]))))
+        batches = dict(zip(s["targets"], s.get("batches", [s["batch"]] * len(s["targets"])), strict=True))
         budgets = {
             t: s["ratio"] * predicted_latency(p, net, (batches[t], *shape[1:])) for t, p in preds.items()
         }
