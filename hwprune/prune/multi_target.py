@@ -193,6 +193,119 @@ def _target_latency(lm: LatencyModel, widths: Mapping[int, int], floor: float) -
     return float(max(lm.total(widths), floor))
 
 
+def _effective_budgets(members: Mapping[str, AtBatch], budgets_ms: Mapping[str, float]) -> dict[str, float]:
+    """Each target's budget, raised to its dispatch floor: below the floor no cut helps a target."""
+    for t, m in members.items():
+        if m.floor_ms_ > budgets_ms[t]:
+            log.warning(
+                "%s: budget %.4g ms is below its dispatch floor %.4g ms: planning it to the floor",
+                t,
+                budgets_ms[t],
+                m.floor_ms_,
+            )
+    return {t: max(float(budgets_ms[t]), members[t].floor_ms_) for t in members}
+
+
+def _widths(gm: GroupedModel, plan: Plan) -> dict[int, int]:
+    """Group index -> width under ``plan`` (groups it leaves keep their current width)."""
+    index = {g.root: g.index for g in gm.groups}
+    widths = {g.index: g.width for g in gm.groups}
+    widths.update({index[r]: w for r, w in plan.widths.items()})
+    return widths
+
+
+_Best = tuple[float, Plan, dict[str, float], dict[str, float]]
+"""The best plan of the re-weighting: worst overrun, plan, each target's latency, the weights used."""
+
+
+def _reweight(
+    gm: GroupedModel,
+    members: Mapping[str, AtBatch],
+    models: Mapping[str, LatencyModel],
+    shape: tuple[int, ...],
+    eff: Mapping[str, float],
+    budgets_ms: Mapping[str, float],
+    rounds: int,
+    step: float,
+    plan_kwargs: Mapping[str, object],
+) -> tuple[_Best, int]:
+    """Plan on the weighted fold of the targets, raising the weights of targets over budget.
+
+    Returns:
+        The plan with the smallest worst overrun, and how many plans were made.
+    """
+    weights = {t: 1.0 / len(members) for t in members}
+    tighten = 1.0  # folded budget, as a share of the weights' sum
+    best: _Best | None = None
+    seen: set[tuple[tuple[str, int], ...]] = set()  # plans made so far: a repeat means a cycle
+    made = 0
+    for _ in range(rounds):
+        folded = _Folded(members, eff, weights)
+        plan = plan_pruning(gm, folded, shape, tighten * float(sum(weights.values())), **plan_kwargs)  # type: ignore[arg-type]
+        made += 1
+        widths = _widths(gm, plan)
+        after = {t: _target_latency(models[t], widths, members[t].floor_ms_) for t in members}
+        over = {t: after[t] / eff[t] for t in members}
+        worst = max(over.values())
+        log.info(
+            "multi-target round %d: %s",
+            made,
+            ", ".join(f"{t} {after[t]:.4g}/{budgets_ms[t]:.4g} ms (w {weights[t]:.2f})" for t in members),
+        )
+        if best is None or worst < best[0] - 1e-12:
+            best = (worst, plan, after, dict(weights))
+        if worst <= 1.0 + 1e-9:
+            break
+        key = tuple(sorted(plan.widths.items()))
+        if key in seen:  # re-weighting came back to an earlier plan (a stall or a cycle): ask for more
+            tighten /= worst
+        seen.add(key)
+        for t in members:
+            if over[t] > 1.0:
+                weights[t] *= over[t] ** step
+        total = sum(weights.values())
+        weights = {t: w / total for t, w in weights.items()}
+    assert best is not None  # rounds >= 1
+    return best, made
+
+
+def _results(
+    members: Mapping[str, AtBatch],
+    budgets_ms: Mapping[str, float],
+    before: Mapping[str, float],
+    after: Mapping[str, float],
+    used: Mapping[str, float],
+    conflicts: Sequence[TargetConflict],
+) -> dict[str, TargetResult]:
+    """Each target's outcome (logged): its latency before and after, met or not, where it gave way."""
+    gave = {t: sum(c.extra_ms for c in conflicts if c.target == t) for t in members}
+    targets = {
+        t: TargetResult(
+            target=t,
+            budget_ms=float(budgets_ms[t]),
+            floor_ms=members[t].floor_ms_,
+            latency_before_ms=before[t],
+            latency_after_ms=after[t],
+            met=after[t] <= float(budgets_ms[t]) + 1e-12,
+            weight=used[t],
+            gave_way_ms=gave[t],
+        )
+        for t in members
+    }
+    for r in targets.values():
+        log.info(
+            "target %-24s predicted %.4f -> %.4f ms, budget %.4f ms (%s); gave way %.4f ms on %d groups",
+            r.target,
+            r.latency_before_ms,
+            r.latency_after_ms,
+            r.budget_ms,
+            "met" if r.met else "NOT met",
+            r.gave_way_ms,
+            sum(1 for c in conflicts if c.target == r.target),
+        )
+    return targets
+
+
 def plan_for_targets(
     gm: GroupedModel,
     predictors: Mapping[str, Predictor],
@@ -243,87 +356,19 @@ def plan_for_targets(
         )  # type: ignore[arg-type]
         return single_target_plan(name, plan, float(budgets_ms[name]), floor_ms(pred))
     members = {t: AtBatch(p, batches[t]) for t, p in predictors.items()}
-    # Below its dispatch floor no cut helps a target: plan each to max(budget, floor).
-    eff = {t: max(float(budgets_ms[t]), members[t].floor_ms_) for t in members}
-    for t in members:
-        if members[t].floor_ms_ > budgets_ms[t]:
-            log.warning(
-                "%s: budget %.4g ms is below its dispatch floor %.4g ms: planning it to the floor",
-                t,
-                budgets_ms[t],
-                members[t].floor_ms_,
-            )
+    eff = _effective_budgets(members, budgets_ms)
     from hwprune.contract import conv_layer_configs
 
     layers = {layer.name: layer.config for layer in conv_layer_configs(gm.model, shape)}
     models = {t: LatencyModel(m, layers, gm.groups) for t, m in members.items()}
     cap = {g.index: g.width for g in gm.groups}
     before = {t: _target_latency(models[t], cap, members[t].floor_ms_) for t in members}
-    index = {g.root: g.index for g in gm.groups}
-
-    weights = {t: 1.0 / len(members) for t in members}
-    tighten = 1.0  # folded budget, as a share of the weights' sum
-    best: tuple[float, Plan, dict[str, float], dict[str, float]] | None = None
-    seen: set[tuple[tuple[str, int], ...]] = set()  # plans made so far: a repeat means a cycle
-    made = 0
-    for _ in range(rounds):
-        folded = _Folded(members, eff, weights)
-        plan = plan_pruning(gm, folded, shape, tighten * float(sum(weights.values())), **plan_kwargs)  # type: ignore[arg-type]
-        made += 1
-        widths = dict(cap)
-        widths.update({index[r]: w for r, w in plan.widths.items()})
-        after = {t: _target_latency(models[t], widths, members[t].floor_ms_) for t in members}
-        over = {t: after[t] / eff[t] for t in members}
-        worst = max(over.values())
-        log.info(
-            "multi-target round %d: %s",
-            made,
-            ", ".join(f"{t} {after[t]:.4g}/{budgets_ms[t]:.4g} ms (w {weights[t]:.2f})" for t in members),
-        )
-        if best is None or worst < best[0] - 1e-12:
-            best = (worst, plan, after, dict(weights))
-        if worst <= 1.0 + 1e-9:
-            break
-        key = tuple(sorted(plan.widths.items()))
-        if key in seen:  # re-weighting came back to an earlier plan (a stall or a cycle): ask for more
-            tighten /= worst
-        seen.add(key)
-        for t in members:
-            if over[t] > 1.0:
-                weights[t] *= over[t] ** step
-        total = sum(weights.values())
-        weights = {t: w / total for t, w in weights.items()}
-    assert best is not None
-    worst, plan, after, used = best
-    widths = dict(cap)
-    widths.update({index[r]: w for r, w in plan.widths.items()})
+    best, made = _reweight(gm, members, models, shape, eff, budgets_ms, rounds, step, plan_kwargs)
+    _, plan, after, used = best
+    widths = _widths(gm, plan)
     conflicts = _conflicts(gm, models, widths, plan)
-    gave = {t: sum(c.extra_ms for c in conflicts if c.target == t) for t in members}
-    targets = {
-        t: TargetResult(
-            target=t,
-            budget_ms=float(budgets_ms[t]),
-            floor_ms=members[t].floor_ms_,
-            latency_before_ms=before[t],
-            latency_after_ms=after[t],
-            met=after[t] <= float(budgets_ms[t]) + 1e-12,
-            weight=used[t],
-            gave_way_ms=gave[t],
-        )
-        for t in members
-    }
+    targets = _results(members, budgets_ms, before, after, used, conflicts)
     feasible = all(r.met for r in targets.values())
-    for r in targets.values():
-        log.info(
-            "target %-24s predicted %.4f -> %.4f ms, budget %.4f ms (%s); gave way %.4f ms on %d groups",
-            r.target,
-            r.latency_before_ms,
-            r.latency_after_ms,
-            r.budget_ms,
-            "met" if r.met else "NOT met",
-            r.gave_way_ms,
-            sum(1 for c in conflicts if c.target == r.target),
-        )
     return MultiTargetPlan(plan, targets, tuple(conflicts), made, feasible)
 
 
