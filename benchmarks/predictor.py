@@ -52,8 +52,8 @@ from hwprune.predict.report import (
     plot_predicted_vs_measured,
     plot_staircase,
     score_rows,
-    stair_series,
 )
+from hwprune.predict.stairs import stair_series
 
 log = logging.getLogger(__name__)
 

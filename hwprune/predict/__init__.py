@@ -24,11 +24,11 @@ _EXPORTS: dict[str, str] = {
     "TRUSTED_TYPES": "hwprune.predict.io",
     "PredictorFileError": "hwprune.predict.io",
     "LatencyPredictor": "hwprune.predict.predictor",
-    "load_table": "hwprune.predict.predictor",
-    "within_share": "hwprune.predict.predictor",
+    "load_table": "hwprune.predict.tables",
+    "within_share": "hwprune.predict.tables",
     "PredictorReport": "hwprune.predict.report",
     "evaluate": "hwprune.predict.report",
-    "friendly_mask": "hwprune.predict.report",
+    "friendly_mask": "hwprune.staircase",
     "held_out_predictions": "hwprune.predict.report",
 }
 

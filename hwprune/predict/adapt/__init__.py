@@ -39,8 +39,9 @@ and :mod:`~hwprune.predict.adapt.measuring` (:func:`measure_and_adapt`).
 
 from __future__ import annotations
 
+from hwprune.predict.adapt.corrections import Correction
 from hwprune.predict.adapt.measuring import AdaptResult, measure_and_adapt
-from hwprune.predict.adapt.model import AdaptedPredictor, Correction, adapt
+from hwprune.predict.adapt.model import AdaptedPredictor, adapt
 from hwprune.predict.adapt.prior import PRIOR_PREDICTOR, PriorLike, load_prior, prior_configs
 from hwprune.predict.adapt.selection import select_configs
 
