@@ -45,7 +45,7 @@ import pandas as pd
 from benchmarks.common import ROOT, load_config, machine
 from hwprune.measure import CONFIG_COLUMNS, EvaluatorConfig, measure, model_space, read_table
 from hwprune.predict import LatencyPredictor, within_share
-from hwprune.predict.adaptive import adaptive_measure, replay_adaptive
+from hwprune.predict.adapt import adaptive_measure, replay_adaptive
 from hwprune.predict.report import (
     PredictorReport,
     held_out_predictions,

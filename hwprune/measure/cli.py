@@ -144,7 +144,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--load-note", default=None, help="note on machine load, stored in the sidecar")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--retry-errors", action="store_true", help="time again configs that failed before")
-    p.add_argument("--adaptive", action="store_true", help="adaptive sampling (hwprune.measure.adaptive)")
+    p.add_argument("--adaptive", action="store_true", help="adaptive sampling (hwprune.predict.adapt)")
     p.add_argument("--goal", type=float, default=0.99, help="adaptive: share of predictions within 10%%")
     p.add_argument(
         "--adapt-from",
@@ -259,7 +259,7 @@ def _measure(args: argparse.Namespace) -> int:
         )
         return 0
     if args.adaptive:
-        from hwprune.measure.adaptive import adaptive_measure  # lazy: it loads scikit-learn
+        from hwprune.predict.adapt import adaptive_measure  # lazy: it loads scikit-learn
 
         adaptive_measure(
             target,

@@ -2,7 +2,7 @@
 
 It reads the layer contract from :mod:`hwprune.contract` and tables through :mod:`hwprune.measure.table`;
 fitting and predicting a table import no torch. Adaptive sampling, which fits predictors to decide what to
-measure, is a way of measuring: :mod:`hwprune.measure.adaptive`.
+measure (``hwprune measure --adaptive`` and ``--adapt-from``), is :mod:`hwprune.predict.adapt`.
 
 Example:
     >>> from hwprune.predict import LatencyPredictor
