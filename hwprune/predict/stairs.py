@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hwprune.predict.features import CONFIG_COLUMNS
+from hwprune.contract import CONFIG_COLUMNS
 
 __all__ = ["EDGE_JUMP", "StairSeries", "series_latency", "stair_edge_bonus", "stair_series"]
 

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hwprune.predict.features import CONFIG_COLUMNS, DevicePeaks, layer_key
+from hwprune.contract import CONFIG_COLUMNS
+from hwprune.predict.features import DevicePeaks, layer_key
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ from typing import Any
 
 import pandas as pd
 
+from hwprune.contract import CONFIG_COLUMNS
 from hwprune.measure.sweep import measure, normalize_space
 from hwprune.measure.table import read_table
 from hwprune.measure.targets import load_target
 from hwprune.predict.adapt.rounds import AdaptiveResult, RoundSettings, config_key, run_rounds, table_keys
-from hwprune.predict.features import CONFIG_COLUMNS
 
 __all__ = ["adaptive_measure", "replay_adaptive"]
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from hwprune.predict.features import CONFIG_COLUMNS
+from hwprune.contract import CONFIG_COLUMNS
 from hwprune.predict.predictor import LatencyPredictor
 from hwprune.predict.stairs import stair_edge_bonus, stair_series
 from hwprune.predict.tables import within_share
