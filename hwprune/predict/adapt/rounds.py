@@ -223,9 +223,7 @@ def _share(hits: list[bool]) -> float:
     return float(np.mean(hits)) if hits else float("nan")
 
 
-def _stop_reason(
-    n_left: int, recent: list[bool], settings: RoundSettings, measurer: Measurer
-) -> str | None:
+def _stop_reason(n_left: int, recent: list[bool], settings: RoundSettings, measurer: Measurer) -> str | None:
     """Why the loop stops before another round, or None to go on."""
     if n_left == 0:
         return "exhausted"
