@@ -51,7 +51,7 @@ import pandas as pd
 from hwprune.measure import CONFIG_COLUMNS, EvaluatorConfig, measure, model_space, read_table
 from hwprune.predict import LatencyPredictor, within_share
 from hwprune.predict.adapt import adapt, load_prior, prior_configs, select_configs
-from hwprune.predict.predictor import layer_shapes
+from hwprune.predict.tables import layer_shapes
 
 log = logging.getLogger("benchmarks.adapt")
 

@@ -45,7 +45,7 @@ from hwprune.callbacks.predictor_factory import FAST_PREDICTOR, ensure_predictor
 from hwprune.measure import EvaluatorConfig, load_target, read_table, time_models
 from hwprune.models import build_model
 from hwprune.predict import LatencyPredictor
-from hwprune.predict.predictor import within_share
+from hwprune.predict.tables import within_share
 from hwprune.prune import apply_removals, build_groups, plan_pruning
 from hwprune.staircase import is_slowdown
 from hwprune.verify.loop import plan_and_verify

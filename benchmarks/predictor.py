@@ -45,15 +45,15 @@ import pandas as pd
 from benchmarks.common import ROOT, load_config, machine
 from hwprune.measure import CONFIG_COLUMNS, EvaluatorConfig, measure, model_space, read_table
 from hwprune.predict import LatencyPredictor, within_share
-from hwprune.predict.adaptive import adaptive_measure, replay_adaptive
+from hwprune.predict.adapt import adaptive_measure, replay_adaptive
 from hwprune.predict.report import (
     PredictorReport,
     held_out_predictions,
     plot_predicted_vs_measured,
     plot_staircase,
     score_rows,
-    stair_series,
 )
+from hwprune.predict.stairs import stair_series
 
 log = logging.getLogger(__name__)
 

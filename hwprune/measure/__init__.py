@@ -22,10 +22,6 @@ from hwprune._lazy import lazy_exports
 
 # Loaded on first use, so that `hwprune --help` and `import hwprune.measure.cli` import no torch.
 _EXPORTS: dict[str, str] = {
-    "AdaptiveResult": "hwprune.measure.adaptive",
-    "AdaptiveRound": "hwprune.measure.adaptive",
-    "adaptive_measure": "hwprune.measure.adaptive",
-    "replay_adaptive": "hwprune.measure.adaptive",
     "Backend": "hwprune.measure.backends.base",
     "RunResult": "hwprune.measure.backends.base",
     "EvaluatorConfig": "hwprune.measure.evaluator",
@@ -54,8 +50,6 @@ __all__ = [
     "BACKENDS",
     "CONFIG_COLUMNS",
     "TABLE_COLUMNS",
-    "AdaptiveResult",
-    "AdaptiveRound",
     "Backend",
     "ConvLayer",
     "EvaluatorConfig",
@@ -66,7 +60,6 @@ __all__ = [
     "TableWriter",
     "Target",
     "Timing",
-    "adaptive_measure",
     "can_time_models",
     "conv_layer_configs",
     "grid_space",
@@ -75,7 +68,6 @@ __all__ = [
     "measure",
     "model_space",
     "read_table",
-    "replay_adaptive",
     "time_models",
 ]
 

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = subparsers.add_parser(
         "measure", help="time a model's conv layer space on a target, append to a table"
     )
+    _add_space_args(p)
+    _add_table_args(p)
+    _add_timing_args(p)
+    _add_run_args(p)
+    _add_sampling_args(p)
+    p.set_defaults(func=_cmd_measure)
+
+    d = subparsers.add_parser("devices", help="print the device inventory (CPU, CUDA, OpenCL, versions)")
+    d.add_argument("--json", action="store_true", help="print JSON instead of text")
+    d.set_defaults(func=_cmd_devices)
+
+    s = subparsers.add_parser("staircase", help="plot latency against out-channels for one layer")
+    s.add_argument("--table", required=True, help="measurement table CSV")
+    s.add_argument("--layer", required=True, help="layer label as in the table's `layer` column")
+    s.add_argument("--out", required=True, help="PNG path")
+    s.add_argument(
+        "--batch", type=int, default=None, help="batch to plot (default: the smallest in the table)"
+    )
+    s.add_argument("--title", default=None, help="plot title")
+    s.set_defaults(func=_cmd_staircase)
+
+
+def _add_space_args(p: argparse.ArgumentParser) -> None:
+    """``hwprune measure``: what to time (the target and the layer space)."""
     p.add_argument(
         "--target", default="cpu_torch", help="catalogue name (conf/device/<name>.yaml) or YAML path"
     )
@@ -88,6 +113,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("--pairs", type=int, default=24, help="(in, out) pairs per conv shape in the 2d space")
     p.add_argument("--grid", default=None, help="YAML grid file instead of a model")
+
+
+def _add_table_args(p: argparse.ArgumentParser) -> None:
+    """``hwprune measure``: the table it appends to."""
     p.add_argument(
         "--out",
         default=None,
@@ -105,6 +134,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="append to a table measured on another device or library version (CPU model, GPU name, "
         "torch/cuDNN/TVM version); the sidecar keeps the first machine's record",
     )
+
+
+def _add_timing_args(p: argparse.ArgumentParser) -> None:
+    """``hwprune measure``: how each config is timed (the harness's EvaluatorConfig)."""
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per config")
     p.add_argument("--number", type=int, default=1, help="minimum runs per sample")
     p.add_argument("--repeat", type=int, default=7, help="samples per config")
@@ -116,6 +149,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="a row whose IQR/median exceeds this is noisy: timed again, and marked if it stays noisy",
     )
     p.add_argument("--retime", type=int, default=2, help="extra timings of a noisy config")
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """``hwprune measure``: how much of the space a run times, in what order and where."""
     p.add_argument("--limit", type=int, default=None, help="time at most this many new configs")
     # One flag per budget: seconds (--budget-s, plain and adaptive sweeps alike) and configurations
     # (--adapt-budget). The older spellings stay as hidden aliases so scripts keep working.
@@ -144,7 +181,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--load-note", default=None, help="note on machine load, stored in the sidecar")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--retry-errors", action="store_true", help="time again configs that failed before")
-    p.add_argument("--adaptive", action="store_true", help="adaptive sampling (hwprune.measure.adaptive)")
+
+
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """``hwprune measure``: the two ways to measure less (hwprune.predict.adapt)."""
+    p.add_argument("--adaptive", action="store_true", help="adaptive sampling (hwprune.predict.adapt)")
     p.add_argument("--goal", type=float, default=0.99, help="adaptive: share of predictions within 10%%")
     p.add_argument(
         "--adapt-from",
@@ -160,21 +201,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--out-predictor", default=None, help="--adapt-from: predictor file (default: the table's, .skops)"
     )
-    p.set_defaults(func=_cmd_measure)
-
-    d = subparsers.add_parser("devices", help="print the device inventory (CPU, CUDA, OpenCL, versions)")
-    d.add_argument("--json", action="store_true", help="print JSON instead of text")
-    d.set_defaults(func=_cmd_devices)
-
-    s = subparsers.add_parser("staircase", help="plot latency against out-channels for one layer")
-    s.add_argument("--table", required=True, help="measurement table CSV")
-    s.add_argument("--layer", required=True, help="layer label as in the table's `layer` column")
-    s.add_argument("--out", required=True, help="PNG path")
-    s.add_argument(
-        "--batch", type=int, default=None, help="batch to plot (default: the smallest in the table)"
-    )
-    s.add_argument("--title", default=None, help="plot title")
-    s.set_defaults(func=_cmd_staircase)
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
@@ -194,72 +220,19 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace) -> int:
-    from hwprune.measure.evaluator import EvaluatorConfig
-    from hwprune.measure.space import grid_space, model_space
-    from hwprune.measure.sweep import measure
-    from hwprune.measure.targets import load_target
-
-    target = load_target(args.target)
-    if args.batch is not None:
-        target = dataclasses.replace(target, batch=args.batch)
-    if args.fleet is not None:  # as the target's option, so the adaptive sweep shares the fleet too
-        target = dataclasses.replace(target, options={**target.options, "fleet": args.fleet})
-    if args.grid:
-        space = grid_space(args.grid)
-    else:
-        layers = [x.strip() for x in args.layers.split(",")] if args.layers else None
-        space = model_space(
-            args.model,
-            args.input,
-            floor=args.floor,
-            step=args.step,
-            layers=layers,
-            sweep_in=args.sweep_in,
-            pairs=args.pairs,
-        )
+    _check_sampling_args(args)
+    target = _target(args)
+    space = _space(args)
     out = args.out or default_table_path(target.name, args.model, args.input, args.grid)
     log.info("writing to %s", out)
     sidecar: dict[str, object] = {"load_note": args.load_note} if args.load_note else {}
     if not args.grid:
         sidecar["space"] = {"model": args.model, "input": list(args.input)}
-    ev = EvaluatorConfig(
-        warmup=args.warmup,
-        number=args.number,
-        repeat=args.repeat,
-        min_repeat_ms=args.min_repeat_ms,
-        max_rel_spread=args.max_rel_spread,
-        retime=args.retime,
-    )
-    if (args.adapt_budget is not None or args.out_predictor) and args.adapt_from is None:
-        raise ValueError("`--adapt-budget` and `--out-predictor` need `--adapt-from PRED_OR_TABLE`")
-    if args.adapt_from is not None and args.adaptive:
-        raise ValueError("`--adaptive` and `--adapt-from` are two ways to measure less: choose one")
+    ev = _evaluator(args)
     if args.adapt_from is not None:
-        from hwprune.predict.adapt import measure_and_adapt  # lazy: the predict stage comes later
-
-        if args.adapt_budget is None:
-            raise ValueError("`--adapt-budget` must be given with --adapt-from (configs to measure, >= 1)")
-        res = measure_and_adapt(
-            target,
-            space,
-            out,
-            adapt_from=args.adapt_from,
-            budget=args.adapt_budget,
-            out_predictor=args.out_predictor or Path(out).with_suffix(".skops"),
-            evaluator=ev,
-            progress=not args.no_progress,
-            sidecar=sidecar or None,
-        )
-        v = res.predictor.validation_
-        print(
-            f"{res.table}: {res.n_selected} of {res.n_candidates} configs selected, {res.measured} measured "
-            f"now; wrote {res.predictor_path} (correction {res.predictor.correction_}, cross-validated "
-            f"within ±10% {100 * v.get('count_within10', float('nan')):.1f}%, prior alone "
-            f"{100 * v['prior_within10']:.1f}%), {res.wall_s:.1f} s"
-        )
-        return 0
+        return _measure_and_adapt(args, target, space, out, ev, sidecar)
     if args.adaptive:
-        from hwprune.measure.adaptive import adaptive_measure  # lazy: it loads scikit-learn
+        from hwprune.predict.adapt import adaptive_measure  # lazy: it loads scikit-learn
 
         adaptive_measure(
             target,
@@ -271,6 +244,106 @@ def _measure(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
         return 0
+    return _sweep(args, target, space, out, ev, sidecar)
+
+
+def _check_sampling_args(args: argparse.Namespace) -> None:
+    """Refuse flags of the two ways to measure less that do not go together, before anything is timed."""
+    if (args.adapt_budget is not None or args.out_predictor) and args.adapt_from is None:
+        raise ValueError("`--adapt-budget` and `--out-predictor` need `--adapt-from PRED_OR_TABLE`")
+    if args.adapt_from is not None and args.adaptive:
+        raise ValueError("`--adaptive` and `--adapt-from` are two ways to measure less: choose one")
+    if args.adapt_from is not None and args.adapt_budget is None:
+        raise ValueError("`--adapt-budget` must be given with --adapt-from (configs to measure, >= 1)")
+
+
+def _target(args: argparse.Namespace) -> Any:
+    """The target, with ``--batch`` and ``--fleet`` applied."""
+    from hwprune.measure.targets import load_target
+
+    target = load_target(args.target)
+    if args.batch is not None:
+        target = dataclasses.replace(target, batch=args.batch)
+    if args.fleet is not None:  # as the target's option, so the adaptive sweep shares the fleet too
+        target = dataclasses.replace(target, options={**target.options, "fleet": args.fleet})
+    return target
+
+
+def _space(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The layer space: the ``--grid`` file's, or the ``--model``'s."""
+    from hwprune.measure.space import grid_space, model_space
+
+    if args.grid:
+        return grid_space(args.grid)
+    layers = [x.strip() for x in args.layers.split(",")] if args.layers else None
+    return model_space(
+        args.model,
+        args.input,
+        floor=args.floor,
+        step=args.step,
+        layers=layers,
+        sweep_in=args.sweep_in,
+        pairs=args.pairs,
+    )
+
+
+def _evaluator(args: argparse.Namespace) -> Any:
+    """The harness's timing settings from the timing flags."""
+    from hwprune.measure.evaluator import EvaluatorConfig
+
+    return EvaluatorConfig(
+        warmup=args.warmup,
+        number=args.number,
+        repeat=args.repeat,
+        min_repeat_ms=args.min_repeat_ms,
+        max_rel_spread=args.max_rel_spread,
+        retime=args.retime,
+    )
+
+
+def _measure_and_adapt(
+    args: argparse.Namespace,
+    target: Any,
+    space: list[dict[str, Any]],
+    out: str | os.PathLike[str],
+    ev: Any,
+    sidecar: dict[str, object],
+) -> int:
+    """``--adapt-from``: measure the selected configs, fit and save the adapted predictor."""
+    from hwprune.predict.adapt import measure_and_adapt  # lazy: it loads scikit-learn
+
+    res = measure_and_adapt(
+        target,
+        space,
+        out,
+        adapt_from=args.adapt_from,
+        budget=args.adapt_budget,
+        out_predictor=args.out_predictor or Path(out).with_suffix(".skops"),
+        evaluator=ev,
+        progress=not args.no_progress,
+        sidecar=sidecar or None,
+    )
+    v = res.predictor.validation_
+    print(
+        f"{res.table}: {res.n_selected} of {res.n_candidates} configs selected, {res.measured} measured "
+        f"now; wrote {res.predictor_path} (correction {res.predictor.correction_}, cross-validated "
+        f"within ±10% {100 * v.get('count_within10', float('nan')):.1f}%, prior alone "
+        f"{100 * v['prior_within10']:.1f}%), {res.wall_s:.1f} s"
+    )
+    return 0
+
+
+def _sweep(
+    args: argparse.Namespace,
+    target: Any,
+    space: list[dict[str, Any]],
+    out: str | os.PathLike[str],
+    ev: Any,
+    sidecar: dict[str, object],
+) -> int:
+    """The plain sweep: time every config of the space not yet in the table."""
+    from hwprune.measure.sweep import measure
+
     summary = measure(
         target,
         space,

@@ -2,7 +2,7 @@
 
 It reads the layer contract from :mod:`hwprune.contract` and tables through :mod:`hwprune.measure.table`;
 fitting and predicting a table import no torch. Adaptive sampling, which fits predictors to decide what to
-measure, is a way of measuring: :mod:`hwprune.measure.adaptive`.
+measure (``hwprune measure --adaptive`` and ``--adapt-from``), is :mod:`hwprune.predict.adapt`.
 
 Example:
     >>> from hwprune.predict import LatencyPredictor
@@ -24,11 +24,11 @@ _EXPORTS: dict[str, str] = {
     "TRUSTED_TYPES": "hwprune.predict.io",
     "PredictorFileError": "hwprune.predict.io",
     "LatencyPredictor": "hwprune.predict.predictor",
-    "load_table": "hwprune.predict.predictor",
-    "within_share": "hwprune.predict.predictor",
+    "load_table": "hwprune.predict.tables",
+    "within_share": "hwprune.predict.tables",
     "PredictorReport": "hwprune.predict.report",
     "evaluate": "hwprune.predict.report",
-    "friendly_mask": "hwprune.predict.report",
+    "friendly_mask": "hwprune.staircase",
     "held_out_predictions": "hwprune.predict.report",
 }
 

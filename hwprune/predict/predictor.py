@@ -14,10 +14,12 @@ never seen) a tree predicts a constant in its leaf. Regressing ``log(latency / F
 a throughput rather than a latency, so unseen shapes get the right order of magnitude, but stairs of an
 unseen shape are only guessed. Measure the layers you prune; ``hwprune measure --adaptive`` does it cheaply.
 
-This module holds the fitting, predicting and file parts. Reading a table (:func:`load_table`) and the
-accuracy measures live in :mod:`hwprune.predict.tables`; pricing a whole network and its end-to-end
-calibration (:meth:`LatencyPredictor.predict_model`, :meth:`LatencyPredictor.calibrate`) in
-:mod:`hwprune.predict.whole_model`. Their names stay importable from here.
+This module holds the fitting and predicting parts. Saving and loading files is
+:class:`~hwprune.predict.predictor_file.PredictorFileMixin`'s; reading a table
+(:func:`~hwprune.predict.tables.load_table`) and the accuracy measures live in
+:mod:`hwprune.predict.tables`; pricing a whole network and its end-to-end calibration
+(:meth:`LatencyPredictor.predict_model`, :meth:`LatencyPredictor.calibrate`) in
+:mod:`hwprune.predict.whole_model`.
 """
 
 from __future__ import annotations
@@ -25,13 +27,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
-import sklearn
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
 from sklearn.model_selection import GroupKFold, KFold
@@ -41,49 +40,27 @@ from threadpoolctl import threadpool_limits
 from hwprune.predict import io as pio
 from hwprune.predict.features import (
     CONFIG_COLUMNS,
-    FEATURE_SCHEMA_VERSION,
     DevicePeaks,
     build_features,
     config_frame,
     feature_names,
     layer_key,
 )
-
-# The table helpers and the whole-model methods live in their own modules; their names stay importable
-# from here, where they were first defined.
-from hwprune.predict.tables import (  # noqa: F401  (re-exported)
+from hwprune.predict.predictor_file import PredictorFileMixin
+from hwprune.predict.tables import (
     TableLike,
-    _find_peaks,
-    _mape,
-    _sidecar_peaks,
-    _single,
+    accuracy,
     layer_shapes,
     load_table,
-    within_share,
+    table_digest,
+    table_value,
+    warn_on_busy_table,
 )
-from hwprune.predict.whole_model import WholeModelMixin, _fit_work  # noqa: F401  (re-exported)
+from hwprune.predict.whole_model import WholeModelMixin
 
 log = logging.getLogger(__name__)
 
-
-def warn_on_busy_table(df: pd.DataFrame, table: TableLike) -> None:
-    """Warn, as ``hwprune fit`` does, when many of ``df``'s rows were measured contended or noisy."""
-    from hwprune.measure.contention import warn_on_table
-
-    where = "the fitted DataFrame" if isinstance(table, pd.DataFrame) else str(table)
-    warn_on_table(df, f"LatencyPredictor.fit: {where}")
-
-
-__all__ = [
-    "EstimatorKind",
-    "LatencyPredictor",
-    "TableLike",
-    "TargetTransform",
-    "layer_shapes",
-    "load_table",
-    "table_digest",
-    "within_share",
-]
+__all__ = ["EstimatorKind", "LatencyPredictor", "TargetTransform"]
 
 EstimatorKind = Literal["auto", "hist_gradient_boosting", "extra_trees"]
 TargetTransform = Literal["auto", "log", "log_per_flop"]
@@ -92,34 +69,7 @@ _TRANSFORMS: tuple[str, ...] = ("log", "log_per_flop")
 _LOG_FLOPS_COL = feature_names().index("log_flops")
 
 
-def table_digest(df: pd.DataFrame) -> str:
-    """A digest of a table's timed rows (target, dtype, config, latency), independent of their order.
-
-    ``hwprune report`` tells a predictor's training table from another one by it (a row count alone
-    called another table of the same size "in-sample").
-
-    Args:
-        df: A table from :func:`load_table` (error rows already dropped).
-
-    Returns:
-        The SHA-256 hex digest.
-
-    Example:
-        >>> table_digest(pd.DataFrame([dict(batch=1, in_channels=3, out_channels=8, height=8, width=8,
-        ...     kernel_size=3, stride=1, padding=1, groups=1, latency_ms=0.1)]))[:12]
-        'f5c8ed6b9384'
-    """
-    import hashlib
-
-    cols = [c for c in ("target", "dtype") if c in df.columns]
-    text = df[cols].astype(str) if cols else pd.DataFrame(index=df.index)
-    ints = df[list(CONFIG_COLUMNS)].astype("int64").astype(str)
-    lat = df["latency_ms"].astype(float).map(repr)
-    keys = sorted(pd.concat([text, ints, lat], axis=1).agg("|".join, axis=1).tolist())
-    return hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()
-
-
-class LatencyPredictor(WholeModelMixin, BaseEstimator):
+class LatencyPredictor(WholeModelMixin, PredictorFileMixin, BaseEstimator):
     """Predict conv2d latency (ms) on one target from its measurement table.
 
     Args:
@@ -274,7 +224,7 @@ class LatencyPredictor(WholeModelMixin, BaseEstimator):
             return self._fit(df, peaks)
 
     def _fit(self, df: pd.DataFrame, peaks: DevicePeaks) -> LatencyPredictor:
-        target = _single(df, "target", "unknown")
+        target = table_value(df, "target", "unknown")
         dtype_default = None if "dtype" in df.columns else "float32"
         cfg = config_frame(df, default_dtype=dtype_default)
         X = build_features(cfg, peaks)
@@ -292,13 +242,7 @@ class LatencyPredictor(WholeModelMixin, BaseEstimator):
             for kind in kinds:
                 for tf in transforms:
                     oof = self._oof(kind, tf, X, y_ms, layer_splits)
-                    res = {
-                        "estimator": kind,
-                        "transform": tf,
-                        "layer_within5": within_share(oof, y_ms, 0.05),
-                        "layer_within10": within_share(oof, y_ms, 0.10),
-                        "layer_mape": _mape(oof, y_ms),
-                    }
+                    res = {"estimator": kind, "transform": tf, **accuracy(oof, y_ms, "layer_")}
                     cv_results.append(res)
                     scored.append(((res["layer_within10"], -res["layer_mape"]), (kind, tf), res))
                     log.info(
@@ -315,12 +259,8 @@ class LatencyPredictor(WholeModelMixin, BaseEstimator):
             configs = cfg[list(CONFIG_COLUMNS) + ["dtype"]].astype(str).agg("_".join, axis=1).to_numpy()
             count_oof = self._oof(best[0], best[1], X, y_ms, self._splits(X, configs, "count"))
             validation = {
-                "layer_within5": best_res["layer_within5"],
-                "layer_within10": best_res["layer_within10"],
-                "layer_mape": best_res["layer_mape"],
-                "count_within5": within_share(count_oof, y_ms, 0.05),
-                "count_within10": within_share(count_oof, y_ms, 0.10),
-                "count_mape": _mape(count_oof, y_ms),
+                **{k: v for k, v in best_res.items() if k.startswith("layer_")},
+                **accuracy(count_oof, y_ms, "count_"),
                 "n_layer_groups": float(len(np.unique(groups))),
             }
 
@@ -330,8 +270,8 @@ class LatencyPredictor(WholeModelMixin, BaseEstimator):
         self.transform_ = best[1]
         self.peaks_ = peaks
         self.target_ = target
-        self.backend_ = _single(df, "backend", "unknown")
-        self.device_ = _single(df, "device", "unknown")
+        self.backend_ = table_value(df, "backend", "unknown")
+        self.device_ = table_value(df, "device", "unknown")
         self.dtypes_ = tuple(sorted(pd.unique(cfg["dtype"])))
         self.batches_ = tuple(sorted(int(b) for b in pd.unique(cfg["batch"])))
         self.layer_shapes_ = tuple(sorted(set(layer_shapes(cfg))))
@@ -411,127 +351,12 @@ class LatencyPredictor(WholeModelMixin, BaseEstimator):
         return np.stack([self._decode(t.predict(X), X, self.transform_) for t in self.estimator_.estimators_])
 
     # ------------------------------------------------------------------ files
-    def metadata(self) -> dict[str, Any]:
-        """The metadata a saved file carries.
-
-        Returns:
-            target, backend, device, dtype, feature_schema, hwprune/sklearn versions, n_train_rows,
-            validation metrics, and the chosen estimator and transform.
-
-        Raises:
-            sklearn.exceptions.NotFittedError: If not fitted.
-
-        Example:
-            >>> pred.metadata()["target"]  # doctest: +SKIP
-            'cpu_torch'
-        """
-        check_is_fitted(self, "estimator_")
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            hw_version = version("hwprune")
-        except PackageNotFoundError:
-            hw_version = "unknown"
-        return {
-            "target": self.target_,
-            "backend": self.backend_,
-            "device": self.device_,
-            "dtype": self.dtype_,
-            "dtypes": list(self.dtypes_),
-            "batches": list(getattr(self, "batches_", ())),
-            "layer_shapes": list(getattr(self, "layer_shapes_", ())),
-            "feature_schema": FEATURE_SCHEMA_VERSION,
-            "feature_names": feature_names(),
-            "hwprune_version": hw_version,
-            "sklearn_version": sklearn.__version__,
-            "n_train_rows": int(self.n_train_rows_),
-            "train_digest": str(getattr(self, "train_digest_", "")),
-            "validation": {k: float(v) for k, v in self.validation_.items()},
-            "estimator_kind": self.estimator_kind_,
-            "transform": self.transform_,
-            "elem_ms_per_m": float(self.elem_ms_per_m_),
-            "overhead_ms": float(self.overhead_ms_),
-            "floor_ms": float(self.floor_ms_),
-            "calibration": list(self.calibration_),
-            "peaks": {k: (None if v is None else float(v)) for k, v in asdict(self.peaks_).items()},
-            "params": {k: v for k, v in self.get_params().items()},
-        }
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Save with skops (never pickle) together with :meth:`metadata`.
-
-        Args:
-            path: Output file, conventionally ``*.skops``.
-
-        Returns:
-            The path written.
-
-        Raises:
-            sklearn.exceptions.NotFittedError: If not fitted.
-
-        Example:
-            >>> pred.save("predictors/cpu_torch.skops")  # doctest: +SKIP
-        """
-        payload = {
-            "format": pio.FILE_FORMAT,
-            "format_version": pio.FILE_FORMAT_VERSION,
-            "meta": self.metadata(),
-            "estimator": self.estimator_,
-        }
-        return pio.write_file(payload, path)
-
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        expected_target: str | None = None,
-        expected_schema: int | None = FEATURE_SCHEMA_VERSION,
-        allow_version_mismatch: bool = False,
-    ) -> LatencyPredictor:
-        """Load a predictor file safely.
-
-        Args:
-            path: A file written by :meth:`save`.
-            expected_target: Refuse the file unless it was fitted for this target.
-            expected_schema: Refuse the file unless it uses this feature schema (default: this version's,
-                :data:`hwprune.predict.features.FEATURE_SCHEMA_VERSION`; ``None`` skips the check, but
-                predicting still needs the current schema).
-            allow_version_mismatch: Warn instead of refusing a file from another scikit-learn major.minor.
-
-        Returns:
-            A fitted :class:`LatencyPredictor` whose predictions equal the saved one's.
-
-        Raises:
-            FileNotFoundError: If ``path`` does not exist.
-            PredictorFileError: On any load failure: not a skops zip (a pickle), truncated, a type off the
-                allow-list, not a predictor, or a target, schema or version mismatch. Nothing in the file
-                is ever executed.
-
-        Example:
-            >>> pred = LatencyPredictor.load("pred.skops", expected_target="cpu_torch")  # doctest: +SKIP
-        """
-        payload = pio.read_file(
-            path,
-            expected_target=expected_target,
-            expected_schema=expected_schema,
-            allow_version_mismatch=allow_version_mismatch,
-        )
-        meta = payload["meta"]
-        if meta.get("feature_schema") != FEATURE_SCHEMA_VERSION:
-            raise pio.PredictorFileError(
-                f"{path} uses feature schema {meta.get('feature_schema')!r}; this hwprune computes schema "
-                f"{FEATURE_SCHEMA_VERSION}, so it cannot predict with it; refit it with `hwprune fit`"
-            )
-        if meta.get("kind") == "adapted":  # a predictor adapted from another target's (predict.adapt)
-            from hwprune.predict.adapt.model import AdaptedPredictor
-
-            return AdaptedPredictor._from_payload(payload, path)
-        return cls._from_payload(payload, path)
-
     @classmethod
     def _from_payload(cls, payload: Mapping[str, Any], path: str | os.PathLike[str]) -> LatencyPredictor:
-        """Rebuild a fitted predictor from a checked file payload (``meta`` and ``estimator``)."""
+        """Rebuild a fitted predictor from a checked file payload (``meta`` and ``estimator``).
+
+        The files part (``metadata``, ``save``, ``load``) is :class:`PredictorFileMixin`'s.
+        """
         meta = payload["meta"]
         est = payload["estimator"]
         if not isinstance(est, ExtraTreesRegressor | HistGradientBoostingRegressor):
@@ -551,23 +376,3 @@ class LatencyPredictor(WholeModelMixin, BaseEstimator):
         if obj.transform_ not in _TRANSFORMS or obj.estimator_kind_ not in _ESTIMATORS:
             raise pio.PredictorFileError(f"{path} names an unknown estimator or transform")
         return obj
-
-    def _restore(self, meta: Mapping[str, Any]) -> None:
-        """Set the fitted attributes every predictor file carries in its metadata (raises KeyError)."""
-        self.peaks_ = DevicePeaks(meta["peaks"].get("gflops"), meta["peaks"].get("gbytes_per_s"))
-        self.target_ = str(meta["target"])
-        self.backend_ = str(meta["backend"])
-        self.device_ = str(meta["device"])
-        self.dtypes_ = tuple(str(d) for d in meta["dtypes"])
-        self.batches_ = tuple(int(b) for b in meta.get("batches", ()))
-        self.layer_shapes_ = tuple(str(k) for k in meta.get("layer_shapes", ()))
-        self.dtype_ = str(meta["dtype"])
-        self.n_train_rows_ = int(meta["n_train_rows"])
-        self.train_digest_ = str(meta.get("train_digest", ""))
-        self.validation_ = dict(meta["validation"])
-        self.cv_results_ = []
-        self.elem_ms_per_m_ = float(meta.get("elem_ms_per_m", 0.0))
-        self.overhead_ms_ = float(meta.get("overhead_ms", 0.0))
-        self.floor_ms_ = float(meta.get("floor_ms", 0.0))
-        self.calibration_ = list(meta.get("calibration", []))
-        self.n_features_in_ = len(meta["feature_names"])

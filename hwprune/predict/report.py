@@ -22,24 +22,24 @@ import pandas as pd
 
 from hwprune.measure.table import warn_if_noisy
 from hwprune.predict.features import CONFIG_COLUMNS, config_frame, layer_family, layer_key
-from hwprune.predict.predictor import LatencyPredictor, TableLike, load_table, table_digest, within_share
-from hwprune.staircase import friendly_mask  # the one friendly rule; re-exported for hwprune.predict
+from hwprune.predict.predictor import LatencyPredictor
+from hwprune.predict.stairs import series_latency, stair_series
+from hwprune.predict.tables import TableLike, load_table, table_digest, within_share
+from hwprune.staircase import friendly_mask  # the one friendly rule
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "FamilyScore",
     "PredictorReport",
-    "StairSeries",
+    "config_group",
     "evaluate",
     "format_report",
-    "friendly_mask",
-    "config_group",
     "held_out_predictions",
     "plot_predicted_vs_measured",
     "plot_staircase",
     "score_rows",
-    "stair_series",
+    "write_json",
 ]
 
 
@@ -63,23 +63,6 @@ class FamilyScore:
 
 
 @dataclass(frozen=True)
-class StairSeries:
-    """One channel sweep of one layer: the rows that differ only in the swept count.
-
-    Attributes:
-        label: Human-readable name (the table's ``layer`` label where present, plus the swept column).
-        swept: ``out_channels``, ``in_channels`` or ``depthwise`` (in = out = groups).
-        index: Row positions in the evaluated table, sorted by count.
-        counts: The swept counts, ascending.
-    """
-
-    label: str
-    swept: str
-    index: tuple[int, ...]
-    counts: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class PredictorReport:
     """What :func:`evaluate` measures.
 
@@ -95,7 +78,7 @@ class PredictorReport:
         n_predicted_friendly: Predicted friendly counts over all sweeps.
         n_series: Sweeps of >= 3 counts used for the fidelity.
         in_sample: True when the table is the one the predictor was fitted on (the same
-            :func:`~hwprune.predict.predictor.table_digest` of its timed rows), so the scores above are
+            :func:`~hwprune.predict.tables.table_digest` of its timed rows), so the scores above are
             in-sample and say little; None when the predictor records no digest.
         held_out: The predictor's cross-validated held-out scores from its fit (``validation_``:
             ``count_*`` unseen counts of known layers, ``layer_*`` unseen layer shapes); empty when it was
@@ -124,62 +107,6 @@ class PredictorReport:
             >>> json.dumps(report.to_dict())  # doctest: +SKIP
         """
         return asdict(self)
-
-
-def stair_series(table: pd.DataFrame, *, min_points: int = 3) -> list[StairSeries]:
-    """Split a table into channel sweeps (all config fixed but one count).
-
-    Args:
-        table: Rows with the config columns (duplicates of a config are allowed; they share a count).
-        min_points: Smallest number of distinct counts for a sweep to count.
-
-    Returns:
-        The sweeps, longest first.
-
-    Example:
-        >>> [s.swept for s in stair_series(df)][:1]  # doctest: +SKIP
-        ['out_channels']
-    """
-    df = table.reset_index(drop=True)
-    depthwise = (
-        (df["groups"] > 1) & (df["groups"] == df["in_channels"]) & (df["groups"] == df["out_channels"])
-    )
-    out: list[StairSeries] = []
-    dtype_col = ["dtype"] if "dtype" in df.columns else []
-    plans = (
-        ("out_channels", df[~depthwise], [c for c in CONFIG_COLUMNS if c != "out_channels"]),
-        ("in_channels", df[~depthwise], [c for c in CONFIG_COLUMNS if c != "in_channels"]),
-        (
-            "depthwise",
-            df[depthwise],
-            [c for c in CONFIG_COLUMNS if c not in ("in_channels", "out_channels", "groups")],
-        ),
-    )
-    for swept, part, keys in plans:
-        if part.empty:
-            continue
-        count_col = "out_channels" if swept == "depthwise" else swept
-        for _, grp in part.groupby(keys + dtype_col, sort=False):
-            if grp[count_col].nunique() < min_points:
-                continue
-            grp = grp.sort_values(count_col, kind="stable")
-            name = str(grp["layer"].iloc[-1]) if "layer" in grp.columns else "layer"
-            out.append(
-                StairSeries(
-                    label=f"{name} ({swept})",
-                    swept=swept,
-                    index=tuple(int(i) for i in grp.index),
-                    counts=tuple(int(c) for c in grp[count_col]),
-                )
-            )
-    out.sort(key=lambda s: len(s.counts), reverse=True)
-    return out
-
-
-def _series_latency(s: StairSeries, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean latency per distinct count of a sweep (duplicated configs averaged)."""
-    frame = pd.DataFrame({"c": s.counts, "v": values[list(s.index)]}).groupby("c")["v"].mean()
-    return frame.index.to_numpy(), frame.to_numpy()
 
 
 def evaluate(predictor: LatencyPredictor, table: TableLike) -> tuple[PredictorReport, pd.DataFrame]:
@@ -338,8 +265,8 @@ def plot_staircase(
         raise ValueError(f"`layer` must match a channel sweep of >= 3 counts in the table, got {layer!r}")
     s = series[0]
     rows = rows.reset_index(drop=True)
-    c, mv = _series_latency(s, rows["latency_ms"].to_numpy())
-    _, pv = _series_latency(s, rows["predicted_ms"].to_numpy())
+    c, mv = series_latency(s, rows["latency_ms"].to_numpy())
+    _, pv = series_latency(s, rows["predicted_ms"].to_numpy())
     return draw_staircase(
         c.tolist(),
         mv.tolist(),
@@ -486,8 +413,8 @@ def score_rows(rows: pd.DataFrame, target: str = "") -> PredictorReport:
     hits = n_pred = 0
     series = stair_series(rows)
     for s in series:
-        _, mv = _series_latency(s, meas)
-        _, pv = _series_latency(s, pred)
+        _, mv = series_latency(s, meas)
+        _, pv = series_latency(s, pred)
         pf, mf = friendly_mask(pv), friendly_mask(mv)
         n_pred += int(pf.sum())
         hits += int((pf & mf).sum())

@@ -1,14 +1,15 @@
 """Reading a measurement table for the predictor, and the accuracy measures it reports.
 
 :func:`load_table` reads a measurement CSV (through :func:`hwprune.measure.read_table`) or checks a
-DataFrame, and takes the device peaks from the table's JSON sidecar; :func:`within_share` and
-:func:`layer_shapes` are the accuracy share and the layer-shape names that the predictor, its report and
-the adapted predictor (:mod:`hwprune.predict.adapt`) share. Everything here is importable from
-:mod:`hwprune.predict.predictor` too. No torch is imported.
+DataFrame, and takes the device peaks from the table's JSON sidecar; :func:`table_value` and
+:func:`table_digest` describe what was read. :func:`within_share`, :func:`mape`, :func:`accuracy` and
+:func:`layer_shapes` are the accuracy measures and the layer-shape names that the predictor, its report and
+the adapted predictor (:mod:`hwprune.predict.adapt`) share. No torch is imported.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -19,11 +20,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hwprune.contract import CONFIG_COLUMNS
 from hwprune.predict.features import DevicePeaks, layer_key
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TableLike", "layer_shapes", "load_table", "within_share"]
+__all__ = [
+    "TableLike",
+    "accuracy",
+    "layer_shapes",
+    "load_table",
+    "mape",
+    "table_digest",
+    "table_value",
+    "warn_on_busy_table",
+    "within_share",
+]
 
 TableLike = pd.DataFrame | str | os.PathLike[str]
 
@@ -69,8 +81,44 @@ def layer_shapes(cfg: pd.DataFrame) -> list[str]:
     return [k.split("_", 1)[1].rsplit("_", 1)[0] for k in layer_key(cfg)]
 
 
-def _mape(pred: np.ndarray, true: np.ndarray) -> float:
+def mape(pred: np.ndarray, true: np.ndarray) -> float:
+    """Mean absolute percentage error of ``pred`` against ``true``, in %.
+
+    Args:
+        pred: Predicted latencies.
+        true: Measured latencies (> 0).
+
+    Returns:
+        The error in %; NaN for empty input.
+
+    Example:
+        >>> mape(np.array([1.1, 0.9]), np.array([1.0, 1.0]))
+        10.000000000000009
+    """
     return float(np.mean(np.abs(pred / true - 1.0)) * 100.0) if len(true) else math.nan
+
+
+def accuracy(pred: np.ndarray, true: np.ndarray, prefix: str = "") -> dict[str, float]:
+    """The accuracy figures a predictor records: shares within ±5% and ±10%, and the MAPE.
+
+    Args:
+        pred: Predicted latencies.
+        true: Measured latencies (> 0).
+        prefix: Put before each key (``"count_"``: unseen counts of known layers, ``"layer_"``: unseen
+            layer shapes).
+
+    Returns:
+        ``{prefix + "within5": ..., prefix + "within10": ..., prefix + "mape": ...}``.
+
+    Example:
+        >>> accuracy(np.array([1.05, 1.2]), np.array([1.0, 1.0]), "count_")["count_within10"]
+        0.5
+    """
+    return {
+        f"{prefix}within5": within_share(pred, true, 0.05),
+        f"{prefix}within10": within_share(pred, true, 0.10),
+        f"{prefix}mape": mape(pred, true),
+    }
 
 
 def _find_peaks(obj: Any, found: dict[str, float]) -> None:
@@ -145,10 +193,68 @@ def load_table(table: TableLike) -> tuple[pd.DataFrame, DevicePeaks]:
     return df, peaks
 
 
-def _single(df: pd.DataFrame, col: str, default: str) -> str:
+def table_value(df: pd.DataFrame, col: str, default: str) -> str:
+    """The value of a table's metadata column: the one value, or the sorted values comma-joined.
+
+    Args:
+        df: A table from :func:`load_table`.
+        col: ``target``, ``backend``, ``device`` or another string column.
+        default: What a table without the column gets.
+
+    Returns:
+        The value.
+
+    Raises:
+        ValueError: If ``col`` is ``target`` and the table holds several (one predictor per target).
+
+    Example:
+        >>> table_value(pd.DataFrame({"device": ["a", "b", "a"]}), "device", "unknown")
+        'a,b'
+    """
     if col not in df.columns:
         return default
     vals = pd.unique(df[col].astype(str))
     if col == "target" and len(vals) > 1:
         raise ValueError(f"`table` must hold one target, got {sorted(vals)}: fit one predictor per target")
     return str(vals[0]) if len(vals) == 1 else ",".join(sorted(vals))
+
+
+def table_digest(df: pd.DataFrame) -> str:
+    """A digest of a table's timed rows (target, dtype, config, latency), independent of their order.
+
+    ``hwprune report`` tells a predictor's training table from another one by it (a row count alone
+    called another table of the same size "in-sample").
+
+    Args:
+        df: A table from :func:`load_table` (error rows already dropped).
+
+    Returns:
+        The SHA-256 hex digest.
+
+    Example:
+        >>> table_digest(pd.DataFrame([dict(batch=1, in_channels=3, out_channels=8, height=8, width=8,
+        ...     kernel_size=3, stride=1, padding=1, groups=1, latency_ms=0.1)]))[:12]
+        'f5c8ed6b9384'
+    """
+    cols = [c for c in ("target", "dtype") if c in df.columns]
+    text = df[cols].astype(str) if cols else pd.DataFrame(index=df.index)
+    ints = df[list(CONFIG_COLUMNS)].astype("int64").astype(str)
+    lat = df["latency_ms"].astype(float).map(repr)
+    keys = sorted(pd.concat([text, ints, lat], axis=1).agg("|".join, axis=1).tolist())
+    return hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()
+
+
+def warn_on_busy_table(df: pd.DataFrame, table: TableLike) -> None:
+    """Warn, as ``hwprune fit`` does, when many of ``df``'s rows were measured contended or noisy.
+
+    Args:
+        df: The rows :func:`load_table` read from ``table``.
+        table: What the caller fitted on (named in the warning).
+
+    Example:
+        >>> warn_on_busy_table(df, "tables/cpu_torch/small_resnet_28.csv")  # doctest: +SKIP
+    """
+    from hwprune.measure.contention import warn_on_table  # the measuring stage comes first in the data flow
+
+    where = "the fitted DataFrame" if isinstance(table, pd.DataFrame) else str(table)
+    warn_on_table(df, f"LatencyPredictor.fit: {where}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hwprune.measure import CONFIG_COLUMNS, EvaluatorConfig, model_space, read_table
-from hwprune.measure.adaptive import AdaptiveResult, adaptive_measure
+from hwprune.predict.adapt import AdaptiveResult, adaptive_measure
 
 FAST = EvaluatorConfig(warmup=1, repeat=3, min_repeat_ms=2.0)
 
@@ -61,7 +61,7 @@ def test_validates_arguments(kwargs: dict, match: str, space: list[dict], tmp_pa
 
 
 def test_replay_on_a_real_table_respects_budget_and_reveals_table_rows(tiny_table: Path) -> None:
-    from hwprune.measure.adaptive import replay_adaptive
+    from hwprune.predict.adapt import replay_adaptive
 
     df = read_table(tiny_table)
     res, picked = replay_adaptive(df, max_measurements=20, batch_size=6, min_probes=2)

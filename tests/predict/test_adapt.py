@@ -17,7 +17,7 @@ from hwprune.cli import main
 from hwprune.measure import CONFIG_COLUMNS, model_space, read_table
 from hwprune.predict import LatencyPredictor, PredictorFileError, within_share
 from hwprune.predict.adapt import AdaptedPredictor, adapt, load_prior, prior_configs, select_configs
-from hwprune.predict.predictor import layer_shapes
+from hwprune.predict.tables import layer_shapes
 
 ROOT = Path(__file__).resolve().parents[2]
 PRIOR_TABLE = ROOT / "tables/cuda_cudnn_tf32/resnet18_224_b1.csv"
@@ -152,6 +152,36 @@ def test_save_load_round_trip_and_works_like_a_predictor(
     assert ms > 0 and ms == pytest.approx(sum(adapted.conv_latencies(model, shape).values()))
     with pytest.raises(PredictorFileError, match="not an adapted one"):
         AdaptedPredictor.load(adapted.prior_.save(tmp_path / "plain.skops"))
+
+
+def test_a_prior_must_be_a_plain_predictor(adapted: AdaptedPredictor, tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="got an AdaptedPredictor: adapt from its prior"):
+        load_prior(adapted)
+    with pytest.raises(ValueError, match="is an adapted predictor; adapt from its prior"):
+        load_prior(adapted.save(tmp_path / "a.skops"))
+
+
+def test_every_file_kind_is_read_by_the_class_of_that_kind(adapted: AdaptedPredictor, tmp_path: Path) -> None:
+    """The base class finds the adapted class by its file kind, also where nothing imported it yet."""
+    import subprocess
+    import sys
+
+    from hwprune.predict.predictor_file import PREDICTOR_KINDS, predictor_class
+
+    for kind in PREDICTOR_KINDS:
+        assert predictor_class(kind, "x.skops").FILE_KIND == kind
+    with pytest.raises(PredictorFileError, match="of kind 'magic'"):
+        predictor_class("magic", "x.skops")
+    path = adapted.save(tmp_path / "a.skops")
+    code = (
+        "import sys; from hwprune.predict import LatencyPredictor; "
+        "assert 'hwprune.predict.adapt' not in sys.modules; "
+        "p = LatencyPredictor.load(sys.argv[1]); print(type(p).__name__, p.correction_)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert res.stdout.split() == ["AdaptedPredictor", adapted.correction_], res.stderr
 
 
 def test_report_cli_reads_an_adapted_file(

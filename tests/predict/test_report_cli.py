@@ -12,7 +12,9 @@ import pytest
 from hwprune.cli import main
 from hwprune.measure import read_table
 from hwprune.predict import LatencyPredictor
-from hwprune.predict.report import evaluate, format_report, friendly_mask, stair_series
+from hwprune.predict.report import evaluate, format_report
+from hwprune.predict.stairs import stair_series
+from hwprune.staircase import friendly_mask
 
 
 def test_friendly_mask_marks_right_stair_edges() -> None:

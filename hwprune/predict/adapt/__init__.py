@@ -1,8 +1,18 @@
-"""Adapt a latency predictor to a new device or setting from a few hundred measurements.
+"""Adaptive sampling: measure few configurations, chosen by a predictor, and fit on them.
 
-A full sweep of a model's layer space takes minutes on a GPU and hours on a small board, and every new
-batch size, dtype or library version needs one. This module measures at most ``budget`` configurations of
-the new target and fits a predictor that takes the old target's knowledge as its prior:
+A full sweep of a model's layer space takes minutes on a GPU and hours on a small board. This package holds
+the two ways hwprune measures less, which share how they weigh a configuration: a predictor's uncertainty
+(the disagreement of its trees) and a bonus next to a stair edge it predicts
+(:func:`hwprune.predict.stairs.stair_edge_bonus`, the one definition).
+
+**Adaptive profiling** (``hwprune measure --adaptive``, :func:`adaptive_measure`): no prior. Measure a
+coarse grid, fit, then measure in rounds where the current predictor is least sure, with random probes
+that estimate its held-out accuracy, until a goal or a time budget (:mod:`~hwprune.predict.adapt.rounds`;
+:func:`replay_adaptive` replays it on a dense table).
+
+**Adapting a predictor** to a new device or setting (``hwprune measure --adapt-from``,
+:func:`measure_and_adapt`): measure at most ``budget`` configurations and fit a predictor that takes an
+old target's knowledge as its prior:
 
 1. :func:`select_configs` chooses where to measure: first every layer shape's dense configuration
    (the planner starts from it), then configurations that cover each residue mod 8 of the out- and
@@ -13,7 +23,8 @@ the new target and fits a predictor that takes the old target's knowledge as its
    The order does not depend on the budget, so ``select_configs(p, c, 100)`` is the first 100 of
    ``select_configs(p, c, 300)``, and it is deterministic given ``seed``.
 2. :func:`adapt` fits an :class:`AdaptedPredictor`: the prior's log-latency prediction for the same conv
-   (queried at the prior's dtype and nearest batch) plus a correction fitted on the new rows:
+   (queried at the prior's dtype and nearest batch) plus a correction fitted on the new rows
+   (:mod:`~hwprune.predict.adapt.corrections`):
 
    * ``offset``: one log ratio per layer shape (shrunk towards the global median ratio);
    * ``trees``: extra-trees on the log ratio, with the staircase features and the prior's prediction;
@@ -31,28 +42,37 @@ the new target and fits a predictor that takes the old target's knowledge as its
 ``predict_model``, ``calibrate``, ``refit``, ``hwprune report`` and skops files (the prior's trees inside,
 never pickle) all work on it, and :meth:`LatencyPredictor.load` returns one for an adapted file.
 
-The code lives in one module per step, all re-exported here: :mod:`~hwprune.predict.adapt.prior` (the
-prior: :func:`load_prior`, :func:`prior_configs`), :mod:`~hwprune.predict.adapt.selection`
-(:func:`select_configs`), :mod:`~hwprune.predict.adapt.model` (:class:`AdaptedPredictor`, :func:`adapt`)
-and :mod:`~hwprune.predict.adapt.measuring` (:func:`measure_and_adapt`).
+The code lives in one module per step, their public names gathered here: :mod:`~hwprune.predict.adapt.prior`
+(the prior: :func:`load_prior`, :func:`prior_configs`), :mod:`~hwprune.predict.adapt.selection`
+(:func:`select_configs`), :mod:`~hwprune.predict.adapt.corrections`, :mod:`~hwprune.predict.adapt.model`
+(:class:`AdaptedPredictor`, :func:`adapt`), :mod:`~hwprune.predict.adapt.measuring`
+(:func:`measure_and_adapt`), :mod:`~hwprune.predict.adapt.rounds` and
+:mod:`~hwprune.predict.adapt.profiling` (:func:`adaptive_measure`, :func:`replay_adaptive`).
 """
 
 from __future__ import annotations
 
+from hwprune.predict.adapt.corrections import Correction
 from hwprune.predict.adapt.measuring import AdaptResult, measure_and_adapt
-from hwprune.predict.adapt.model import AdaptedPredictor, Correction, adapt
+from hwprune.predict.adapt.model import AdaptedPredictor, adapt
 from hwprune.predict.adapt.prior import PRIOR_PREDICTOR, PriorLike, load_prior, prior_configs
+from hwprune.predict.adapt.profiling import adaptive_measure, replay_adaptive
+from hwprune.predict.adapt.rounds import AdaptiveResult, AdaptiveRound
 from hwprune.predict.adapt.selection import select_configs
 
 __all__ = [
     "PRIOR_PREDICTOR",
-    "PriorLike",
     "AdaptResult",
     "AdaptedPredictor",
+    "AdaptiveResult",
+    "AdaptiveRound",
     "Correction",
+    "PriorLike",
     "adapt",
+    "adaptive_measure",
     "load_prior",
     "measure_and_adapt",
     "prior_configs",
+    "replay_adaptive",
     "select_configs",
 ]

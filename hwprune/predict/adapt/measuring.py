@@ -19,7 +19,7 @@ import numpy as np
 
 from hwprune.predict.adapt.model import AdaptedPredictor, adapt
 from hwprune.predict.adapt.prior import PriorLike, load_prior
-from hwprune.predict.adapt.selection import _candidate_frame, select_configs
+from hwprune.predict.adapt.selection import candidate_frame, select_configs
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def measure_and_adapt(
         predictor=pred,
         table=Path(out_path),
         predictor_path=saved,
-        n_candidates=len(_candidate_frame(space)),
+        n_candidates=len(candidate_frame(space)),
         n_selected=len(picks),
         measured=summary.measured,
         wall_s=time.perf_counter() - t0,

@@ -11,37 +11,40 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, get_args
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import ExtraTreesRegressor
-from sklearn.linear_model import Ridge
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from hwprune.predict import io as pio
-from hwprune.predict.adapt.prior import PriorLike, _check_overlap, _prior_log, load_prior
-from hwprune.predict.features import CONFIG_COLUMNS, build_features, config_frame, feature_names
-from hwprune.predict.predictor import LatencyPredictor, warn_on_busy_table
-from hwprune.predict.tables import TableLike, _mape, _single, layer_shapes, load_table, within_share
+from hwprune.predict.adapt.corrections import (
+    BLEND,
+    CORRECTIONS,
+    Correction,
+    fit_part,
+    fit_parts,
+    part_members,
+    parts_from_payload,
+    predict_parts,
+)
+from hwprune.predict.adapt.prior import PriorLike, check_overlap, load_prior, prior_log
+from hwprune.predict.features import CONFIG_COLUMNS, build_features, config_frame
+from hwprune.predict.predictor import LatencyPredictor
+from hwprune.predict.tables import (
+    TableLike,
+    accuracy,
+    layer_shapes,
+    load_table,
+    table_value,
+    warn_on_busy_table,
+    within_share,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AdaptedPredictor", "Correction", "adapt"]
-
-
-Correction = Literal["blend", "auto", "offset", "trees", "ridge_trees", "prior_feature"]
-_CORRECTIONS: tuple[str, ...] = ("offset", "trees", "ridge_trees", "prior_feature")
-_BLEND: tuple[str, ...] = ("trees", "ridge_trees", "prior_feature")
-_LOG_FLOPS = feature_names().index("log_flops")
-_WORK = [
-    feature_names().index(n)
-    for n in ("log_flops", "log_bytes", "log_intensity", "log_out_elems", "log_in_elems", "log_weight_elems")
-]
-_SHRINK_ROWS = 3.0  # a layer shape's own offset counts as much as the global one after this many rows
+__all__ = ["AdaptedPredictor", "adapt"]
 
 
 class AdaptedPredictor(LatencyPredictor):
@@ -82,6 +85,8 @@ class AdaptedPredictor(LatencyPredictor):
         >>> pred.predict_model(model, (1, 3, 224, 224))  # doctest: +SKIP
     """
 
+    FILE_KIND: ClassVar[str] = "adapted"  # its files' kind: LatencyPredictor.load returns this class for them
+
     def __init__(
         self,
         prior: PriorLike | None = None,
@@ -112,70 +117,8 @@ class AdaptedPredictor(LatencyPredictor):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"`n_estimators` must be an int >= 1, got {n!r}")
 
-    def _trees(self) -> ExtraTreesRegressor:
-        return ExtraTreesRegressor(
-            n_estimators=self.n_estimators, max_features=0.7, n_jobs=1, random_state=self.random_state
-        )
-
-    def _fit_part(
-        self, kind: str, X: np.ndarray, lp: np.ndarray, shapes: np.ndarray, y: np.ndarray
-    ) -> dict[str, Any]:
-        """Fit one single correction on log ms ``y``."""
-        D = np.column_stack([X, lp])
-        part: dict[str, Any] = {"kind": kind, "trees": None, "linear": None, "offsets": {}, "offset": 0.0}
-        r = y - lp
-        if kind == "offset":
-            g = float(np.median(r))
-            part["offset"] = g
-            for s in np.unique(shapes):
-                rs = r[shapes == s]
-                part["offsets"][str(s)] = float(
-                    (len(rs) * np.median(rs) + _SHRINK_ROWS * g) / (len(rs) + _SHRINK_ROWS)
-                )
-        elif kind == "trees":
-            part["trees"] = self._trees().fit(D, r)
-        elif kind == "ridge_trees":
-            lin = Pipeline([("scale", StandardScaler()), ("ridge", Ridge(alpha=1.0))])
-            L = np.column_stack([lp, X[:, _WORK]])
-            lin.fit(L, r)
-            part["linear"] = lin
-            part["trees"] = self._trees().fit(D, r - lin.predict(L))
-        else:  # prior_feature
-            part["trees"] = self._trees().fit(D, y - X[:, _LOG_FLOPS])
-        return part
-
-    @staticmethod
-    def _part_base(part: Mapping[str, Any], X: np.ndarray, lp: np.ndarray, shapes: np.ndarray) -> np.ndarray:
-        """A part's log ms without its trees (the trees' mean is added by the caller)."""
-        kind = part["kind"]
-        if kind == "offset":
-            offs = part["offsets"]
-            return lp + np.array([offs.get(str(s), part["offset"]) for s in shapes])
-        if kind == "prior_feature":
-            return X[:, _LOG_FLOPS].copy()
-        if kind == "ridge_trees":
-            return lp + part["linear"].predict(np.column_stack([lp, X[:, _WORK]]))
-        return lp.copy()
-
-    @classmethod
-    def _predict_parts(
-        cls, parts: Sequence[Mapping[str, Any]], X: np.ndarray, lp: np.ndarray, shapes: np.ndarray
-    ) -> np.ndarray:
-        """Log ms: the mean over the parts of each part's prediction."""
-        D = np.column_stack([X, lp])
-        out = np.zeros(len(X))
-        for part in parts:
-            z = cls._part_base(part, X, lp, shapes)
-            if part["trees"] is not None:
-                z = z + part["trees"].predict(D)
-            out += z
-        return out / len(parts)
-
-    def _fit_parts(
-        self, kind: str, X: np.ndarray, lp: np.ndarray, shapes: np.ndarray, y: np.ndarray
-    ) -> list[dict[str, Any]]:
-        kinds = _BLEND if kind == "blend" else (kind,)
-        return [self._fit_part(k, X, lp, shapes, y) for k in kinds]
+    def _tree_params(self) -> dict[str, int]:
+        return {"n_estimators": self.n_estimators, "random_state": self.random_state}
 
     def fit(self, table: TableLike, y: None = None) -> AdaptedPredictor:
         """Fit the correction on the new target's rows.
@@ -203,18 +146,18 @@ class AdaptedPredictor(LatencyPredictor):
             return self._fit_adapted(prior, df, peaks)
 
     def _fit_adapted(self, prior: LatencyPredictor, df: pd.DataFrame, peaks: Any) -> AdaptedPredictor:
-        target = _single(df, "target", "unknown")
+        target = table_value(df, "target", "unknown")
         cfg = config_frame(df, default_dtype=None if "dtype" in df.columns else "float32")
-        _check_overlap(prior, cfg, f"the table of {target!r}")
+        check_overlap(prior, cfg, f"the table of {target!r}")
         X = build_features(cfg, peaks)
-        lp = _prior_log(prior, cfg)
+        lp = prior_log(prior, cfg)
         shapes = np.asarray(layer_shapes(cfg))
         y = np.log(df["latency_ms"].to_numpy(dtype=float))
         ms = np.exp(y)
         if self.correction == "auto":
-            singles, scored_kinds = _CORRECTIONS, ("blend", *_CORRECTIONS)
+            singles, scored_kinds = CORRECTIONS, ("blend", *CORRECTIONS)
         elif self.correction == "blend":
-            singles, scored_kinds = _BLEND, ("blend",)
+            singles, scored_kinds = BLEND, ("blend",)
         else:
             singles, scored_kinds = (self.correction,), (self.correction,)
         cv_results: list[dict[str, Any]] = []
@@ -225,19 +168,14 @@ class AdaptedPredictor(LatencyPredictor):
             oof = {k: np.empty_like(y) for k in singles}
             for tr, te in self._splits(X, keys, "count"):
                 for k in singles:
-                    part = self._fit_part(k, X[tr], lp[tr], shapes[tr], y[tr])
-                    oof[k][te] = self._predict_parts([part], X[te], lp[te], shapes[te])
+                    part = fit_part(k, X[tr], lp[tr], shapes[tr], y[tr], **self._tree_params())
+                    oof[k][te] = predict_parts([part], X[te], lp[te], shapes[te])
             if "blend" in scored_kinds:
-                oof["blend"] = np.mean([oof[k] for k in _BLEND], axis=0)
+                oof["blend"] = np.mean([oof[k] for k in BLEND], axis=0)
             scored = []
             for k in scored_kinds:
                 pred = np.exp(oof[k])
-                res = {
-                    "correction": k,
-                    "count_within5": within_share(pred, ms, 0.05),
-                    "count_within10": within_share(pred, ms, 0.10),
-                    "count_mape": _mape(pred, ms),
-                }
+                res = {"correction": k, **accuracy(pred, ms, "count_")}
                 cv_results.append(res)
                 scored.append(((res["count_within10"], -res["count_mape"]), k, res))
                 log.info(
@@ -249,14 +187,14 @@ class AdaptedPredictor(LatencyPredictor):
         validation["prior_within10"] = within_share(np.exp(lp), ms, 0.10)
         self.prior_ = prior
         self.correction_ = best
-        self.parts_ = self._fit_parts(best, X, lp, shapes, y)
+        self.parts_ = fit_parts(best, X, lp, shapes, y, **self._tree_params())
         self.estimator_ = self.parts_[0]["trees"]
         self.estimator_kind_ = f"adapted/{best}"
         self.transform_ = "log_ratio"
         self.peaks_ = peaks
         self.target_ = target
-        self.backend_ = _single(df, "backend", "unknown")
-        self.device_ = _single(df, "device", "unknown")
+        self.backend_ = table_value(df, "backend", "unknown")
+        self.device_ = table_value(df, "device", "unknown")
         self.dtypes_ = tuple(sorted(pd.unique(cfg["dtype"])))
         self.batches_ = tuple(sorted(int(b) for b in pd.unique(cfg["batch"])))
         self.layer_shapes_ = tuple(sorted(set(shapes.tolist())))
@@ -291,7 +229,7 @@ class AdaptedPredictor(LatencyPredictor):
                 f"`configs` dtype must be one this predictor was fitted on {list(self.dtypes_)}, got {unseen}"
             )
         X = build_features(cfg, self.peaks_)
-        return X, _prior_log(self.prior_, cfg), np.asarray(layer_shapes(cfg))
+        return X, prior_log(self.prior_, cfg), np.asarray(layer_shapes(cfg))
 
     def predict(self, configs: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Predict the latency in ms of each config on the new target.
@@ -315,7 +253,7 @@ class AdaptedPredictor(LatencyPredictor):
             return np.zeros(0, dtype=np.float64)
         with threadpool_limits(limits=1, user_api="openmp"):
             X, lp, shapes = self._inputs(configs)
-            return np.exp(self._predict_parts(self.parts_, X, lp, shapes)).astype(np.float64)
+            return np.exp(predict_parts(self.parts_, X, lp, shapes)).astype(np.float64)
 
     def predict_members(self, configs: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Predict with every tree of the correction (for uncertainty); parts of a blend are averaged.
@@ -338,13 +276,7 @@ class AdaptedPredictor(LatencyPredictor):
                 f"`predict_members` needs a tree correction, this predictor uses {self.correction_!r}"
             )
         X, lp, shapes = self._inputs(configs)
-        D = np.column_stack([X, lp])
-        members = np.zeros((self.n_estimators, len(X)))
-        for part in self.parts_:
-            base = self._part_base(part, X, lp, shapes)
-            trees = part["trees"]
-            members += base if trees is None else base + np.stack([t.predict(D) for t in trees.estimators_])
-        return np.exp(members / len(self.parts_))
+        return np.exp(part_members(self.parts_, X, lp, shapes, self.n_estimators))
 
     # ------------------------------------------------------------ files
     def metadata(self) -> dict[str, Any]:
@@ -363,7 +295,7 @@ class AdaptedPredictor(LatencyPredictor):
         check_is_fitted(self, "prior_")
         meta = super().metadata()
         meta.update(
-            kind="adapted",
+            kind=self.FILE_KIND,
             prior=self.prior_.metadata(),
             correction=self.correction_,
             parts=[
@@ -409,69 +341,13 @@ class AdaptedPredictor(LatencyPredictor):
         return pio.write_file(payload, path)
 
     @classmethod
-    def load(  # type: ignore[override]
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        expected_target: str | None = None,
-        allow_version_mismatch: bool = False,
-        **kwargs: Any,
-    ) -> AdaptedPredictor:
-        """Load an adapted predictor file (``LatencyPredictor.load`` does too, and returns this class).
-
-        Args:
-            path: A file written by :meth:`save`.
-            expected_target: Refuse the file unless it was adapted to this target.
-            allow_version_mismatch: As :meth:`LatencyPredictor.load`.
-            **kwargs: Passed on to :meth:`LatencyPredictor.load`.
-
-        Returns:
-            The predictor.
-
-        Raises:
-            FileNotFoundError: If ``path`` does not exist.
-            PredictorFileError: As :meth:`LatencyPredictor.load`, or if the file is a plain predictor.
-
-        Example:
-            >>> pred = AdaptedPredictor.load("h200_adapted.skops")  # doctest: +SKIP
-        """
-        obj = LatencyPredictor.load(
-            path, expected_target=expected_target, allow_version_mismatch=allow_version_mismatch, **kwargs
-        )
-        if not isinstance(obj, AdaptedPredictor):
-            raise pio.PredictorFileError(f"{path} is a plain latency predictor, not an adapted one")
-        return obj
-
-    @classmethod
     def _from_payload(cls, payload: Mapping[str, Any], path: str | os.PathLike[str]) -> AdaptedPredictor:
         meta = payload["meta"]
         try:
             prior = LatencyPredictor._from_payload(
                 {"meta": meta["prior"], "estimator": payload["prior_estimator"]}, path
             )
-            parts = []
-            for saved, info in zip(payload["parts"], meta["parts"], strict=True):
-                trees, linear, kind = saved["trees"], saved["linear"], str(info["kind"])
-                if kind not in _CORRECTIONS or (trees is None) != (kind == "offset"):
-                    raise pio.PredictorFileError(
-                        f"{path} holds an unknown or inconsistent correction {kind!r}"
-                    )
-                if not (trees is None or isinstance(trees, ExtraTreesRegressor)):
-                    raise pio.PredictorFileError(f"{path} holds a {type(trees).__name__} as correction")
-                if (linear is None) != (kind != "ridge_trees") or not (
-                    linear is None or isinstance(linear, Pipeline)
-                ):
-                    raise pio.PredictorFileError(f"{path} holds a {type(linear).__name__} as linear part")
-                offsets = {str(k): float(v) for k, v in info["offsets"].items()}
-                parts.append(
-                    {
-                        "kind": kind,
-                        "trees": trees,
-                        "linear": linear,
-                        "offsets": offsets,
-                        "offset": info["offset"],
-                    }
-                )
+            parts = parts_from_payload(payload["parts"], meta["parts"], path)
             params = {
                 k: meta["params"][k] for k in ("correction", "cv_folds", "n_estimators", "random_state")
             }
@@ -489,7 +365,7 @@ class AdaptedPredictor(LatencyPredictor):
             raise pio.PredictorFileError(
                 f"{path} has incomplete adapted-predictor metadata: {err!r}"
             ) from err
-        if not parts or obj.correction_ not in ("blend", *_CORRECTIONS):
+        if not parts or obj.correction_ not in ("blend", *CORRECTIONS):
             raise pio.PredictorFileError(f"{path} names an unknown correction {obj.correction_!r}")
         return obj
 

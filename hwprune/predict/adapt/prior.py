@@ -25,7 +25,15 @@ from hwprune.predict.tables import layer_shapes
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PRIOR_PREDICTOR", "PriorLike", "load_prior", "prior_configs"]
+__all__ = [
+    "PRIOR_PREDICTOR",
+    "PriorLike",
+    "check_overlap",
+    "load_prior",
+    "prior_configs",
+    "prior_log",
+    "shape_names",
+]
 
 
 PRIOR_PREDICTOR: dict[str, Any] = {
@@ -60,12 +68,10 @@ def load_prior(prior: PriorLike) -> LatencyPredictor:
     Example:
         >>> prior = load_prior("tables/cuda_cudnn_fp32/resnet18_224.csv")  # doctest: +SKIP
     """
-    from hwprune.predict.adapt.model import AdaptedPredictor  # the model module imports this one
-
-    if isinstance(prior, AdaptedPredictor):
+    if isinstance(prior, LatencyPredictor) and prior.FILE_KIND != LatencyPredictor.FILE_KIND:
         raise TypeError(
             "`prior` must be a plain LatencyPredictor, a predictor file or a table, got an "
-            "AdaptedPredictor: adapt from its prior or from its target's table instead"
+            f"{type(prior).__name__}: adapt from its prior or from its target's table instead"
         )
     if isinstance(prior, LatencyPredictor):
         check_is_fitted(prior, "estimator_")
@@ -81,10 +87,10 @@ def load_prior(prior: PriorLike) -> LatencyPredictor:
             )
         if zipfile.is_zipfile(path):
             loaded = LatencyPredictor.load(path)
-            if isinstance(loaded, AdaptedPredictor):
+            if loaded.FILE_KIND != LatencyPredictor.FILE_KIND:
                 raise ValueError(
-                    f"`prior` {str(path)!r} is an adapted predictor; adapt from its prior or from its "
-                    "target's table instead"
+                    f"`prior` {str(path)!r} is an {loaded.FILE_KIND} predictor; adapt from its prior or "
+                    "from its target's table instead"
                 )
             return loaded
         log.info("fitting the prior on table %s", path)
@@ -126,17 +132,56 @@ def prior_configs(
     return q
 
 
-def _prior_log(prior: LatencyPredictor, cfg: pd.DataFrame) -> np.ndarray:
+def prior_log(prior: LatencyPredictor, cfg: pd.DataFrame) -> np.ndarray:
+    """The prior's log-latency prediction of each conv, asked as :func:`prior_configs` maps it.
+
+    Args:
+        prior: A fitted predictor.
+        cfg: A frame from :func:`~hwprune.predict.features.config_frame`.
+
+    Returns:
+        Log ms, one per row.
+
+    Example:
+        >>> prior_log(prior, config_frame(new_rows, default_dtype="float16"))  # doctest: +SKIP
+    """
     return np.log(prior.predict(prior_configs(prior, cfg)))
 
 
-def _shape_names(cfg: pd.DataFrame) -> np.ndarray:
-    """Layer shape with the batch (selection strata): a table may hold several batches."""
+def shape_names(cfg: pd.DataFrame) -> np.ndarray:
+    """Name each row's layer shape with its batch (the strata of :func:`select_configs`).
+
+    A table may hold several batches, and a batch changes where a shape's stairs fall.
+
+    Args:
+        cfg: A frame from :func:`~hwprune.predict.features.config_frame`.
+
+    Returns:
+        One name per row, e.g. ``b1_8x8_k3s1p1_g1``.
+
+    Example:
+        >>> shape_names(config_frame(rows, default_dtype="float32"))[:1]  # doctest: +SKIP
+        array(['b1_8x8_k3s1p1_g1'], dtype='<U16')
+    """
     return np.array([f"b{b}_{s}" for b, s in zip(cfg["batch"], layer_shapes(cfg), strict=True)])
 
 
-def _check_overlap(prior: LatencyPredictor, cfg: pd.DataFrame, what: str) -> None:
-    """Refuse a prior that saw none of the new target's layer shapes (it would only extrapolate)."""
+def check_overlap(prior: LatencyPredictor, cfg: pd.DataFrame, what: str) -> None:
+    """Refuse a prior that saw none of the new target's layer shapes (it would only extrapolate).
+
+    A prior that misses only some of them is used, with a warning: its predictions there are guesses.
+
+    Args:
+        prior: A fitted predictor.
+        cfg: The new target's configs (a frame from :func:`~hwprune.predict.features.config_frame`).
+        what: Names ``cfg`` in the messages (``"the candidates"``).
+
+    Raises:
+        ValueError: If ``prior`` records layer shapes and none of ``cfg``'s is among them.
+
+    Example:
+        >>> check_overlap(prior, cfg, "the candidates")  # doctest: +SKIP
+    """
     known = set(getattr(prior, "layer_shapes_", ()))
     if not known:  # a file written before layer shapes were recorded: nothing to check against
         return

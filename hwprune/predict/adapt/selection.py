@@ -14,18 +14,35 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from hwprune.predict.adapt.prior import PriorLike, _check_overlap, _shape_names, load_prior, prior_configs
+from hwprune.predict.adapt.prior import PriorLike, check_overlap, load_prior, prior_configs, shape_names
 from hwprune.predict.features import CONFIG_COLUMNS, config_frame
+from hwprune.predict.stairs import stair_edge_bonus
 
 log = logging.getLogger(__name__)
 
-__all__ = ["select_configs"]
+__all__ = ["candidate_frame", "select_configs"]
 
 
 _SIM_WIDTH = 0.35  # similarity kernel width in log2 channels (0.35: counts 25% apart are alike)
 
 
-def _candidate_frame(candidates: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def candidate_frame(candidates: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The candidates of a layer space as a frame, one row per distinct configuration.
+
+    Args:
+        candidates: Config dicts or a DataFrame with
+            :data:`~hwprune.predict.features.CONFIG_COLUMNS` (extra keys such as ``layer`` are kept).
+
+    Returns:
+        The frame, duplicates dropped (the first kept), with a fresh index.
+
+    Raises:
+        ValueError: If ``candidates`` is empty or lacks a config column.
+
+    Example:
+        >>> len(candidate_frame(model_space("small_resnet", (1, 1, 28, 28))))  # doctest: +SKIP
+        1536
+    """
     df = candidates if isinstance(candidates, pd.DataFrame) else pd.DataFrame(list(candidates))
     if len(df) == 0:
         raise ValueError("`candidates` must hold at least one configuration, got none")
@@ -33,19 +50,6 @@ def _candidate_frame(candidates: pd.DataFrame | Sequence[Mapping[str, Any]]) -> 
     if missing:
         raise ValueError(f"`candidates` must have the keys {list(CONFIG_COLUMNS)}, missing {missing}")
     return df.drop_duplicates(subset=list(CONFIG_COLUMNS)).reset_index(drop=True)
-
-
-def _edges(cfg: pd.DataFrame, log_pred: np.ndarray, jump: float = 0.05) -> np.ndarray:
-    """1.0 next to a predicted stair edge (neighbouring counts of a sweep differ by > ``jump`` in log)."""
-    from hwprune.predict.report import stair_series
-
-    bonus = np.zeros(len(cfg))
-    for s in stair_series(cfg, min_points=3):
-        idx = np.asarray(s.index)
-        d = np.abs(np.diff(log_pred[idx])) > jump
-        bonus[idx[:-1][d]] = 1.0
-        bonus[idx[1:][d]] = 1.0
-    return bonus
 
 
 class _Selector:
@@ -59,7 +63,7 @@ class _Selector:
         xy = np.column_stack([np.log2(cin), np.log2(cout)])
         rng = np.random.default_rng(seed)
         jitter = rng.uniform(0.0, 1e-9, len(cfg))  # seeded tie-break
-        names, inv = np.unique(_shape_names(cfg), return_inverse=True)
+        names, inv = np.unique(shape_names(cfg), return_inverse=True)
         self.blocks: list[dict[str, np.ndarray]] = []
         for k in range(len(names)):
             m = np.flatnonzero(inv == k)
@@ -170,9 +174,9 @@ def select_configs(
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"`seed` must be an int, got {seed!r}")
     pri = load_prior(prior)
-    df = _candidate_frame(candidates)
+    df = candidate_frame(candidates)
     cfg = config_frame(df[list(CONFIG_COLUMNS)], default_dtype=pri.dtypes_[0])
-    _check_overlap(pri, cfg, "the candidates")
+    check_overlap(pri, cfg, "the candidates")
     query = prior_configs(pri, cfg)
     with threadpool_limits(limits=1, user_api="openmp"):
         log_pred = np.log(pri.predict(query))
@@ -181,9 +185,9 @@ def select_configs(
         except ValueError:  # a boosting prior has no members to disagree
             spread = np.zeros(len(df))
     u = spread / spread.max() if spread.max() > 0 else spread
-    weight = 1.0 + u + _edges(cfg, log_pred)
+    weight = 1.0 + u + stair_edge_bonus(cfg, log_pred)
     picks = _Selector(cfg, weight, int(seed), _SIM_WIDTH).run(int(budget))
     log.info(
-        "selected %d of %d candidates over %d layer shapes", len(picks), len(df), len(set(_shape_names(cfg)))
+        "selected %d of %d candidates over %d layer shapes", len(picks), len(df), len(set(shape_names(cfg)))
     )
     return df.iloc[picks].to_dict("records")
