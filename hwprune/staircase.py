@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "SNAP_MODES",
     "SLOWDOWN_TOLERANCE",
     "Predictor",
     "SnapMode",
@@ -42,7 +43,8 @@ SLOWDOWN_TOLERANCE: float = 0.05
 _ArrayLike = float | np.ndarray | pd.Series
 
 SnapMode = Literal["up", "down", "nearest"]
-_SNAP_MODES: tuple[str, ...] = ("up", "down", "nearest")
+SNAP_MODES: tuple[str, ...] = get_args(SnapMode)
+"""Every snap mode, in order; the CLI choices and the callback's check derive from it."""
 
 
 @runtime_checkable
@@ -234,8 +236,8 @@ def snap(count: int, friendly: Sequence[int], mode: SnapMode = "up") -> int:
         >>> snap(20, [8, 16, 32], "up"), snap(20, [8, 16, 32], "down"), snap(20, [8, 16, 32], "nearest")
         (32, 16, 16)
     """
-    if mode not in _SNAP_MODES:
-        raise ValueError(f"`mode` must be one of {_SNAP_MODES}, got {mode!r}")
+    if mode not in SNAP_MODES:
+        raise ValueError(f"`mode` must be one of {SNAP_MODES}, got {mode!r}")
     if len(friendly) == 0:
         raise ValueError("`friendly` must hold at least one count")
     fr = sorted(int(f) for f in friendly)

@@ -38,7 +38,7 @@ MAX_FILE_LINES = 500
 MAX_FUNC_LINES = 80
 
 LAYERS: list[tuple[str, ...]] = [
-    ("hwprune._lazy", "hwprune.contract", "hwprune.staircase"),
+    ("hwprune._lazy", "hwprune.contract", "hwprune.options", "hwprune.staircase"),
     ("hwprune.models", "hwprune.data"),
     ("hwprune.measure",),
     ("hwprune.predict",),

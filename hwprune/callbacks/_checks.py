@@ -18,15 +18,16 @@ from typing import Any
 import torch
 
 from hwprune.callbacks._lightning import rank_zero_only
+from hwprune.options import IMPORTANCE_KINDS
 from hwprune.prune.bundle import EXPORT_FORMATS
-from hwprune.prune.importance import IMPORTANCE_KINDS
+from hwprune.staircase import SNAP_MODES
 
 log = logging.getLogger(__name__)
 
 __all__ = ["check_arguments", "check_batch_shape", "check_schedule", "first_image_batch", "missing_monitor"]
 
 CHECK_ACTIONS: tuple[str, ...] = ("raise", "warn")
-SNAPS: tuple[str | None, ...] = ("up", "down", "nearest", None)
+SNAPS: tuple[str | None, ...] = (*SNAP_MODES, None)
 ROLLBACKS: tuple[str | None, ...] = ("stop", "shrink", None)
 EXPORTS: tuple[str | None, ...] = (*EXPORT_FORMATS, None)
 ARGUMENTS = frozenset(

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from hwprune.measure.cli import input_shape_arg
-from hwprune.prune import DEFAULT_MIN_CHANNEL_RATIO
+from hwprune.options import DEFAULT_MIN_CHANNEL_RATIO, OFFLINE_IMPORTANCE_KINDS
+from hwprune.staircase import SNAP_MODES
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument("--latency-ratio", type=float, help="budget as a fraction of the dense latency")
     budget.add_argument("--latency-ms", type=float, help="budget in ms")
-    p.add_argument("--snap", default="up", choices=("up", "down", "nearest", "none"), help="snap mode")
-    p.add_argument("--importance", default="l1", choices=("l1", "l2", "bn_scale"), help="channel importance")
+    p.add_argument("--snap", default="up", choices=(*SNAP_MODES, "none"), help="snap mode")
+    p.add_argument("--importance", default="l1", choices=OFFLINE_IMPORTANCE_KINDS, help="channel importance")
     p.add_argument(
         "--min-channel-ratio",
         type=float,

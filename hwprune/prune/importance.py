@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
 import torch_pruning as tp
 from torch import nn
+
+from hwprune.options import IMPORTANCE_KINDS, ImportanceKind
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,6 @@ __all__ = [
     "make_importance",
 ]
 
-ImportanceKind = Literal["l1", "l2", "bn_scale", "taylor"]
-IMPORTANCE_KINDS: tuple[str, ...] = ("l1", "l2", "bn_scale", "taylor")
 ImportanceLike: TypeAlias = ImportanceKind | tp.importance.Importance | Callable[[Any], Any]
 """A name from :data:`IMPORTANCE_KINDS`, a Torch-Pruning ``Importance``, or any ``(group) -> scores``."""
 

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hwprune.contract import conv_layer_configs
-from hwprune.prune import DEFAULT_MIN_CHANNEL_RATIO
+from hwprune.options import DEFAULT_MIN_CHANNEL_RATIO
 from hwprune.prune.graph import ChannelGroup, GroupedModel
 from hwprune.prune.importance import ImportanceLike, group_scores, make_importance
 from hwprune.prune.model_latency import LatencyModel, floor_ms
-from hwprune.staircase import Predictor, SnapMode, friendly_from_curve
+from hwprune.staircase import SNAP_MODES, Predictor, SnapMode, friendly_from_curve
 from hwprune.staircase import snap as snap_width
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,8 @@ def _check_settings(min_channel_ratio: float, min_channels: int, snap: SnapMode 
         raise ValueError(f"`min_channel_ratio` must be a fraction in (0, 1], got {min_channel_ratio!r}")
     if isinstance(min_channels, bool) or not isinstance(min_channels, int) or min_channels < 1:
         raise ValueError(f"`min_channels` must be an int >= 1, got {min_channels!r}")
-    if snap is not None and snap not in _SNAPS:
-        raise ValueError(f"`snap` must be any of {(*_SNAPS, None)}, got {snap!r}")
-
-
-_SNAPS: tuple[str, ...] = ("up", "down", "nearest")
+    if snap is not None and snap not in SNAP_MODES:
+        raise ValueError(f"`snap` must be any of {(*SNAP_MODES, None)}, got {snap!r}")
 
 
 class Planner:
