@@ -15,6 +15,7 @@ from torch import nn
 
 from hwprune.measure import EvaluatorConfig, Target, load_target, measure, model_space, read_table
 from hwprune.measure.table import warn_if_inconsistent
+from hwprune.options import DEFAULT_MIN_CHANNEL_RATIO
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,64 @@ def cache_table_path(
     return folder / f"{name}_{int(input_shape[-1])}_b{int(input_shape[0])}_{digest}.csv"
 
 
+def _measured_frame(
+    target: Target,
+    model: nn.Module,
+    space: list[dict[str, Any]],
+    table: Path,
+    evaluator: EvaluatorConfig | None,
+    *,
+    progress: bool,
+    use_shipped: bool,
+) -> Any:
+    """Measure ``space`` into ``table`` (cached rows skipped) and read it back (with the shipped table).
+
+    Returns:
+        The timed rows as one DataFrame.
+
+
+    Raises:
+        RuntimeError: If fewer than 2 configurations could be timed (the backend's first error is named).
+    """
+    import pandas as pd
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        # Failed configs are timed again: a cached failure (a board that was down, a backend that was not
+        # installed) must not fail every later run the same way.
+        summary = measure(target, space, table, evaluator=evaluator, progress=progress, retry_errors=True)
+    finally:
+        torch.set_num_threads(threads)  # the backend may pin threads for timing; training needs them back
+    log.info(
+        "layer space of %s on %s: %d measured now, %d cached (%s)",
+        type(model).__name__,
+        target.name,
+        summary.measured,
+        summary.skipped,
+        table,
+    )
+    frames = [read_table(table)]
+    if len(frames[0]) < 2:
+        raise RuntimeError(
+            f"target {target.name} ({target.backend}): no configuration of {type(model).__name__}'s layer "
+            f"space could be timed ({summary.failed} failed now, {len(frames[0])} timed rows in {table}); "
+            f"the backend said: {summary.first_error or _first_error(table) or 'nothing'}; fix the backend "
+            f"(see `hwprune devices`, and the target's how_to_measure: {target.how_to_measure.strip()!r})"
+        )
+    if use_shipped and target.table and Path(target.table).exists():
+        shipped = read_table(target.table)
+        log.warning(
+            "fitting %s on its shipped table %s too: measured on %s, the fresh table on %s",
+            target.name,
+            target.table,
+            sorted(pd.unique(shipped["device"].astype(str))),
+            sorted(pd.unique(frames[0]["device"].astype(str))),
+        )
+        frames.append(shipped)
+    return pd.concat(frames, ignore_index=True)
+
+
 def ensure_predictor(
     target: Target | str,
     model: nn.Module,
@@ -112,7 +171,7 @@ def ensure_predictor(
     cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
     *,
     step: int = 3,
-    floor: float = 0.25,
+    floor: float = DEFAULT_MIN_CHANNEL_RATIO,
     pairs: int = 24,
     evaluator: EvaluatorConfig | None = None,
     predictor_kwargs: Mapping[str, Any] | None = None,
@@ -172,7 +231,6 @@ def ensure_predictor(
     """
     import dataclasses
 
-    import pandas as pd
     import torch
 
     from hwprune.measure.model_timing import can_time_models
@@ -200,39 +258,9 @@ def ensure_predictor(
         prior = load_prior(adapt_from)
         space = select_configs(prior, space, adapt_budget)
     threads = torch.get_num_threads()
-    try:
-        # Failed configs are timed again: a cached failure (a board that was down, a backend that was not
-        # installed) must not fail every later run the same way.
-        summary = measure(target, space, table, evaluator=evaluator, progress=progress, retry_errors=True)
-    finally:
-        torch.set_num_threads(threads)  # the backend may pin threads for timing; training needs them back
-    log.info(
-        "layer space of %s on %s: %d measured now, %d cached (%s)",
-        type(model).__name__,
-        target.name,
-        summary.measured,
-        summary.skipped,
-        table,
+    df = _measured_frame(
+        target, model, space, table, evaluator, progress=progress, use_shipped=use_shipped_table
     )
-    frames = [read_table(table)]
-    if len(frames[0]) < 2:
-        raise RuntimeError(
-            f"target {target.name} ({target.backend}): no configuration of {type(model).__name__}'s layer "
-            f"space could be timed ({summary.failed} failed now, {len(frames[0])} timed rows in {table}); "
-            f"the backend said: {summary.first_error or _first_error(table) or 'nothing'}; fix the backend "
-            f"(see `hwprune devices`, and the target's how_to_measure: {target.how_to_measure.strip()!r})"
-        )
-    if use_shipped_table and target.table and Path(target.table).exists():
-        shipped = read_table(target.table)
-        log.warning(
-            "fitting %s on its shipped table %s too: measured on %s, the fresh table on %s",
-            target.name,
-            target.table,
-            sorted(pd.unique(shipped["device"].astype(str))),
-            sorted(pd.unique(frames[0]["device"].astype(str))),
-        )
-        frames.append(shipped)
-    df = pd.concat(frames, ignore_index=True)
     warn_if_inconsistent(df, str(table))
     if prior is not None:
         from hwprune.predict.adapt import AdaptedPredictor
@@ -294,7 +322,7 @@ class PredictorFactory:
     target: Target | str
     cache_dir: str = DEFAULT_CACHE_DIR
     step: int = 3
-    floor: float = 0.25
+    floor: float = DEFAULT_MIN_CHANNEL_RATIO
     pairs: int = 24
     calibrate: bool = True
     repeat: int = 5

@@ -134,24 +134,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=_cmd_prune)
 
 
-def _cmd_prune(args: argparse.Namespace) -> int:
-    from hwprune.models.factory import build_model
-    from hwprune.predict import LatencyPredictor
-    from hwprune.prune import conv_widths, predicted_latency, prune_to_budget
+def _check_layer_shapes(args: argparse.Namespace, predictor: Any, model: Any, shape: tuple[int, ...]) -> None:
+    """Refuse (or, with ``--allow-unmeasured``, warn about) conv shapes the predictor never measured."""
     from hwprune.prune.coverage import UNMEASURED_SHARE_LIMIT, check_coverage, unmeasured_layers
-    from hwprune.verify.budget import Budget
 
-    if not args.predictor and not args.table:
-        raise ValueError("`--predictor` or `--table` must be given, got neither")
-    name, shape = model_and_input(args.model, args.input, args.table)
-    args.model = name
-    if args.predictor:
-        predictor = LatencyPredictor.load(args.predictor)
-    else:
-        predictor = LatencyPredictor(
-            estimator="extra_trees", target_transform="log_per_flop", cv_folds=0, n_estimators=100
-        ).fit(args.table)
-    model = build_model(args.model, in_channels=shape[1], input_size=shape[-1]).eval()
     coverage = unmeasured_layers(predictor, model, shape)
     if coverage.known:
         check_coverage(
@@ -173,7 +159,27 @@ def _cmd_prune(args: argparse.Namespace) -> int:
                 ", ".join(missing),
             )
     else:
-        log.warning("cannot check that the predictor was measured on %s's layer shapes", name)
+        log.warning("cannot check that the predictor was measured on %s's layer shapes", args.model)
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from hwprune.models.factory import build_model
+    from hwprune.predict import LatencyPredictor
+    from hwprune.prune import conv_widths, predicted_latency, prune_to_budget
+    from hwprune.verify.budget import Budget
+
+    if not args.predictor and not args.table:
+        raise ValueError("`--predictor` or `--table` must be given, got neither")
+    name, shape = model_and_input(args.model, args.input, args.table)
+    args.model = name
+    if args.predictor:
+        predictor = LatencyPredictor.load(args.predictor)
+    else:
+        predictor = LatencyPredictor(
+            estimator="extra_trees", target_transform="log_per_flop", cv_folds=0, n_estimators=100
+        ).fit(args.table)
+    model = build_model(args.model, in_channels=shape[1], input_size=shape[-1]).eval()
+    _check_layer_shapes(args, predictor, model, shape)
     dense = conv_widths(model)
     before = predicted_latency(predictor, model, shape)
     try:
