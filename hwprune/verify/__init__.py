@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "TargetSide": "hwprune.verify.sides",
     "PruneDecision": "hwprune.verify.step",
     "decide": "hwprune.verify.step",
-    "LoopRound": "hwprune.verify.loop",
+    "LoopRound": "hwprune.verify.rounds",
     "VerifiedPlan": "hwprune.verify.loop",
     "plan_and_verify": "hwprune.verify.loop",
     "verify_plan": "hwprune.verify.loop",

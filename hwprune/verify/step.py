@@ -18,8 +18,9 @@ from typing import Any
 from torch import nn
 
 from hwprune.prune.multi_target import MultiTargetPlan, plan_for_targets
-from hwprune.verify.loop import TimedSide, VerifiedPlan, verify_plan
+from hwprune.verify.loop import VerifiedPlan, verify_plan
 from hwprune.verify.report import PruneStepLog
+from hwprune.verify.rounds import TimedSide
 from hwprune.verify.sides import TargetSide
 
 log = logging.getLogger(__name__)
