@@ -29,8 +29,8 @@ _EXPORTS: dict[str, str] = {
     "make_importance": "hwprune.prune.importance",
     "layer_latencies": "hwprune.prune.model_latency",
     "predicted_latency": "hwprune.prune.model_latency",
-    "GroupDecision": "hwprune.prune.planner",
-    "Plan": "hwprune.prune.planner",
+    "GroupDecision": "hwprune.prune.plan",
+    "Plan": "hwprune.prune.plan",
     "Planner": "hwprune.prune.planner",
     "plan_pruning": "hwprune.prune.planner",
 }
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from hwprune.prune.graph import PruneRecord
     from hwprune.prune.importance import ImportanceLike
-    from hwprune.prune.planner import Plan
+    from hwprune.prune.plan import Plan
     from hwprune.staircase import Predictor, SnapMode
 
 __all__ = [

@@ -31,7 +31,8 @@ import pandas as pd
 
 from hwprune.prune.graph import GroupedModel
 from hwprune.prune.model_latency import LatencyModel, floor_ms, layer_cost_fn, overhead_ms
-from hwprune.prune.planner import Plan, plan_pruning
+from hwprune.prune.plan import Plan
+from hwprune.prune.planner import plan_pruning
 from hwprune.staircase import Predictor, friendly_from_curve
 
 log = logging.getLogger(__name__)
@@ -373,7 +374,7 @@ def plan_for_targets(
 
 
 def single_target_plan(name: str, plan: Plan, budget_ms: float, floor: float = 0.0) -> MultiTargetPlan:
-    """One target's :class:`~hwprune.prune.planner.Plan` as a :class:`MultiTargetPlan` of one.
+    """One target's :class:`~hwprune.prune.plan.Plan` as a :class:`MultiTargetPlan` of one.
 
     Args:
         name: The target's name.

@@ -30,7 +30,6 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,62 +38,13 @@ from hwprune.options import DEFAULT_MIN_CHANNEL_RATIO
 from hwprune.prune.graph import ChannelGroup, GroupedModel
 from hwprune.prune.importance import ImportanceLike, group_scores, make_importance
 from hwprune.prune.model_latency import LatencyModel, floor_ms
+from hwprune.prune.plan import GroupDecision, Plan
 from hwprune.staircase import SNAP_MODES, Predictor, SnapMode, friendly_from_curve
 from hwprune.staircase import snap as snap_width
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GroupDecision", "Plan", "Planner", "plan_pruning"]
-
-
-@dataclass(frozen=True)
-class GroupDecision:
-    """What the planner decided for one group.
-
-    Attributes:
-        root: Root conv name of the group.
-        width_before: Width before this step.
-        width_after: Planned width.
-        dense_width: Width of the dense model (top of the group's staircase).
-        friendly: The group's friendly counts (with the final neighbours), ascending.
-        latency_saved_ms: Predicted latency of the group's layers at ``width_before`` minus at
-            ``width_after`` (final neighbours).
-        importance_kept: Share of the group's importance kept (0..1).
-    """
-
-    root: str
-    width_before: int
-    width_after: int
-    dense_width: int
-    friendly: tuple[int, ...]
-    latency_saved_ms: float
-    importance_kept: float
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A pruning plan for one step.
-
-    Attributes:
-        widths: Root conv name -> planned width, for every prunable group.
-        removals: Root conv name -> channel indices to remove (lowest importance first), for groups
-            that shrink.
-        latency_before_ms: Predicted model latency before the step.
-        latency_after_ms: Predicted model latency of the plan.
-        budget_ms: The budget asked for.
-        feasible: Whether the plan meets the budget.
-        decisions: One entry per prunable group.
-        seconds: Wall time of planning.
-    """
-
-    widths: dict[str, int]
-    removals: dict[str, list[int]]
-    latency_before_ms: float
-    latency_after_ms: float
-    budget_ms: float
-    feasible: bool
-    decisions: tuple[GroupDecision, ...]
-    seconds: float = field(default=0.0)
+__all__ = ["Planner", "plan_pruning"]
 
 
 def _dense_width(g: ChannelGroup, dense_widths: Mapping[str, int] | None) -> int:

@@ -31,7 +31,7 @@ from torch import nn
 from hwprune.prune.graph import apply_removals, build_groups
 from hwprune.prune.model_latency import floor_ms, predicted_latency
 from hwprune.prune.multi_target import MultiTargetPlan, single_target_plan
-from hwprune.prune.planner import Plan
+from hwprune.prune.plan import Plan
 from hwprune.verify.rounds import LoopRound, RoundTimings, TimedSide, log_round, time_round
 from hwprune.verify.stopwatch import (
     MET_TOLERANCE,
