@@ -12,19 +12,38 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from hwprune.contract import CONFIG_COLUMNS, ConvLayer, check_input_shape, conv_layer_configs
+
+if TYPE_CHECKING:  # torch is imported where a model is built: importing the floor below loads none
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
 # ConvLayer, check_input_shape and conv_layer_configs live in hwprune.contract; re-exported for old imports.
-__all__ = ["ConvLayer", "SweepIn", "check_input_shape", "conv_layer_configs", "grid_space", "model_space"]
+__all__ = [
+    "DEFAULT_MIN_CHANNEL_RATIO",
+    "ConvLayer",
+    "SweepIn",
+    "check_input_shape",
+    "conv_layer_configs",
+    "grid_space",
+    "model_space",
+]
 
 
 SweepIn = Literal["2d", "coupled", "all", "none"]
+
+DEFAULT_MIN_CHANNEL_RATIO: float = 0.25
+"""The channel floor: the smallest share of a layer's dense width that is measured, and that pruning cuts to.
+
+The default of :func:`model_space`'s ``floor`` (``hwprune measure --floor``) and, re-exported as
+:data:`hwprune.prune.DEFAULT_MIN_CHANNEL_RATIO`, of the planner, :func:`hwprune.prune.prune_to_budget`,
+``hwprune prune --min-channel-ratio`` and the callback's ``min_channel_ratio``. One number for both sides:
+below the floor the predictor has seen no channel count of the layer and only guesses its stairs, and a
+group cut to a tenth of its channels rarely recovers its accuracy in fine-tuning. Defined in the lowest
+layer that needs it; importing it loads no torch (``hwprune --help`` shows it)."""
 
 RESIDUE_MOD: int = 8
 """Every residue of a channel count modulo this is sampled in the 2-D space (tensor-core kernels tile
@@ -68,7 +87,7 @@ def model_space(
     model_or_name: nn.Module | str,
     input_shape: tuple[int, ...],
     *,
-    floor: float = 0.25,
+    floor: float = DEFAULT_MIN_CHANNEL_RATIO,
     step: int = 1,
     layers: Sequence[str] | None = None,
     sweep_in: SweepIn = "2d",
@@ -96,7 +115,8 @@ def model_space(
         model_or_name: A module, or a :func:`hwprune.models.factory.build_model` name (built with
             ``input_size = input_shape[-1]``, ``in_channels = input_shape[1]``, 10 classes).
         input_shape: Full input shape, e.g. ``(1, 3, 224, 224)``.
-        floor: Smallest fraction of the original channel count, in (0, 1].
+        floor: Smallest fraction of the original channel count, in (0, 1] (default
+            :data:`DEFAULT_MIN_CHANNEL_RATIO`).
         step: Channel step of the 1-D sweeps (1 = every count). An odd step (3, 5) still visits every
             residue mod 8; a step of 4 or 8 visits one residue only.
         layers: Qualified conv names to keep (default: all convs); names may be given as prefixes.

@@ -35,14 +35,9 @@ _EXPORTS: dict[str, str] = {
     "plan_pruning": "hwprune.prune.planner",
 }
 
-DEFAULT_MIN_CHANNEL_RATIO: float = 0.25
-"""No group goes below this share of its dense width unless told otherwise: the one default of the planner,
-:func:`prune_to_budget`, ``hwprune prune --min-channel-ratio`` and the callback's ``min_channel_ratio``.
-
-A quarter is where the default measurement space stops (``hwprune measure --floor 0.25``,
-:func:`hwprune.measure.model_space`): below it the predictor has seen no channel count of the layer and only
-guesses its stairs, and a group cut to a tenth of its channels rarely recovers its accuracy in fine-tuning.
-Defined here, where importing it loads no torch (``hwprune --help`` shows it)."""
+# The channel floor is defined once, by the measurement space it must agree with; this name stays for the
+# planner, the CLI and the callback. Importing it loads no torch (``hwprune --help`` shows it).
+from hwprune.measure.space import DEFAULT_MIN_CHANNEL_RATIO  # noqa: E402
 
 if TYPE_CHECKING:
     from torch import nn
