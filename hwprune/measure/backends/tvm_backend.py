@@ -218,6 +218,7 @@ class TVMBackend(Backend):
     """
 
     kind = "tvm"
+    tracker_sessions = True  # setup(connect=False), connect(stop), session, server: a fleet worker each
 
     @classmethod
     def times_models(cls, target: Any) -> bool:
