@@ -90,7 +90,7 @@ def cache_table_path(
 
     from hwprune.measure import Backend
 
-    if target.backend in ("torch_cpu", "cudnn"):
+    if target.backend_class().runs_torch:
         with Backend.create(target.backend, target) as backend:  # the name the hardware reports
             device = backend.hardware_name()
     else:  # a board behind RPC or a worker: do not connect just to name it

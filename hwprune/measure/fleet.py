@@ -15,6 +15,9 @@ asks the tracker for another free server (a board that came back, or a spare), g
 ``fleet_wait_s``. Configurations left when no worker has a board are not written: a later run times them
 (resume). :class:`FleetReport` says what happened. :class:`~hwprune.measure.local_fleet.LocalFleet` (also
 importable from here) starts a tracker and servers on this machine to try it on.
+
+A fleet needs a backend whose class reaches boards through a tracker (``tracker_sessions``: TVM's); its
+settings are checked by :func:`~hwprune.measure.fleet_options.check_fleet`, re-exported here.
 """
 
 from __future__ import annotations
@@ -29,16 +32,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hwprune.measure.backends.base import RunResult
+from hwprune.measure.backend_sweep import RowWriter, time_config
+from hwprune.measure.backends.base import Backend, RunResult
 from hwprune.measure.evaluator import EvaluatorConfig
+from hwprune.measure.fleet_options import FleetSize, check_fleet, fleet_option, fleet_size
 from hwprune.measure.local_fleet import LocalFleet  # re-exported: the fleet to try it on
 from hwprune.measure.targets import Target
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FleetReport", "LocalFleet", "LostSession", "check_fleet", "fleet_size", "run_fleet"]
-
-FleetSize = int | Literal["auto"]
+# check_fleet and fleet_size live in fleet_options and are re-exported here, where they were first.
+__all__ = ["FleetReport", "FleetSize", "LocalFleet", "LostSession", "check_fleet", "fleet_size", "run_fleet"]
 
 
 @dataclass(frozen=True)
@@ -111,106 +115,6 @@ class FleetReport:
         return text
 
 
-def _option(
-    opts: Mapping[str, Any], key: str, default: float | None, *, integer: bool = False
-) -> float | None:
-    """A numeric fleet option (>= 0 for integers, > 0 otherwise), or None where null is allowed."""
-    v = opts.get(key, default)
-    if v is None and default is None:
-        return None
-    ok = isinstance(v, int | float) and not isinstance(v, bool)
-    if integer:
-        ok = ok and float(v).is_integer() and v >= 0
-        want = "an integer >= 0"
-    else:
-        ok = ok and v > 0
-        want = "a number of seconds > 0" + (" or null" if default is None else "")
-    if not ok:
-        raise ValueError(f"`{key}` must be {want}, got {v!r}")
-    return float(v)
-
-
-def check_fleet(target: Target, fleet: FleetSize) -> dict[str, Any]:
-    """Check a fleet sweep's arguments without contacting the tracker.
-
-    Args:
-        target: The target to measure.
-        fleet: A positive number of workers, or ``"auto"``.
-
-    Returns:
-        The target's ``rpc`` options.
-
-    Raises:
-        ValueError: If ``fleet`` is neither a positive integer nor ``"auto"``; the target is not a TVM
-            target behind a tracker (``options.rpc: {host, port, key, tracker: true}``); it tunes; or
-            ``fleet_retries``, ``fleet_wait_s`` or ``fleet_stall_s`` is out of range.
-
-    Example:
-        >>> check_fleet(Target(name="c", backend="torch_cpu"), 2)  # doctest: +SKIP
-        Traceback (most recent call last):
-        ValueError: `fleet` needs a TVM target reached through an RPC tracker, got backend 'torch_cpu' ...
-    """
-    if fleet != "auto" and (isinstance(fleet, bool) or not isinstance(fleet, int) or fleet < 1):
-        raise ValueError(f"`fleet` must be a positive integer or 'auto', got {fleet!r}")
-    if target.backend != "tvm":
-        raise ValueError(
-            f"`fleet` needs a TVM target reached through an RPC tracker, got backend {target.backend!r} for "
-            f"target {target.name!r}"
-        )
-    rpc = dict(target.options.get("rpc") or {})
-    if not rpc.get("tracker") or not rpc.get("key") or rpc.get("host") in (None, "", "???"):
-        raise ValueError(
-            "`fleet` needs `options.rpc: {host, port, key, tracker: true}` (a tracker and the boards' key), "
-            f"got rpc={rpc or None!r} for target {target.name!r}"
-        )
-    opts = target.options
-    if int(opts.get("tune_trials", 0) or 0) > 0 and int(opts.get("tune_max_configs", 0) or 0) > 0:
-        raise ValueError(
-            f"`fleet` measures untuned builds (or schedules already in `database_dir`), got tune_trials="
-            f"{opts.get('tune_trials')} and tune_max_configs={opts.get('tune_max_configs')} for target "
-            f"{target.name!r}: MetaSchedule's runner asks the tracker for a board of its own, which the "
-            "fleet's workers hold; set `tune_max_configs: 0`, or tune first without `fleet`"
-        )
-    _option(opts, "fleet_retries", 2, integer=True)
-    _option(opts, "fleet_wait_s", 30.0)
-    _option(opts, "fleet_stall_s", None)
-    return rpc
-
-
-def fleet_size(target: Target, fleet: FleetSize) -> int:
-    """How many workers a fleet sweep runs: ``fleet`` itself, or for ``auto`` the tracker's server count.
-
-    Args:
-        target: A TVM target with ``options.rpc: {host, port, key, tracker: true}``.
-        fleet: A positive number of workers, or ``"auto"``.
-
-    Returns:
-        The number of workers.
-
-    Raises:
-        ValueError: If the arguments are unsuitable (see :func:`check_fleet`).
-        RuntimeError: For ``auto``, if no server is registered under the key.
-
-    Example:
-        >>> fleet_size(load_target("rpi4_tvm_llvm.yaml"), "auto")  # doctest: +SKIP
-        2
-    """
-    rpc = check_fleet(target, fleet)
-    if fleet != "auto":
-        return int(fleet)
-    from hwprune.measure.backends.tvm_backend import tracker_servers
-
-    host, port, key = str(rpc["host"]), int(rpc.get("port", 9190)), str(rpc["key"])
-    servers = tracker_servers(host, port, key)
-    if not servers:
-        raise RuntimeError(
-            f"`fleet: auto` found no server under key {key!r} at tracker {host}:{port}; start one per board "
-            f"with `python -m tvm.exec.rpc_server --tracker {host}:{port} --key {key}`"
-        )
-    log.info("tracker %s:%s lists %d server(s) under %r: %s", host, port, len(servers), key, servers)
-    return len(servers)
-
-
 @dataclass
 class _Ticket:
     """One configuration of the sweep and its history (mutable; owned by the coordinator)."""
@@ -271,10 +175,8 @@ class _Worker(threading.Thread):
         self.results.put(_Message("retired", self.name, why=why))
 
     def _run(self) -> str:
-        from hwprune.measure.backends.tvm_backend import TVMBackend
-        from hwprune.measure.sweep import _timed
-
-        backend = TVMBackend(self.target, self.evaluator)
+        # A tracker_sessions class (check_fleet): it also has setup(connect=False), connect(stop), session.
+        backend: Any = Backend.create(self.target.backend, self.target, self.evaluator)
         backend.setup(connect=False)
         sessions = 0
         try:
@@ -297,7 +199,7 @@ class _Worker(threading.Thread):
                     continue
                 server = backend.server
                 self.current = (ticket, server, time.monotonic())
-                res, _ = _timed(backend, ticket.config, self.evaluator)
+                res, _ = time_config(backend, ticket.config, self.evaluator)
                 lost = backend.session is None  # the backend drops a session that failed
                 self.results.put(_Message("done", self.name, ticket, res, server, lost))
                 self.current = None
@@ -412,7 +314,7 @@ def run_fleet(
     target: Target,
     configs: Sequence[Mapping[str, Any]],
     evaluator: EvaluatorConfig,
-    write: Callable[[dict[str, Any], RunResult, str, str], None],
+    write: RowWriter,
     *,
     fleet: FleetSize,
     deadline: float | None = None,
@@ -444,21 +346,19 @@ def run_fleet(
     Example:
         >>> run_fleet(target, configs, EvaluatorConfig(), write, fleet=2)  # doctest: +SKIP
     """
-    from hwprune.measure.backends.tvm_backend import TVMBackend
-
     n = fleet_size(target, fleet)
     opts = target.options
-    retries = int(_option(opts, "fleet_retries", 2, integer=True) or 0)
-    stall_s = _option(opts, "fleet_stall_s", None)
+    retries = int(fleet_option(opts, "fleet_retries", 2, integer=True) or 0)
+    stall_s = fleet_option(opts, "fleet_stall_s", None)
     rpc = dict(opts["rpc"])
     tracker = f"{rpc['host']}:{rpc.get('port', 9190)}"
     # The workers reconnect through the tracker themselves (and hand the config in flight back), so the
     # backend's own retry on the same session is off; the wait for a free server is bounded.
     worker_target = dataclasses.replace(
         target,
-        options={**opts, "rpc_retries": 0, "rpc_wait_s": _option(opts, "fleet_wait_s", 30.0)},
+        options={**opts, "rpc_retries": 0, "rpc_wait_s": fleet_option(opts, "fleet_wait_s", 30.0)},
     )
-    probe = TVMBackend(worker_target, evaluator)
+    probe: Any = Backend.create(worker_target.backend, worker_target, evaluator)
     probe.setup(connect=False)
     device, versions = probe.hardware_name(), json.dumps(probe.versions(), sort_keys=True)
     probe.close()

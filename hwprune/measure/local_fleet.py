@@ -113,7 +113,7 @@ class LocalFleet:
 
     def _add_servers(self, n: int) -> None:
         """Start ``n`` servers at once (each imports TVM: seconds), then wait until the tracker lists all."""
-        from hwprune.measure.backends.tvm_backend import tracker_servers
+        from hwprune.measure.backends.tvm_rpc import tracker_servers
 
         new = []
         for _ in range(n):

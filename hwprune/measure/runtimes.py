@@ -25,8 +25,10 @@ the same cuDNN/oneDNN kernels (an extern call), so its layers are timed as a gra
 on the CPU, and the work inductor fuses around them is learned by the whole-model calibration, which times
 the compiled network.
 
-Adding a runtime is one class here with its ``kind``, ``backends`` and :meth:`Runtime.prepare`, and one line
-in :data:`_REGISTRY`.
+A runtime says which backends it can drive by asking their classes (:meth:`Runtime.drives`: does the
+backend run torch here, is it on a CUDA GPU), never by their names; so adding a runtime is one class here
+with its ``kind``, :meth:`Runtime.drives` and :meth:`Runtime.prepare`, and one line in :data:`_REGISTRY`,
+and a new backend is driven by every runtime its capabilities fit.
 
 Example:
     >>> Runtime.create("eager").launch_free
@@ -43,6 +45,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
+
+from hwprune.measure.backends.registry import REGISTRY, BackendTraits, backend_class
 
 if TYPE_CHECKING:  # torch only where a network is prepared
     import torch
@@ -97,8 +101,6 @@ class Runtime(ABC):
     """
 
     kind: ClassVar[str] = ""
-    #: Backends this runtime can drive.
-    backends: ClassVar[tuple[str, ...]] = ()
     #: Whether the runtime removes per-op Python dispatch and kernel launches.
     launch_free: ClassVar[bool] = False
     #: Whether preparing a network takes seconds (a compile): time_models then shows a progress bar.
@@ -121,14 +123,21 @@ class Runtime(ABC):
             raise ValueError(f"Unknown runtime: {kind!r} (`runtime` must be one of {RUNTIMES})")
         return _REGISTRY[kind](options)
 
+    @classmethod
+    @abstractmethod
+    def drives(cls, backend: type[BackendTraits]) -> bool:
+        """Whether this runtime can drive backends of the class ``backend`` (asked of its capabilities)."""
+
     def check_backend(self, backend: str) -> None:
         """Refuse a backend this runtime cannot drive.
 
         Raises:
-            ValueError: Naming ``runtime``, the backend and the runtimes that backend supports.
+            ValueError: Naming ``runtime``, the backend and the runtimes that backend supports; or
+                ``Unknown backend`` for a kind that is not registered.
         """
-        if backend not in self.backends:
-            ok = [k for k, cls in _REGISTRY.items() if backend in cls.backends]
+        traits = backend_class(backend)
+        if not self.drives(traits):
+            ok = [k for k, cls in _REGISTRY.items() if cls.drives(traits)]
             raise ValueError(
                 f"`runtime` {self.kind!r} cannot drive backend {backend!r}; backend {backend!r} supports "
                 f"runtime {ok}"
@@ -162,7 +171,10 @@ class EagerRuntime(Runtime):
     """The module called from Python, one dispatch and launch per op (PyTorch's default)."""
 
     kind = "eager"
-    backends = ("torch_cpu", "cudnn")
+
+    @classmethod
+    def drives(cls, backend: type[BackendTraits]) -> bool:
+        return backend.runs_torch
 
     def prepare(self, module: nn.Module, x: torch.Tensor) -> Prepared:
         return Prepared(lambda: module(x))
@@ -177,8 +189,11 @@ class CudaGraphRuntime(Runtime):
     """
 
     kind = "cuda_graph"
-    backends = ("cudnn",)
     launch_free = True
+
+    @classmethod
+    def drives(cls, backend: type[BackendTraits]) -> bool:
+        return backend.runs_torch and backend.is_gpu
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -246,10 +261,13 @@ class InductorRuntime(Runtime):
     """
 
     kind = "inductor"
-    backends = ("torch_cpu", "cudnn")
     launch_free = True
     export_format = "aoti"  # AOTInductor: the compiled network without Python
     compiles = True
+
+    @classmethod
+    def drives(cls, backend: type[BackendTraits]) -> bool:
+        return backend.runs_torch
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -263,10 +281,12 @@ class InductorRuntime(Runtime):
 
     def check_backend(self, backend: str) -> None:
         super().check_backend(backend)
-        if backend == "torch_cpu" and self.mode in _GRAPH_MODES:
+        if self.mode in _GRAPH_MODES and not backend_class(backend).is_gpu:
+            gpus = [k for k in REGISTRY if backend_class(k).is_gpu and self.drives(backend_class(k))]
             raise ValueError(
-                f"`compile_mode` {self.mode!r} replays CUDA graphs and needs backend 'cudnn'; on "
-                "backend 'torch_cpu' use 'default' or 'max-autotune-no-cudagraphs'"
+                f"`compile_mode` {self.mode!r} replays CUDA graphs and needs backend "
+                f"{' or '.join(repr(k) for k in gpus)}; on backend {backend!r} use 'default' or "
+                "'max-autotune-no-cudagraphs'"
             )
 
     def mode_for(self, device_type: str) -> str:
@@ -305,8 +325,11 @@ class NativeRuntime(Runtime):
     """The backend's own executor (TVM, ArmNN, an imported table): nothing for hwprune to prepare."""
 
     kind = "native"
-    backends = ("tvm", "acl", "imported")
     export_format = "onnx"  # the interchange format TVM's and ArmNN's importers read
+
+    @classmethod
+    def drives(cls, backend: type[BackendTraits]) -> bool:
+        return not backend.runs_torch
 
     def prepare(self, module: nn.Module, x: torch.Tensor) -> Prepared:
         raise RuntimeError("runtime 'native' is driven by its backend, not by torch")
@@ -347,10 +370,11 @@ def default_runtime(backend: str) -> str:
     """The first registered runtime that can drive ``backend`` (``eager`` for torch, ``native`` otherwise).
 
     Raises:
-        ValueError: If no runtime drives ``backend``.
+        ValueError: If no runtime drives ``backend``, or it is not a registered backend.
     """
+    traits = backend_class(backend)
     for kind, cls in _REGISTRY.items():
-        if backend in cls.backends:
+        if cls.drives(traits):
             return kind
     raise ValueError(f"`backend` {backend!r} has no runtime; known runtimes: {RUNTIMES}")
 
@@ -367,4 +391,5 @@ def launch_free_runtimes(backend: str) -> list[str]:
         >>> launch_free_runtimes("cudnn")
         ['cuda_graph', 'inductor']
     """
-    return [k for k, cls in _REGISTRY.items() if cls.launch_free and backend in cls.backends]
+    traits = backend_class(backend)
+    return [k for k, cls in _REGISTRY.items() if cls.launch_free and cls.drives(traits)]

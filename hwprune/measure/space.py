@@ -12,16 +12,26 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from hwprune.contract import CONFIG_COLUMNS, ConvLayer, check_input_shape, conv_layer_configs
+from hwprune.options import DEFAULT_MIN_CHANNEL_RATIO  # the floor of the measured space
+
+if TYPE_CHECKING:  # torch is imported where a model is built: importing the floor below loads none
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
 # ConvLayer, check_input_shape and conv_layer_configs live in hwprune.contract; re-exported for old imports.
-__all__ = ["ConvLayer", "SweepIn", "check_input_shape", "conv_layer_configs", "grid_space", "model_space"]
+__all__ = [
+    "DEFAULT_MIN_CHANNEL_RATIO",
+    "ConvLayer",
+    "SweepIn",
+    "check_input_shape",
+    "conv_layer_configs",
+    "grid_space",
+    "model_space",
+]
 
 
 SweepIn = Literal["2d", "coupled", "all", "none"]
@@ -68,7 +78,7 @@ def model_space(
     model_or_name: nn.Module | str,
     input_shape: tuple[int, ...],
     *,
-    floor: float = 0.25,
+    floor: float = DEFAULT_MIN_CHANNEL_RATIO,
     step: int = 1,
     layers: Sequence[str] | None = None,
     sweep_in: SweepIn = "2d",
@@ -96,7 +106,8 @@ def model_space(
         model_or_name: A module, or a :func:`hwprune.models.factory.build_model` name (built with
             ``input_size = input_shape[-1]``, ``in_channels = input_shape[1]``, 10 classes).
         input_shape: Full input shape, e.g. ``(1, 3, 224, 224)``.
-        floor: Smallest fraction of the original channel count, in (0, 1].
+        floor: Smallest fraction of the original channel count, in (0, 1] (default
+            :data:`DEFAULT_MIN_CHANNEL_RATIO`).
         step: Channel step of the 1-D sweeps (1 = every count). An odd step (3, 5) still visits every
             residue mod 8; a step of 4 or 8 visits one residue only.
         layers: Qualified conv names to keep (default: all convs); names may be given as prefixes.

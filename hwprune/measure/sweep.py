@@ -1,24 +1,35 @@
-"""``measure``: time every configuration of a layer space on a target and append it to a table."""
+"""``measure``: time every configuration of a layer space on a target and append it to a table.
+
+The steps of one call: normalise the space (:func:`normalize_space`), open the table and pick what is left to
+time (resume), time it on one backend (:func:`~hwprune.measure.backend_sweep.sweep_backend`) or on a fleet
+of boards (:func:`~hwprune.measure.fleet.run_fleet`), write each row through one writer, and record the
+machine and the run in the sidecar (:class:`~hwprune.measure.provenance.TableMachine`).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from hwprune.measure import contention
+from hwprune.measure.backend_sweep import sweep_backend
 from hwprune.measure.backends.base import Backend, RunResult
 from hwprune.measure.evaluator import EvaluatorConfig
+from hwprune.measure.provenance import TableMachine
 from hwprune.measure.table import CONFIG_COLUMNS, TableWriter, config_key
 from hwprune.measure.targets import Target, load_target
 
 if TYPE_CHECKING:
+    from tqdm.auto import tqdm
+
     from hwprune.measure.fleet import FleetReport
 
 log = logging.getLogger(__name__)
@@ -102,135 +113,256 @@ def normalize_space(space: Iterable[Mapping[str, Any]], batch: int | None) -> li
     return list(out.values())
 
 
-def _rel_spread(res: RunResult) -> float:
-    if res.latency_ms is None or res.spread_ms is None or res.latency_ms <= 0:
-        return 0.0
-    return float(res.spread_ms) / float(res.latency_ms)
+def _check_one_target(writer: TableWriter, target: Target, out_path: Path, allow_mixed: bool) -> None:
+    """Refuse to append a target's rows to a table of another target (unless ``allow_mixed``)."""
+    others = sorted(writer.targets - {target.name})
+    if others and not allow_mixed:
+        raise ValueError(
+            f"`out_path` {out_path} must hold one target's rows, got rows of {others} and a sweep of "
+            f"{target.name!r}: a predictor is fitted per target; write to another file (CLI: --out), "
+            "or pass allow_mixed_targets=True (CLI: --allow-mixed-targets)"
+        )
 
 
-def _timed(backend: Backend, config: Mapping[str, Any], evaluator: EvaluatorConfig) -> tuple[RunResult, int]:
-    """Time one config; time a noisy one again (``evaluator.retime`` times at most), keep the least noisy.
+@dataclass(frozen=True)
+class _Todo:
+    """What one call times: the configurations left, and those already in the table."""
 
-    Returns:
-        The kept result, with ``noisy`` (and ``retimed``, ``rel_spread``) in its settings when re-timed,
-        and the number of extra timings.
-    """
-    res = backend.measure_one(config)
-    if res.error or _rel_spread(res) <= evaluator.max_rel_spread:
-        return res, 0
-    best, extra, attempts = res, 0, [res]
-    for _ in range(evaluator.retime):
-        extra += 1
-        again = backend.measure_one(config)
-        attempts.append(again)
-        if again.error:  # the backend is in trouble (a board gone, a lost session): keep what was timed
-            break
-        if _rel_spread(again) < _rel_spread(best):
-            best = again
-        if _rel_spread(best) <= evaluator.max_rel_spread:
-            break
-    noisy = _rel_spread(best) > evaluator.max_rel_spread
-    # The kept timing's settings, plus what happened on the way (e.g. an RPC reconnect in the first try).
-    settings: dict[str, Any] = {}
-    for a in attempts:
-        settings.update(a.settings)
-    settings.update(best.settings)
-    reconnects = sum(int(a.settings.get("rpc_reconnects", 0) or 0) for a in attempts)
-    if reconnects:
-        settings["rpc_reconnects"] = reconnects
-    settings.update(retimed=extra, rel_spread=round(_rel_spread(best), 4))
-    if noisy:
-        settings["noisy"] = True
-    return RunResult(best.latency_ms, best.spread_ms, best.repeats, best.error, settings), extra
+    configs: list[dict[str, Any]]
+    skipped: int
+    skipped_failed: int
 
 
-def _sweep_one_backend(
-    backend: Backend,
+def _todo(
+    writer: TableWriter,
     target: Target,
-    todo: list[dict[str, Any]],
-    evaluator: EvaluatorConfig,
-    write: Callable[[dict[str, Any], RunResult, str, str], None],
-    run_info: dict[str, Any],
-    t0: float,
-    time_budget_s: float | None,
-    before_first: Callable[[str, str], None] | None = None,
-) -> None:
-    """Time ``todo`` in order on one backend (one device or one session); ``write`` appends each row.
+    configs: list[dict[str, Any]],
+    *,
+    retry_errors: bool,
+    shuffle_seed: int | None,
+    limit: int | None,
+) -> _Todo:
+    """The configurations not yet in the table (resume), in the order to time them, at most ``limit``."""
+    todo = []
+    skipped = skipped_failed = 0
+    for c in configs:
+        key = config_key(target.name, target.dtype, c)
+        if key in writer.done or (key in writer.failed and not retry_errors):
+            skipped += 1
+            skipped_failed += key not in writer.done
+        else:
+            todo.append(c)
+    if skipped_failed:
+        log.warning(
+            "%s: %d configs recorded an error in %s and are skipped, not timed again (the first: %s); "
+            "pass retry_errors=True (CLI: --retry-errors) to time them again",
+            target.name,
+            skipped_failed,
+            writer.path,
+            writer.first_error.get(target.name, "?"),
+        )
+    if shuffle_seed is not None:
+        import random
 
-    ``before_first(device, versions)`` runs once the backend has named its hardware, before any row is
-    timed (the table's one-device check); an exception there ends the sweep with nothing written.
-    """
-    backend.setup()
-    try:
-        device = backend.hardware_name()
-        run_info["device"] = device
-        if target.device and target.device != device:
-            log.warning(
-                "target %s expects device %r, but the hardware reports %r: the table records %r",
-                target.name,
-                target.device,
-                device,
-                device,
-            )
-        versions = json.dumps(backend.versions(), sort_keys=True)
-        if before_first is not None:
-            before_first(device, versions)
-        for i, c in enumerate(todo):
-            if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
-                log.warning(
-                    "%s: time budget of %.0f s spent; %d configs left for a resumed run",
-                    target.name,
-                    time_budget_s,
-                    len(todo) - i,
-                )
-                break
-            with contention.watch() as span:  # the timing thread's waits for a CPU: a busy neighbour
-                res, _ = _timed(backend, c, evaluator)
-            marks = contention.row_marks(span, evaluator.max_slowdown)
-            if marks:
-                res = RunResult(
-                    res.latency_ms, res.spread_ms, res.repeats, res.error, {**res.settings, **marks}
-                )
-            write(c, res, device, versions)
-    finally:
-        backend.close()
+        random.Random(shuffle_seed).shuffle(todo)
+    if limit is not None:
+        todo = todo[: max(0, int(limit))]
+    log.info(
+        "%s: %d configs, %d already in %s, %d to time",
+        target.name,
+        len(configs),
+        skipped,
+        writer.path,
+        len(todo),
+    )
+    return _Todo(todo, skipped, skipped_failed)
 
 
-def _identity(device: str, versions: str) -> tuple[str, str]:
-    """A row's machine: its device and library versions (settings such as threads left out)."""
-    try:
-        libs = {k: v for k, v in json.loads(versions).items() if k != "threads"}
-    except (ValueError, AttributeError):
-        return device, versions
-    return device, json.dumps(libs, sort_keys=True)
+def _run_info(target: Target, evaluator: EvaluatorConfig, todo: _Todo) -> dict[str, Any]:
+    """The run's sidecar entry as it starts (the rest is filled in as it ends)."""
+    from hwprune.measure.device_info import load_snapshot
 
-
-def _devices_text(pairs: Iterable[tuple[str, str]]) -> str:
-    """``(device, versions JSON)`` pairs in words: ``'AMD EPYC' (torch 2.14.1)``."""
-    out = []
-    for device, versions in pairs:
-        try:
-            libs = ", ".join(f"{k} {v}" for k, v in sorted(json.loads(versions).items()))
-        except (ValueError, AttributeError):
-            libs = versions
-        out.append(f"{device!r} ({libs})" if libs else repr(device))
-    return " and ".join(out)
-
-
-def _earlier_inventory(out_path: Path) -> dict[str, Any]:
-    """The sidecar's record of the machine that measured the table (all but its runs), to keep it."""
-    side = out_path.with_suffix(".json")
-    try:
-        old = json.loads(side.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in old.items() if k != "runs"} if isinstance(old, dict) else {}
+    return {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "target": target.name,
+        "backend": target.backend,
+        "evaluator": evaluator.__dict__,
+        "todo": len(todo.configs),
+        "skipped": todo.skipped,
+        "load_start": load_snapshot(gpu=target.backend_class().is_gpu),
+    }
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="cfg", disable=not enabled, dynamic_ncols=True)
+
+
+class _Rows:
+    """The sweep's one row writer: appends each result to the table and counts what happened.
+
+    Args:
+        writer: The open table.
+        target: The target measured.
+        bar: The progress bar.
+        fleet: Whether a fleet times the rows (their server is named, their contention not watched here).
+    """
+
+    def __init__(self, writer: TableWriter, target: Target, bar: tqdm, fleet: bool) -> None:
+        self.writer, self.target, self.bar, self.fleet = writer, target, bar, fleet
+        self.measured = self.failed = self.noisy = self.retimed = 0
+        self.first_error: str | None = None
+        self.slowdowns: list[float | None] = []
+
+    def write(self, c: dict[str, Any], res: RunResult, device: str, versions: str) -> None:
+        """Append one row (a :data:`~hwprune.measure.backend_sweep.RowWriter`)."""
+        self.retimed += bool(res.settings.get("retimed"))
+        self.noisy += bool(res.settings.get("noisy"))
+        if not self.fleet and not res.error:
+            self.slowdowns.append(res.settings.get("wait_slowdown"))
+        self.writer.append(
+            {
+                "target": self.target.name,
+                "backend": self.target.backend,
+                "device": device,
+                "dtype": self.target.dtype,
+                **{k: c[k] for k in CONFIG_COLUMNS},
+                "latency_ms": None if res.latency_ms is None else f"{res.latency_ms:.6g}",
+                "latency_spread_ms": None if res.spread_ms is None else f"{res.spread_ms:.4g}",
+                "repeats": res.repeats,
+                "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+                "layer": c["layer"],
+                "settings": json.dumps(dict(res.settings), sort_keys=True),
+                "error": res.error,
+                "versions": versions,
+            }
+        )
+        if res.error:
+            self.failed += 1
+            self.first_error = self.first_error or str(res.error)
+        else:
+            self.measured += 1
+        self.bar.update(1)
+        if res.latency_ms is not None:
+            where = f" on {res.settings['server']}" if self.fleet else ""
+            self.bar.set_postfix_str(
+                f"{c['in_channels']}->{c['out_channels']} {res.latency_ms:.3g} ms{where}"
+            )
+
+    def close(
+        self, run_info: dict[str, Any], evaluator: EvaluatorConfig, t0: float
+    ) -> contention.ContentionSummary | None:
+        """End the run's entry: the counts, wall time, machine load and contention; returns the latter."""
+        from hwprune.measure.device_info import load_snapshot
+
+        self.bar.close()
+        wall = time.perf_counter() - t0
+        load = (
+            contention.summarize_contention(self.slowdowns, evaluator.max_slowdown)
+            if self.slowdowns
+            else None
+        )
+        if load is not None:
+            run_info["contention"] = load.to_dict()
+        run_info.update(
+            measured=self.measured,
+            failed=self.failed,
+            noisy=self.noisy,
+            retimed=self.retimed,
+            wall_s=round(wall, 1),
+            load_end=load_snapshot(gpu=self.target.backend_class().is_gpu),
+        )
+        return load
+
+
+def _fleet_sweep(
+    target: Target,
+    todo: list[dict[str, Any]],
+    evaluator: EvaluatorConfig,
+    rows: _Rows,
+    fleet: int | Literal["auto"],
+    deadline: float | None,
+    run_info: dict[str, Any],
+) -> FleetReport:
+    """Time ``todo`` on a fleet of the tracker's boards (:func:`~hwprune.measure.fleet.run_fleet`)."""
+    from hwprune.measure.fleet import run_fleet
+
+    report = run_fleet(target, todo, evaluator, rows.write, fleet=fleet, deadline=deadline)
+    run_info["device"] = f"fleet of {report.workers} at tracker {report.tracker} key {report.key}"
+    run_info["fleet"] = report.to_dict()
+    return report
+
+
+def _summary(
+    out_path: Path,
+    target: Target,
+    todo: _Todo,
+    t0: float,
+    rows: _Rows | None = None,
+    report: FleetReport | None = None,
+    load: contention.ContentionSummary | None = None,
+) -> MeasureSummary:
+    """The call's :class:`MeasureSummary` (``rows`` None: nothing was left to time)."""
+    wall = time.perf_counter() - t0
+    if rows is None:
+        return MeasureSummary(
+            out_path, target.name, 0, 0, todo.skipped, wall, skipped_failed=todo.skipped_failed
+        )
+    return MeasureSummary(
+        out_path,
+        target.name,
+        rows.measured,
+        rows.failed,
+        todo.skipped,
+        wall,
+        rows.noisy,
+        rows.retimed,
+        report,
+        load,
+        first_error=rows.first_error,
+        skipped_failed=todo.skipped_failed,
+    )
+
+
+def _log_outcome(
+    target: Target,
+    rows: _Rows,
+    evaluator: EvaluatorConfig,
+    run_info: Mapping[str, Any],
+    load: contention.ContentionSummary | None,
+    report: FleetReport | None,
+) -> None:
+    """Tell the user what the sweep did: noisy and contended rows, the fleet, a sweep that only failed."""
+    done = rows.measured + rows.failed
+    if rows.noisy:
+        log.warning(
+            "%s: %d of %d rows stayed noisy (relative spread > %.0f%% after up to %d re-timings; marked "
+            '"noisy" in `settings`): the machine is busy or throttled (load average %s -> %s)',
+            target.name,
+            rows.noisy,
+            done,
+            100 * evaluator.max_rel_spread,
+            evaluator.retime,
+            run_info["load_start"]["loadavg"],
+            run_info["load_end"]["loadavg"],
+        )
+    elif done:
+        log.info("%s: 0 of %d rows noisy (%d re-timed)", target.name, done, rows.retimed)
+    if load is not None:
+        if load.contended:
+            log.warning('%s: %s (marked "contended" in `settings`)', target.name, load.describe())
+        else:
+            log.info("%s: %s", target.name, load.describe())
+    if report is not None:
+        log.info("%s: %s", target.name, report.describe())
+    if rows.failed and not rows.measured:
+        log.error(
+            "%s: every one of the %d configs timed failed; the first error: %s",
+            target.name,
+            rows.failed,
+            rows.first_error,
+        )
 
 
 def measure(
@@ -303,15 +435,11 @@ def measure(
         >>> space = model_space("small_resnet", (1, 1, 28, 28), step=8)
         >>> measure("cpu_torch", space, "t.csv")  # doctest: +SKIP
     """
-    from hwprune.measure.device_info import collect, load_snapshot, write_sidecar
-
     t0 = time.perf_counter()
     target = load_target(target)
     evaluator = evaluator or EvaluatorConfig()
     configs = normalize_space(space, target.batch)
     out_path = Path(out_path)
-    measured = failed = skipped = noisy = retimed = 0
-    slowdowns: list[float | None] = []
     fleet = target.options.get("fleet") if fleet is None else fleet
     report: FleetReport | None = None
     if fleet is not None:
@@ -319,195 +447,39 @@ def measure(
 
         check_fleet(target, fleet)  # before the table is touched
     with TableWriter(out_path) as writer:
-        others = sorted(writer.targets - {target.name})
-        if others and not allow_mixed_targets:
-            raise ValueError(
-                f"`out_path` {out_path} must hold one target's rows, got rows of {others} and a sweep of "
-                f"{target.name!r}: a predictor is fitted per target; write to another file (CLI: --out), "
-                "or pass allow_mixed_targets=True (CLI: --allow-mixed-targets)"
-            )
-        todo = []
-        skipped_failed = 0
-        for c in configs:
-            key = config_key(target.name, target.dtype, c)
-            if key in writer.done or (key in writer.failed and not retry_errors):
-                skipped += 1
-                skipped_failed += key not in writer.done
-            else:
-                todo.append(c)
-        if skipped_failed:
-            log.warning(
-                "%s: %d configs recorded an error in %s and are skipped, not timed again (the first: %s); "
-                "pass retry_errors=True (CLI: --retry-errors) to time them again",
-                target.name,
-                skipped_failed,
-                out_path,
-                writer.first_error.get(target.name, "?"),
-            )
-        if shuffle_seed is not None:
-            import random
-
-            random.Random(shuffle_seed).shuffle(todo)
-        if limit is not None:
-            todo = todo[: max(0, int(limit))]
-        log.info(
-            "%s: %d configs, %d already in %s, %d to time",
-            target.name,
-            len(configs),
-            skipped,
-            out_path,
-            len(todo),
+        _check_one_target(writer, target, out_path, allow_mixed_targets)
+        todo = _todo(
+            writer, target, configs, retry_errors=retry_errors, shuffle_seed=shuffle_seed, limit=limit
         )
         backend = Backend.create(target.backend, target, evaluator)
-        run_info = {
-            "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "target": target.name,
-            "backend": target.backend,
-            "evaluator": evaluator.__dict__,
-            "todo": len(todo),
-            "skipped": skipped,
-            "load_start": load_snapshot(gpu=target.backend == "cudnn"),
-        }
-        earlier = writer.devices.get(target.name, set())
-        # A table keeps the record of the machine that measured it: appending from another one (allowed
-        # or not) never rewrites the sidecar's inventory; this run's machine goes into its run entry.
-        head = {"target": target.name, "options": dict(target.options), **dict(sidecar or {})}
-        keep = _earlier_inventory(out_path) if earlier else {}
-        if not todo:
-            if not earlier:
-                write_sidecar(out_path, head)
-            return MeasureSummary(
-                out_path, target.name, 0, 0, skipped, time.perf_counter() - t0, skipped_failed=skipped_failed
-            )
-
-        def one_device(device: str, versions: str) -> None:
-            here = _identity(device, versions)
-            others = sorted({_identity(d, v) for d, v in earlier} - {here})
-            if others and not allow_mixed_devices:
-                raise ValueError(
-                    f"`out_path` {out_path} must hold one device's rows of target {target.name!r}, got rows "
-                    f"measured on {_devices_text(others)} and a sweep on "
-                    f"{_devices_text([here])}: "
-                    "a predictor fitted on both would average two machines' stairs; write to another file "
-                    "(CLI: --out), or pass allow_mixed_devices=True (CLI: --allow-mixed-devices)"
-                )
-            if others:
-                log.warning(
-                    "%s: appending rows measured on %s to a table of %s (allow_mixed_devices=True); the "
-                    "sidecar keeps the first machine's record",
-                    target.name,
-                    _devices_text([here]),
-                    _devices_text(others),
-                )
-            write_sidecar(out_path, {**head, **keep})
-
-        first_error: str | None = None
-
-        def write(c: dict[str, Any], res: RunResult, device: str, versions: str) -> None:
-            nonlocal measured, failed, noisy, retimed, first_error
-            retimed += bool(res.settings.get("retimed"))
-            noisy += bool(res.settings.get("noisy"))
-            if fleet is None and not res.error:
-                slowdowns.append(res.settings.get("wait_slowdown"))
-            writer.append(
-                {
-                    "target": target.name,
-                    "backend": target.backend,
-                    "device": device,
-                    "dtype": target.dtype,
-                    **{k: c[k] for k in CONFIG_COLUMNS},
-                    "latency_ms": None if res.latency_ms is None else f"{res.latency_ms:.6g}",
-                    "latency_spread_ms": None if res.spread_ms is None else f"{res.spread_ms:.4g}",
-                    "repeats": res.repeats,
-                    "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "layer": c["layer"],
-                    "settings": json.dumps(dict(res.settings), sort_keys=True),
-                    "error": res.error,
-                    "versions": versions,
-                }
-            )
-            if res.error:
-                failed += 1
-                first_error = first_error or str(res.error)
-            else:
-                measured += 1
-            bar.update(1)
-            if res.latency_ms is not None:
-                where = f" on {res.settings['server']}" if fleet is not None else ""
-                bar.set_postfix_str(f"{c['in_channels']}->{c['out_channels']} {res.latency_ms:.3g} ms{where}")
-
-        bar = _progress(len(todo), target.name, progress)
+        run_info = _run_info(target, evaluator, todo)
+        machine = TableMachine(
+            out_path, target.name, target.options, writer.devices.get(target.name, set()), sidecar
+        )
+        if not todo.configs:
+            machine.nothing_timed()
+            return _summary(out_path, target, todo, t0)
+        rows = _Rows(writer, target, _progress(len(todo.configs), target.name, progress), fleet is not None)
         try:
             if fleet is not None:
-                from hwprune.measure.fleet import run_fleet
-
                 deadline = None if time_budget_s is None else t0 + time_budget_s
-                write_sidecar(out_path, {**head, **keep})  # a fleet's rows name their server each
-                report = run_fleet(target, todo, evaluator, write, fleet=fleet, deadline=deadline)
-                run_info["device"] = f"fleet of {report.workers} at tracker {report.tracker} key {report.key}"
-                run_info["fleet"] = report.to_dict()
+                machine.start()  # a fleet's rows name their server each
+                report = _fleet_sweep(target, todo.configs, evaluator, rows, fleet, deadline, run_info)
             else:
-                _sweep_one_backend(
-                    backend, target, todo, evaluator, write, run_info, t0, time_budget_s, one_device
+                one_device = functools.partial(machine.check_device, allow_mixed=allow_mixed_devices)
+                sweep_backend(
+                    backend,
+                    target,
+                    todo.configs,
+                    evaluator,
+                    rows.write,
+                    run_info,
+                    t0,
+                    time_budget_s,
+                    one_device,
                 )
         finally:
-            bar.close()
-            wall = time.perf_counter() - t0
-            load = contention.summarize_contention(slowdowns, evaluator.max_slowdown) if slowdowns else None
-            if load is not None:
-                run_info["contention"] = load.to_dict()
-            run_info.update(
-                measured=measured,
-                failed=failed,
-                noisy=noisy,
-                retimed=retimed,
-                wall_s=round(wall, 1),
-                load_end=load_snapshot(gpu=target.backend == "cudnn"),
-            )
-            if earlier:
-                run_info["inventory"] = collect()  # this run's machine, beside the table's own record
-            if measured or failed or not earlier:
-                write_sidecar(out_path, {**keep, "run": run_info})
-    done = measured + failed
-    if noisy:
-        log.warning(
-            "%s: %d of %d rows stayed noisy (relative spread > %.0f%% after up to %d re-timings; marked "
-            '"noisy" in `settings`): the machine is busy or throttled (load average %s -> %s)',
-            target.name,
-            noisy,
-            done,
-            100 * evaluator.max_rel_spread,
-            evaluator.retime,
-            run_info["load_start"]["loadavg"],
-            run_info["load_end"]["loadavg"],
-        )
-    elif done:
-        log.info("%s: 0 of %d rows noisy (%d re-timed)", target.name, done, retimed)
-    if load is not None:
-        if load.contended:
-            log.warning('%s: %s (marked "contended" in `settings`)', target.name, load.describe())
-        else:
-            log.info("%s: %s", target.name, load.describe())
-    if report is not None:
-        log.info("%s: %s", target.name, report.describe())
-    if failed and not measured:
-        log.error(
-            "%s: every one of the %d configs timed failed; the first error: %s",
-            target.name,
-            failed,
-            first_error,
-        )
-    return MeasureSummary(
-        out_path,
-        target.name,
-        measured,
-        failed,
-        skipped,
-        time.perf_counter() - t0,
-        noisy,
-        retimed,
-        report,
-        load,
-        first_error=first_error,
-        skipped_failed=skipped_failed,
-    )
+            load = rows.close(run_info, evaluator, t0)
+            machine.finish(run_info, wrote_rows=bool(rows.measured or rows.failed))
+    _log_outcome(target, rows, evaluator, run_info, load, report)
+    return _summary(out_path, target, todo, t0, rows, report, load)

@@ -8,6 +8,9 @@ the column.
 Rows whose measurement failed keep the configuration, an empty ``latency_ms`` and the message in the
 ``error`` column ("results are data"). :func:`read_table` drops them unless ``keep_errors=True``, so
 downstream fitting never sees NaN.
+
+The columns are defined in :mod:`hwprune.measure.table_schema` and the checks in
+:mod:`hwprune.measure.table_checks`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hwprune.contract import CONFIG_COLUMNS  # the layer contract, defined once at the bottom
+from hwprune.measure.table_checks import TableError, read_text, validate_table
+from hwprune.measure.table_schema import DTYPES, EXTRA_COLUMNS, TABLE_COLUMNS, WRITE_COLUMNS
 
 if TYPE_CHECKING:  # pandas is imported lazily: the measuring path must run where pandas is not installed
     import pandas as pd
@@ -47,32 +52,6 @@ __all__ = [
 NOISY_WARN_SHARE = 0.05
 #: A configuration measured more than once whose latencies differ by more than this factor is inconsistent.
 INCONSISTENT_FACTOR = 1.5
-
-#: The contract's required columns, in order.
-TABLE_COLUMNS: tuple[str, ...] = (
-    "target",
-    "backend",
-    "device",
-    "dtype",
-    *CONFIG_COLUMNS,
-    "latency_ms",
-    "latency_spread_ms",
-    "repeats",
-    "timestamp",
-)
-#: Extra columns this harness writes after the contract's: the model layer(s) the config comes from,
-#: the backend's settings for the row (threads, cudnn.benchmark, channels_last, tuned, number of runs per
-#: repeat), the error message of a failed config, and the software versions.
-EXTRA_COLUMNS: tuple[str, ...] = ("layer", "settings", "error", "versions")
-#: Header written by :class:`TableWriter`.
-WRITE_COLUMNS: tuple[str, ...] = TABLE_COLUMNS + EXTRA_COLUMNS
-#: Allowed spellings of the ``dtype`` column.
-DTYPES: tuple[str, ...] = ("float32", "float16", "tf32")
-_CHANNEL_COLUMNS = ("in_channels", "out_channels", "groups")
-
-
-class TableError(ValueError):
-    """A measurement table breaks the contract. The message names the file, the line and the column."""
 
 
 def config_key(target: str, dtype: str, config: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -208,10 +187,6 @@ class TableWriter:
         self.close()
 
 
-def _fail(path: Path, line: int | str, column: str, msg: str) -> TableError:
-    return TableError(f"{path}: line {line}, column `{column}`: {msg}")
-
-
 def read_table(
     path: str | os.PathLike[str],
     *,
@@ -228,8 +203,8 @@ def read_table(
         allow_mixed_targets: Accept rows of more than one ``target``.
         keep_errors: Keep rows that recorded an ``error`` (their latency is NaN).
         check_units: Refuse latencies that cannot be milliseconds (see
-            :func:`~hwprune.measure.table_checks._check_units`): faster than any chip can compute the layer,
-            longer than an hour, or 100x off their channel neighbours.
+            :func:`~hwprune.measure.table_checks.validate_table`): faster than any chip can compute the
+            layer, longer than an hour, or 100x off their channel neighbours.
 
     Returns:
         A DataFrame with every :data:`TABLE_COLUMNS` column (plus extras), :data:`CONFIG_COLUMNS` as
@@ -249,43 +224,12 @@ def read_table(
         >>> df = read_table("tables/cpu_torch/small_resnet_28.csv")  # doctest: +SKIP
         >>> df.groupby("out_channels").latency_ms.median()  # doctest: +SKIP
     """
-    import pandas as pd
-
-    from hwprune.measure.table_checks import (  # the checks import this module's contract
-        _check_columns,
-        _check_duplicates,
-        _check_units,
-        _coerce_columns,
-        _line_numbers,
-        _parse,
-        _read_text,
-    )
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"measurement table {path} does not exist")
-    text = _read_text(path)
-    df = _parse(path, text)
-    _check_columns(path, df)
-    # The file's line of DataFrame row i; blank lines are skipped by pandas, so count them back in.
-    line_of = _line_numbers(text, len(df))
-    err_col = df["error"] if "error" in df.columns else pd.Series([""] * len(df), index=df.index)
-    is_err = err_col.str.strip() != ""
-    _coerce_columns(path, df, line_of, is_err)
-    targets = df["target"].unique()
-    if len(targets) > 1 and not allow_mixed_targets:
-        i = int((df["target"] != df["target"].iloc[0]).to_numpy().argmax())
-        raise _fail(
-            path,
-            line_of[i],
-            "target",
-            f"rows from mixed targets {sorted(targets)}: the first row is {df['target'].iloc[0]!r}, "
-            f"this one {df['target'].iloc[i]!r}; pass allow_mixed_targets=True to accept them",
-        )
-    ok = ~is_err
-    _check_duplicates(path, df[ok], [line_of[i] for i in range(len(df)) if ok.iloc[i]])
-    if check_units:
-        _check_units(path, df[ok], [line_of[i] for i in range(len(df)) if ok.iloc[i]])
+    df, is_err = validate_table(
+        path, read_text(path), allow_mixed_targets=allow_mixed_targets, check_units=check_units
+    )
     if not keep_errors:
         if is_err.any():
             log.info("%s: dropping %d row(s) that recorded an error", path, int(is_err.sum()))

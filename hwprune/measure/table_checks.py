@@ -1,9 +1,11 @@
-"""The checks :func:`hwprune.measure.table.read_table` runs on a measurement table's text and rows.
+"""Validation of a measurement table: the checks :func:`hwprune.measure.table.read_table` runs.
 
-Each check raises a :class:`~hwprune.measure.table.TableError` that names the file, the line (the header
-is line 1, as in an editor) and the column, with a hint at the fix: a binary, empty, truncated or
-not comma-separated file, a missing or renamed column, a value outside the contract, a row pasted twice,
-or latencies that cannot be milliseconds.
+:func:`read_text` refuses a file that is no text table; :func:`validate_table` parses the text and checks
+its records against the contract (:mod:`hwprune.measure.table_schema`). Each check raises a
+:class:`TableError` that names the file, the line (the header is line 1, as in an editor) and the column,
+with a hint at the fix: a binary, empty, truncated or not comma-separated file, a missing or renamed
+column, a value outside the contract, rows of several targets, a row pasted twice, or latencies that
+cannot be milliseconds. Reading and writing tables is :mod:`hwprune.measure.table`'s job.
 """
 
 from __future__ import annotations
@@ -16,29 +18,107 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hwprune.contract import CONFIG_COLUMNS
-from hwprune.measure.table import DTYPES, EXTRA_COLUMNS, TABLE_COLUMNS, _fail
+from hwprune.measure.table_schema import DTYPES, EXTRA_COLUMNS, TABLE_COLUMNS
 
-if TYPE_CHECKING:  # pandas is imported lazily, as in hwprune.measure.table
+if TYPE_CHECKING:  # pandas is imported lazily: the measuring path must run where pandas is not installed
     import pandas as pd
 
-__all__: list[str] = []
+__all__ = [
+    "MAX_FLOPS_PER_S",
+    "MAX_LATENCY_MS",
+    "MAX_NEIGHBOUR_RATIO",
+    "TableError",
+    "read_text",
+    "table_error",
+    "validate_table",
+]
 
 _UNIT_HINTS = {"latency_us": "microseconds", "latency_s": "seconds", "latency": "an unknown unit"}
 
 
-def _read_text(path: Path) -> str:
-    """The file's text; refuses a binary, NUL-holding or empty file (a UTF-8 BOM is dropped)."""
+class TableError(ValueError):
+    """A measurement table breaks the contract. The message names the file, the line and the column."""
+
+
+def table_error(path: Path, line: int | str, column: str, msg: str) -> TableError:
+    """The :class:`TableError` of one place in a table: ``{path}: line {line}, column `{column}`: {msg}``.
+
+    Args:
+        path: The table's file.
+        line: The file's line (the header is line 1), or ``"?"`` when unknown.
+        column: The column, or ``(header)``, ``(any)``, ``(all)``.
+        msg: What is wrong, with a hint at the fix.
+
+    Returns:
+        The error (to ``raise``).
+
+    Example:
+        >>> str(table_error(Path("t.csv"), 3, "dtype", "`dtype` must be ..."))
+        't.csv: line 3, column `dtype`: `dtype` must be ...'
+    """
+    return TableError(f"{path}: line {line}, column `{column}`: {msg}")
+
+
+def validate_table(
+    path: Path, text: str, *, allow_mixed_targets: bool = False, check_units: bool = True
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Parse a table's text and check every record against the contract, converting its columns.
+
+    Args:
+        path: The table's file (named in the errors).
+        text: Its text, from :func:`read_text`.
+        allow_mixed_targets: Accept rows of more than one ``target``.
+        check_units: Refuse latencies that cannot be milliseconds: faster than :data:`MAX_FLOPS_PER_S`
+            could compute the layer, longer than :data:`MAX_LATENCY_MS`, or :data:`MAX_NEIGHBOUR_RATIO`
+            times off their channel neighbours.
+
+    Returns:
+        ``(df, is_error)``: every row, error rows included, with :data:`CONFIG_COLUMNS` as int64 and the
+        latencies as float64; and which rows recorded an ``error``.
+
+    Raises:
+        TableError: As listed in :func:`hwprune.measure.table.read_table`.
+    """
+    import pandas as pd
+
+    df = _parse(path, text)
+    _check_columns(path, df)
+    # The file's line of DataFrame row i; blank lines are skipped by pandas, so count them back in.
+    line_of = _line_numbers(text, len(df))
+    err_col = df["error"] if "error" in df.columns else pd.Series([""] * len(df), index=df.index)
+    is_err = err_col.str.strip() != ""
+    _coerce_columns(path, df, line_of, is_err)
+    if not allow_mixed_targets:
+        _check_one_target(path, df, line_of)
+    ok = ~is_err
+    ok_lines = [line_of[i] for i in range(len(df)) if ok.iloc[i]]
+    _check_duplicates(path, df[ok], ok_lines)
+    if check_units:
+        _check_units(path, df[ok], ok_lines)
+    return df, is_err
+
+
+def read_text(path: Path) -> str:
+    """The file's text; refuses a binary, NUL-holding or empty file (a UTF-8 BOM is dropped).
+
+    Raises:
+        TableError: If the file is binary, not UTF-8, holds a NUL byte or is empty.
+    """
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-        raise _fail(path, line, "(any)", "not a CSV table: the file is binary or not UTF-8 text") from err
+        raise table_error(
+            path, line, "(any)", "not a CSV table: the file is binary or not UTF-8 text"
+        ) from err
     if "\x00" in text:
-        raise _fail(path, text[: text.index("\x00")].count("\n") + 1, "(any)", "not a CSV table: NUL byte")
+        raise table_error(
+            path, text[: text.index("\x00")].count("\n") + 1, "(any)", "not a CSV table: NUL byte"
+        )
     text = text.removeprefix("\ufeff")  # a UTF-8 BOM (Excel's "CSV UTF-8") is not part of the header
     if not text.strip():
-        raise _fail(
+        raise table_error(
             path,
             1,
             "(header)",
@@ -54,12 +134,12 @@ def _parse(path: Path, text: str) -> pd.DataFrame:
 
     first = text.splitlines()[0]
     if "," not in first:
-        raise _fail(path, 1, "(header)", f"not a CSV table: {_delimiter_hint(first)}")
+        raise table_error(path, 1, "(header)", f"not a CSV table: {_delimiter_hint(first)}")
     _check_records(path, text)
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=True)
     except (pd.errors.ParserError, ValueError) as err:
-        raise _fail(path, "?", "(any)", f"not a CSV table: {err}") from err
+        raise table_error(path, "?", "(any)", f"not a CSV table: {err}") from err
     return df
 
 
@@ -85,7 +165,7 @@ def _check_columns(path: Path, df: pd.DataFrame) -> None:
                 "; a table needs every column of hwprune.measure.TABLE_COLUMNS: write it with "
                 "`hwprune measure`, or map a foreign CSV with import_table(columns=..., defaults=...)"
             )
-        raise _fail(path, 1, missing[0], f"missing required column(s) {missing}{hint}")
+        raise table_error(path, 1, missing[0], f"missing required column(s) {missing}{hint}")
 
 
 def _coerce_columns(path: Path, df: pd.DataFrame, line_of: list[int], is_err: pd.Series) -> None:
@@ -94,7 +174,7 @@ def _coerce_columns(path: Path, df: pd.DataFrame, line_of: list[int], is_err: pd
 
     for i, dt in enumerate(df["dtype"]):
         if dt not in DTYPES:
-            raise _fail(path, line_of[i], "dtype", f"`dtype` must be one of {DTYPES}, got {dt!r}")
+            raise table_error(path, line_of[i], "dtype", f"`dtype` must be one of {DTYPES}, got {dt!r}")
     for col in CONFIG_COLUMNS:
         num = pd.to_numeric(df[col], errors="coerce")
         for i, (s, v) in enumerate(zip(df[col], num, strict=True)):
@@ -102,7 +182,7 @@ def _coerce_columns(path: Path, df: pd.DataFrame, line_of: list[int], is_err: pd
                 if col == "padding" and v == 0:
                     continue
                 what = "a non-negative integer" if col == "padding" else "a positive integer"
-                raise _fail(path, line_of[i], col, f"`{col}` must be {what}, got {s!r}")
+                raise table_error(path, line_of[i], col, f"`{col}` must be {what}, got {s!r}")
         df[col] = num.astype("int64")
     for col, strict in (("latency_ms", True), ("latency_spread_ms", False)):
         num = pd.to_numeric(df[col], errors="coerce")
@@ -112,7 +192,7 @@ def _coerce_columns(path: Path, df: pd.DataFrame, line_of: list[int], is_err: pd
             bad = not math.isfinite(v) or (v <= 0 if strict else v < 0)
             if bad:
                 want = "a finite latency in ms > 0" if strict else "a finite spread in ms >= 0"
-                raise _fail(path, line_of[i], col, f"`{col}` must be {want}, got {s!r}")
+                raise table_error(path, line_of[i], col, f"`{col}` must be {want}, got {s!r}")
         df[col] = num.astype("float64")
     df["repeats"] = pd.to_numeric(df["repeats"], errors="coerce")
 
@@ -133,7 +213,7 @@ def _check_records(path: Path, text: str) -> None:
     """Every record has as many fields as the header; a short last record means a truncated file."""
     if text.count('"') % 2:
         line = text[: text.rfind('"')].count("\n") + 1
-        raise _fail(
+        raise table_error(
             path,
             line,
             "(any)",
@@ -145,13 +225,13 @@ def _check_records(path: Path, text: str) -> None:
         header = next(reader)
         records = [(reader.line_num, row) for row in reader if row and any(c.strip() for c in row)]
     except csv.Error as err:  # pragma: no cover - the quote check above catches what csv refuses
-        raise _fail(path, reader.line_num, "(any)", f"not a CSV table: {err}") from err
+        raise table_error(path, reader.line_num, "(any)", f"not a CSV table: {err}") from err
     n = len(header)
     for k, (line, row) in enumerate(records):
         if len(row) == n:
             continue
         if k == len(records) - 1 and len(row) < n and not text.endswith("\n"):
-            raise _fail(
+            raise table_error(
                 path,
                 line,
                 header[len(row) - 1] if row else "(any)",
@@ -159,12 +239,26 @@ def _check_records(path: Path, text: str) -> None:
                 "(a cut copy or a killed writer); delete that line, or re-run `hwprune measure` on the "
                 "table, which cuts it and times the configuration again",
             )
-        raise _fail(
+        raise table_error(
             path,
             line,
             "(any)",
             f"the line has {len(row)} fields, the header has {n}: a stray or missing comma (quote text "
             "that holds commas), or rows pasted from another table",
+        )
+
+
+def _check_one_target(path: Path, df: pd.DataFrame, line_of: list[int]) -> None:
+    """Refuse rows of more than one target (a predictor is fitted per target)."""
+    targets = df["target"].unique()
+    if len(targets) > 1:
+        i = int((df["target"] != df["target"].iloc[0]).to_numpy().argmax())
+        raise table_error(
+            path,
+            line_of[i],
+            "target",
+            f"rows from mixed targets {sorted(targets)}: the first row is {df['target'].iloc[0]!r}, "
+            f"this one {df['target'].iloc[i]!r}; pass allow_mixed_targets=True to accept them",
         )
 
 
@@ -177,7 +271,7 @@ def _check_duplicates(path: Path, df: pd.DataFrame, lines: list[int]) -> None:
     first: dict[tuple[Any, ...], int] = {}
     for i, k in enumerate(df.astype(str).itertuples(index=False, name=None)):
         if k in first:
-            raise _fail(
+            raise table_error(
                 path,
                 lines[i],
                 "(all)",
@@ -227,7 +321,7 @@ def _check_units(path: Path, df: pd.DataFrame, lines: list[int]) -> None:
     rate = flops / (lat * 1e-3)
     for i in range(len(df)):
         if rate[i] > MAX_FLOPS_PER_S:
-            raise _fail(
+            raise table_error(
                 path,
                 lines[i],
                 "latency_ms",
@@ -236,7 +330,7 @@ def _check_units(path: Path, df: pd.DataFrame, lines: list[int]) -> None:
                 "Convert with import_table(..., latency_scale=1000), or pass check_units=False",
             )
         if lat[i] > MAX_LATENCY_MS:
-            raise _fail(
+            raise table_error(
                 path,
                 lines[i],
                 "latency_ms",
@@ -257,7 +351,7 @@ def _check_units(path: Path, df: pd.DataFrame, lines: list[int]) -> None:
             for j in range(1, len(g)):
                 ratio = max(ms[j], ms[j - 1]) / min(ms[j], ms[j - 1])
                 if ch[j] <= 2 * ch[j - 1] and ratio > MAX_NEIGHBOUR_RATIO:
-                    raise _fail(
+                    raise table_error(
                         path,
                         int(ln[j]),
                         "latency_ms",

@@ -9,13 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from hwprune.measure.backends.registry import BACKENDS, REGISTRY, BackendTraits, backend_class
+
 log = logging.getLogger(__name__)
 
 __all__ = ["BACKENDS", "CONF_DEVICE_DIR", "BackendKind", "DType", "Target", "load_target"]
 
-BackendKind = Literal["torch_cpu", "cudnn", "tvm", "acl", "imported"]
+BackendKind = str
+"""A backend kind: one of :data:`BACKENDS`, the keys of :data:`hwprune.measure.backends.registry.REGISTRY`
+(checked when a :class:`Target` is built, so that a new backend is one registry line, not two lists)."""
 DType = Literal["float32", "float16", "tf32"]
-BACKENDS: tuple[str, ...] = get_args(BackendKind)
 #: ``conf/device`` of the source checkout (the shipped catalogue).
 CONF_DEVICE_DIR = Path(__file__).resolve().parents[2] / "conf" / "device"
 
@@ -39,8 +42,9 @@ class Target:
 
     Args:
         name: Target id written in every table row (e.g. ``cpu_torch``).
-        backend: One of ``torch_cpu``, ``cudnn``, ``tvm``, ``acl``, ``imported``.
-        dtype: ``float32``, ``float16`` or ``tf32`` (tf32: fp32 tensors, TF32 tensor-core math).
+        backend: One of :data:`BACKENDS` (``torch_cpu``, ``cudnn``, ``tvm``, ``acl``, ``imported``).
+        dtype: ``float32``, ``float16`` or ``tf32`` (tf32: fp32 tensors, TF32 tensor-core math); one the
+            backend's class lists in its ``dtypes`` (``torch_cpu``: ``float32`` only).
         batch: Batch size used for every configuration; ``None`` keeps the space's batch.
         options: Backend settings. torch_cpu: ``threads``, ``channels_last``. cudnn: ``benchmark``,
             ``channels_last``, ``device_index``. tvm: ``target`` (JSON dict), ``rpc`` (``{host, port, key,
@@ -55,8 +59,9 @@ class Target:
             default (``eager`` / ``native``). Tables, calibration, the closed loop and verify all time in it.
 
     Raises:
-        ValueError: If ``name`` is empty, ``backend``, ``dtype`` or ``runtime`` is unknown, the runtime
-            cannot drive the backend, ``batch`` < 1 or ``options`` is not a mapping.
+        ValueError: If ``name`` is empty, ``backend``, ``dtype`` or ``runtime`` is unknown, the backend
+            cannot time the dtype, the runtime cannot drive the backend, ``batch`` < 1 or ``options`` is
+            not a mapping.
 
     Example:
         >>> Target(name="cpu", backend="torch_cpu").dtype
@@ -76,8 +81,8 @@ class Target:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"`name` must be a non-empty string, got {self.name!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"`backend` must be one of {BACKENDS}, got {self.backend!r}")
+        if self.backend not in REGISTRY:
+            raise ValueError(f"`backend` must be one of {tuple(REGISTRY)}, got {self.backend!r}")
         if self.dtype not in get_args(DType):
             raise ValueError(f"`dtype` must be one of {get_args(DType)}, got {self.dtype!r}")
         if self.batch is not None and (isinstance(self.batch, bool) or int(self.batch) < 1):
@@ -88,8 +93,10 @@ class Target:
         object.__setattr__(self, "options", dict(opts))
         if self.batch is not None:
             object.__setattr__(self, "batch", int(self.batch))
-        if self.backend == "torch_cpu" and self.dtype != "float32":
-            raise ValueError(f"`dtype` must be 'float32' for backend 'torch_cpu', got {self.dtype!r}")
+        dtypes = self.backend_class().dtypes
+        if self.dtype not in dtypes:
+            want = repr(dtypes[0]) if len(dtypes) == 1 else f"one of {dtypes}"
+            raise ValueError(f"`dtype` must be {want} for backend {self.backend!r}, got {self.dtype!r}")
         from hwprune.measure.runtimes import RUNTIMES, Runtime, default_runtime
 
         if self.runtime is None:
@@ -97,6 +104,15 @@ class Target:
         elif self.runtime not in RUNTIMES:
             raise ValueError(f"`runtime` must be one of {RUNTIMES} or null, got {self.runtime!r}")
         Runtime.create(str(self.runtime), self.options).check_backend(self.backend)
+
+    def backend_class(self) -> type[BackendTraits]:
+        """The class of this target's backend (its module imported on first use): ask it what it can do.
+
+        Example:
+            >>> Target(name="gpu", backend="cudnn").backend_class().is_gpu  # doctest: +SKIP
+            True
+        """
+        return backend_class(self.backend)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> Target:

@@ -185,7 +185,7 @@ def export_for_target(
     from hwprune.measure.targets import load_target
 
     target = load_target(target)
-    gpu = target.backend == "cudnn" and torch.cuda.is_available()
+    gpu = target.backend_class().is_gpu and torch.cuda.is_available()
     dtype = torch.float16 if target.dtype == "float16" else torch.float32
     return export_model(
         model,

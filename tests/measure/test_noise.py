@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from hwprune.measure import Backend, EvaluatorConfig, RunResult, Target, load_target, measure, read_table
+from hwprune.measure.backend_sweep import time_config
 from hwprune.measure.device_info import load_snapshot
-from hwprune.measure.sweep import _timed
 from hwprune.measure.table import noisy_rows
 
 
@@ -87,9 +87,9 @@ def test_retime_keeps_the_least_noisy_timing_and_what_happened_before() -> None:
     ev = EvaluatorConfig(max_rel_spread=0.1, retime=2)
     first = RunResult(1.0, 0.5, 7, None, {"rpc_reconnects": 1, "rpc": True})
     quiet = RunResult(0.9, 0.01, 7, None, {"rpc": True})
-    res, extra = _timed(_Scripted([first, quiet]), {}, ev)
+    res, extra = time_config(_Scripted([first, quiet]), {}, ev)
     assert extra == 1 and res.latency_ms == 0.9 and "noisy" not in res.settings
     assert res.settings["rpc_reconnects"] == 1 and res.settings["retimed"] == 1
     # A re-timing that fails ends the re-timing; the noisy first timing is kept and marked.
-    res, extra = _timed(_Scripted([first, RunResult(None, None, 0, "board gone")]), {}, ev)
+    res, extra = time_config(_Scripted([first, RunResult(None, None, 0, "board gone")]), {}, ev)
     assert extra == 1 and res.latency_ms == 1.0 and res.settings["noisy"] is True and res.error is None

@@ -246,3 +246,21 @@ def test_configs_measured_twice_far_apart_are_warned_about(
             == 0
         )
     assert "measured more than once" in caplog.text  # `hwprune fit` says so too
+
+
+def test_validation_is_its_own_module_and_keeps_error_rows_for_the_reader(tmp_path: Path) -> None:
+    """table_checks validates text (error rows flagged, not dropped); table reads and re-exports its error."""
+    from hwprune.measure import table, table_checks
+
+    assert table.TableError is table_checks.TableError
+    p = _write(
+        tmp_path / "t.csv",
+        [_row(out_channels=4), {**_row(out_channels=8), "latency_ms": "", "error": "RuntimeError: boom"}],
+    )
+    df, is_err = table_checks.validate_table(p, table_checks.read_text(p))
+    assert df["out_channels"].tolist() == [4, 8] and is_err.tolist() == [False, True]
+    mixed = _write(tmp_path / "m.csv", [_row(), _row(target="u", out_channels=8)])
+    with pytest.raises(table_checks.TableError, match=r"m\.csv: line 3, column `target`: rows from mixed"):
+        table_checks.validate_table(mixed, table_checks.read_text(mixed))
+    df, _ = table_checks.validate_table(mixed, table_checks.read_text(mixed), allow_mixed_targets=True)
+    assert sorted(df["target"]) == ["t", "u"]

@@ -1,29 +1,20 @@
-"""The backend interface and its registry."""
+"""The backend interface; the registry and the capabilities its classes answer are in :mod:`.registry`."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, cast
 
+from hwprune.measure.backends.registry import BackendTraits, backend_class
 from hwprune.measure.evaluator import EvaluatorConfig
 from hwprune.measure.targets import Target
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Backend", "ModelRunner", "RunResult"]
-
-# kind -> "module:Class"; modules import lazily so torch/tvm/pyarmnn load only when used.
-_REGISTRY: dict[str, str] = {
-    "torch_cpu": "hwprune.measure.backends.torch_backend:TorchCPUBackend",
-    "cudnn": "hwprune.measure.backends.torch_backend:CudnnBackend",
-    "tvm": "hwprune.measure.backends.tvm_backend:TVMBackend",
-    "acl": "hwprune.measure.backends.acl_backend:ACLBackend",
-    "imported": "hwprune.measure.backends.imported:ImportedBackend",
-}
 
 
 @dataclass(frozen=True)
@@ -62,11 +53,14 @@ class ModelRunner:
     build_s: float = 0.0
 
 
-class Backend(ABC):
+class Backend(BackendTraits, ABC):
     """Times one conv2d configuration on one target.
 
     Subclasses implement :meth:`run` (and optionally :meth:`setup`/:meth:`close`, :meth:`device_name`,
-    :meth:`versions`). A failure inside :meth:`run` is caught by :meth:`measure_one` and returned as data.
+    :meth:`hardware_name`, :meth:`versions`) and state what they can do in the class attributes of
+    :class:`~hwprune.measure.backends.registry.BackendTraits` (``is_gpu``, ``runs_torch``, ``dtypes``,
+    ``tracker_sessions``, :meth:`times_models`). A failure inside :meth:`run` is caught by
+    :meth:`measure_one` and returned as data.
 
     Args:
         target: The target; defaults to a bare one named after the backend.
@@ -77,40 +71,25 @@ class Backend(ABC):
         >>> b.measure_one({"batch": 1, "in_channels": 8, ...}).latency_ms  # doctest: +SKIP
     """
 
-    kind: ClassVar[str] = ""
-
     def __init__(self, target: Target | None = None, evaluator: EvaluatorConfig | None = None) -> None:
-        self.target = target or Target(name=self.kind, backend=self.kind)  # type: ignore[arg-type]
+        self.target = target or Target(name=self.kind, backend=self.kind)
         self.evaluator = evaluator or EvaluatorConfig()
-
-    @classmethod
-    def times_models(cls, target: Target) -> bool:
-        """Whether this backend can time a whole network on ``target`` in this process (default: no).
-
-        Backends that override :meth:`model_runner` override this too; :func:`hwprune.measure.can_time_models`
-        asks it, so no caller lists backends by name.
-        """
-        del target
-        return False
 
     @staticmethod
     def backend_class(kind: str) -> type[Backend]:
-        """The class registered under ``kind`` (imported lazily).
+        """The class registered under ``kind`` (imported lazily): :func:`.registry.backend_class`.
 
         Raises:
             ValueError: ``Unknown backend: {kind}``.
         """
-        if kind not in _REGISTRY:
-            raise ValueError(f"Unknown backend: {kind}")
-        mod_name, cls_name = _REGISTRY[kind].split(":")
-        return getattr(importlib.import_module(mod_name), cls_name)
+        return cast("type[Backend]", backend_class(kind))
 
     @staticmethod
     def create(kind: str, target: Target | None = None, evaluator: EvaluatorConfig | None = None) -> Backend:
         """Instantiate the backend registered under ``kind``.
 
         Args:
-            kind: One of ``torch_cpu``, ``cudnn``, ``tvm``, ``acl``, ``imported``.
+            kind: One of :data:`~hwprune.measure.backends.registry.BACKENDS`.
             target: The target to measure.
             evaluator: Measurement settings.
 
@@ -138,14 +117,9 @@ class Backend(ABC):
         """The device's name as the hardware reports it, never the config's ``device`` (what was expected).
 
         :func:`hwprune.measure.measure` writes this into the table and warns when the config expected
-        another device. CUDA backends (an attribute ``dev`` on a CUDA device) report the GPU's name, others
-        the CPU model.
+        another device. This default reports the CPU model; a backend on another device (a GPU, a board)
+        overrides it.
         """
-        dev = getattr(self, "dev", None)
-        if dev is not None and str(dev).startswith("cuda"):
-            import torch
-
-            return str(torch.cuda.get_device_name(dev))
         from hwprune.measure.device_info import cpu_model
 
         return cpu_model()

@@ -1,23 +1,34 @@
-"""torch backends: CPU (oneDNN, wall clock) and CUDA (cuDNN, CUDA events)."""
+"""torch backends: CPU (oneDNN, wall clock) and CUDA (cuDNN, CUDA events).
+
+torch is imported where a backend is set up or a layer built, not with this module: a target asks its
+backend's class what it can do (:mod:`hwprune.measure.backends.registry`) when it is built, and building a
+target must not load torch.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from hwprune.measure.backends.base import Backend, ModelRunner, RunResult
 from hwprune.measure.evaluator import time_callable
 from hwprune.measure.runtimes import Prepared, runtime_for
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 log = logging.getLogger(__name__)
 
 __all__ = ["CudnnBackend", "TorchCPUBackend", "build_conv"]
 
-_TORCH_DTYPES = {"float32": torch.float32, "tf32": torch.float32, "float16": torch.float16}
+
+def _torch_dtype(dtype: str) -> torch.dtype:
+    """The torch dtype a target's ``dtype`` computes in (``tf32`` is float32 tensors with TF32 math)."""
+    import torch
+
+    return {"float32": torch.float32, "tf32": torch.float32, "float16": torch.float16}[dtype]
 
 
 def build_conv(
@@ -37,6 +48,9 @@ def build_conv(
     Raises:
         ValueError: If channels are not divisible by ``groups``.
     """
+    import torch
+    from torch import nn
+
     c = {k: int(v) for k, v in config.items() if k != "layer"}
     if c["in_channels"] % c["groups"] or c["out_channels"] % c["groups"]:
         raise ValueError(
@@ -53,7 +67,7 @@ def build_conv(
         bias=False,
     ).eval()
     x = torch.randn(c["batch"], c["in_channels"], c["height"], c["width"])
-    tdt = _TORCH_DTYPES[dtype]
+    tdt = _torch_dtype(dtype)
     conv = conv.to(device=device, dtype=tdt)
     x = x.to(device=device, dtype=tdt)
     if channels_last:
@@ -68,7 +82,9 @@ def _on_device(
     """A private eval-mode copy of ``model`` on ``device`` in ``dtype``, and a random input for it."""
     import copy
 
-    tdt = _TORCH_DTYPES[dtype]
+    import torch
+
+    tdt = _torch_dtype(dtype)
     m = copy.deepcopy(model).to(device=device, dtype=tdt).eval()
     x = torch.randn(*[int(s) for s in input_shape]).to(device=device, dtype=tdt)
     if channels_last:
@@ -79,6 +95,8 @@ def _on_device(
 
 def _runner(prepared: Prepared, **kw: Any) -> ModelRunner:
     """A :class:`ModelRunner` of a runtime-prepared network, each call under ``inference_mode``."""
+    import torch
+
     fn = prepared.fn
 
     def call() -> object:
@@ -113,12 +131,16 @@ class TorchCPUBackend(Backend):
     """
 
     kind = "torch_cpu"
+    runs_torch = True
+    dtypes = ("float32",)  # oneDNN's fp16 convolutions are no deployment path on a CPU
 
     @classmethod
     def times_models(cls, target: Any) -> bool:
         return True
 
     def setup(self) -> None:
+        import torch
+
         threads = self.target.options.get("threads")
         self._threads_before = torch.get_num_threads()
         if threads:
@@ -126,10 +148,14 @@ class TorchCPUBackend(Backend):
         self.threads = torch.get_num_threads()
 
     def close(self) -> None:
+        import torch
+
         # The thread count is process-wide: give training (or the caller) back what it had.
         torch.set_num_threads(getattr(self, "_threads_before", torch.get_num_threads()))
 
     def versions(self) -> dict[str, str]:
+        import torch
+
         return {
             "torch": torch.__version__,
             "mkldnn": str(torch.backends.mkldnn.is_available()),
@@ -137,6 +163,8 @@ class TorchCPUBackend(Backend):
         }
 
     def run(self, config: Mapping[str, int]) -> RunResult:
+        import torch
+
         cl = bool(self.target.options.get("channels_last", False))
         conv, x = build_conv(config, "float32", torch.device("cpu"), cl)
         rt = runtime_for(self.target).layer_runtime("cpu")
@@ -154,6 +182,8 @@ class TorchCPUBackend(Backend):
 
     def model_runner(self, model: nn.Module, input_shape: tuple[int, ...]) -> ModelRunner:
         """The whole network on the CPU in the target's runtime, threads and memory format."""
+        import torch
+
         cl = bool(self.target.options.get("channels_last", False))
         m, x = _on_device(model, input_shape, "float32", torch.device("cpu"), cl)
         return _runner(runtime_for(self.target).prepare(m, x))
@@ -170,12 +200,18 @@ class CudnnBackend(Backend):
     """
 
     kind = "cudnn"
+    runs_torch = True
+    is_gpu = True
 
     @classmethod
     def times_models(cls, target: Any) -> bool:
+        import torch
+
         return bool(torch.cuda.is_available())
 
     def setup(self) -> None:
+        import torch
+
         if not torch.cuda.is_available():
             raise RuntimeError(
                 "backend 'cudnn' needs a CUDA GPU, but torch.cuda.is_available() is False (no GPU, no "
@@ -198,6 +234,8 @@ class CudnnBackend(Backend):
         torch.backends.cuda.matmul.allow_tf32 = self.target.dtype == "tf32"
 
     def close(self) -> None:
+        import torch
+
         flags = getattr(self, "_flags_before", None)
         if flags is not None:
             (
@@ -208,9 +246,18 @@ class CudnnBackend(Backend):
             ) = flags
 
     def device_name(self) -> str:
-        return self.target.device or torch.cuda.get_device_name(self.dev)
+        return self.target.device or self.hardware_name()
+
+    def hardware_name(self) -> str:
+        """The GPU's name as CUDA reports it (the CPU model before :meth:`setup` picked the GPU)."""
+        import torch
+
+        dev = getattr(self, "dev", None)
+        return super().hardware_name() if dev is None else str(torch.cuda.get_device_name(dev))
 
     def versions(self) -> dict[str, str]:
+        import torch
+
         return {
             "torch": torch.__version__,
             "cuda": str(torch.version.cuda),
@@ -218,6 +265,8 @@ class CudnnBackend(Backend):
         }
 
     def _events(self, fn: Any, n: int) -> float:
+        import torch
+
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
         start.record()
@@ -228,6 +277,8 @@ class CudnnBackend(Backend):
         return float(start.elapsed_time(end))
 
     def run(self, config: Mapping[str, int]) -> RunResult:
+        import torch
+
         cl = bool(self.target.options.get("channels_last", False))
         conv, x = build_conv(config, self.target.dtype, self.dev, cl)
         rt = runtime_for(self.target).layer_runtime("cuda")
@@ -252,6 +303,8 @@ class CudnnBackend(Backend):
 
     def model_runner(self, model: nn.Module, input_shape: tuple[int, ...]) -> ModelRunner:
         """The whole network on the GPU in the target's runtime, dtype, TF32 and benchmark settings."""
+        import torch
+
         cl = bool(self.target.options.get("channels_last", False))
         m, x = _on_device(model, input_shape, self.target.dtype, self.dev, cl)
         return _runner(
