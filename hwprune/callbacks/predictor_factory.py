@@ -31,8 +31,8 @@ __all__ = [
 
 DEFAULT_CACHE_DIR = "~/.cache/hwprune/tables"
 """Where measured tables are cached unless told otherwise: the folder that the README,
-``conf/pruning/hw_aware.yaml`` and ``hwprune measure`` (without ``--out``) use, never a folder relative to
-where the script runs."""
+``hwprune/conf/pruning/hw_aware.yaml`` and ``hwprune measure`` (without ``--out``) use, never a folder
+relative to where the script runs."""
 
 
 def _first_error(table: Path) -> str | None:
@@ -326,7 +326,7 @@ class PredictorFactory:
 def predictor_factories(target: Any, **kwargs: Any) -> PredictorFactory | dict[str, PredictorFactory]:
     """One :class:`PredictorFactory` for a target, or one per target for a mapping of targets.
 
-    What ``conf/pruning/hw_aware.yaml`` instantiates: with ``devices=[cpu_torch,cuda_cudnn_tf32]`` its
+    What ``hwprune/conf/pruning/hw_aware.yaml`` instantiates: with ``devices=[cpu_torch,cuda_cudnn_tf32]`` its
     ``target`` is a mapping, and :class:`HardwareAwarePruning` plans one model for every target.
 
     Args:
