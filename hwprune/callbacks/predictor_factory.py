@@ -146,7 +146,7 @@ def ensure_predictor(
         evaluator: Timing settings (default :class:`~hwprune.measure.EvaluatorConfig`).
         predictor_kwargs: Arguments of :class:`~hwprune.predict.LatencyPredictor`.
         calibrate: Calibrate the whole-model terms where the target can be timed here.
-        use_shipped_table: Also fit on the target's shipped table (``target.table``). Off by default: a
+        use_shipped_table: Also fit on the target's shipped table (``target.table_path``). Off by default: a
             shipped table comes from another machine (the ``cpu_torch`` ones from an Intel Xeon), and
             mixing it in is logged with both devices named.
         adapt_from: Another target's predictor file or table: measure only ``adapt_budget``
@@ -222,12 +222,13 @@ def ensure_predictor(
             f"the backend said: {summary.first_error or _first_error(table) or 'nothing'}; fix the backend "
             f"(see `hwprune devices`, and the target's how_to_measure: {target.how_to_measure.strip()!r})"
         )
-    if use_shipped_table and target.table and Path(target.table).exists():
-        shipped = read_table(target.table)
+    # table_path: the copy shipped in the package first, then the working directory (resolve_table).
+    if use_shipped_table and (shipped_path := target.table_path) is not None and shipped_path.exists():
+        shipped = read_table(shipped_path)
         log.warning(
             "fitting %s on its shipped table %s too: measured on %s, the fresh table on %s",
             target.name,
-            target.table,
+            shipped_path,
             sorted(pd.unique(shipped["device"].astype(str))),
             sorted(pd.unique(frames[0]["device"].astype(str))),
         )
