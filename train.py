@@ -9,7 +9,8 @@ import hydra
 from omegaconf import DictConfig
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+# The config tree is package data (hwprune/conf), so this script, `hwprune` and an installed wheel share it.
+@hydra.main(version_base="1.3", config_path="pkg://hwprune.conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     from hwprune.run import train  # here, not at the top: `--help` needs no Lightning or torch (0.1 s, not 6)
 

@@ -82,7 +82,9 @@ def paper_space(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", required=True, help="catalogue name (conf/device/<name>.yaml) or YAML path")
+    ap.add_argument(
+        "--target", required=True, help="catalogue name (hwprune/conf/device/<name>.yaml) or YAML path"
+    )
     ap.add_argument("--models", default=None, help="comma-separated, from the config's models")
     ap.add_argument("--divisor", type=int, default=None, help="step = max(1, C // divisor)")
     ap.add_argument("--out", default=str(ROOT / "tables"), help="tables land in OUT/<target>/")

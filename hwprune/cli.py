@@ -13,13 +13,11 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 __all__ = ["build_parser", "catalogue", "main"]
 
 # Order follows the data flow: measure -> predict -> staircase/prune.
 _STAGE_CLIS: tuple[str, ...] = ("hwprune.measure.cli", "hwprune.predict.cli", "hwprune.prune.cli")
-_CONF = Path(__file__).resolve().parents[1] / "conf"
 
 _DESCRIPTION = """\
 hwprune: prune a CNN's channels to a latency budget on a target (cuDNN, ACL, TVM, this CPU).
@@ -41,25 +39,32 @@ example:
 
 models:  {models}
 targets: {targets}
-         (a target is conf/device/<name>.yaml, or any YAML path in that format)
+         (a target is hwprune/conf/device/<name>.yaml in the package, or any YAML path in that format)
 `hwprune COMMAND --help` shows a command's options and their defaults.
 """
 
 
 def catalogue(kind: str) -> list[str]:
-    """The names of the shipped configs of one kind (``"model"`` or ``"device"``) under ``conf/``.
+    """The names of the shipped configs of one Hydra group (``"model"`` or ``"device"``) in ``hwprune/conf``.
 
     Args:
-        kind: ``"model"`` or ``"device"``.
+        kind: ``"model"`` or ``"device"`` (any group of the package's config tree).
 
     Returns:
-        Sorted names (file stems); empty when ``conf/`` is not beside the package.
+        Sorted names (file stems); empty when the group does not exist.
 
     Example:
         >>> "cpu_torch" in catalogue("device")
         True
     """
-    return sorted(p.stem for p in (_CONF / kind).glob("*.yaml"))
+    # The config tree is package data (importlib.resources): an installed wheel lists it from any folder.
+    # hwprune.measure.targets imports only the standard library at module level, so --help stays fast.
+    from hwprune.measure.targets import CONF_DIR
+
+    group = CONF_DIR.joinpath(kind)
+    if not group.is_dir():
+        return []
+    return sorted(f.name.rsplit(".", 1)[0] for f in group.iterdir() if f.name.endswith(".yaml"))
 
 
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -95,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=_DESCRIPTION,
         epilog=_EXAMPLE.format(
             models=", ".join(catalogue("model")) or "see hwprune.models.MODEL_NAMES",
-            targets=", ".join(catalogue("device")) or "see conf/device",
+            targets=", ".join(catalogue("device")) or "see hwprune/conf/device",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -24,7 +24,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ``cfg.pruning.callbacks``, fit, then test. Writes ``metrics.json`` into ``cfg.run_dir``.
 
     Args:
-        cfg: The composed config (``conf/config.yaml`` and its groups).
+        cfg: The composed config (``hwprune/conf/config.yaml`` and its groups).
 
     Returns:
         A dict with the final metrics (``val/acc``, ``test/acc`` when tested), ``run_dir`` and ``wall_s``.

@@ -6,19 +6,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
 
 
 @pytest.fixture
 def compose_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
-    """Compose ``conf/config.yaml`` with overrides; ``run_dir`` points into ``tmp_path``."""
+    """Compose ``hwprune/conf/config.yaml`` as train.py does, with overrides; ``run_dir`` in ``tmp_path``."""
 
     def _compose(*overrides: str) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with initialize_config_module(config_module="hwprune.conf", version_base="1.3"):
             cfg = compose(config_name="config", overrides=list(overrides))
         with open_dict(cfg):
             cfg.run_dir = str(tmp_path / "run")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -32,8 +32,8 @@ __all__ = [
 
 DEFAULT_CACHE_DIR = "~/.cache/hwprune/tables"
 """Where measured tables are cached unless told otherwise: the folder that the README,
-``conf/pruning/hw_aware.yaml`` and ``hwprune measure`` (without ``--out``) use, never a folder relative to
-where the script runs."""
+``hwprune/conf/pruning/hw_aware.yaml`` and ``hwprune measure`` (without ``--out``) use, never a folder
+relative to where the script runs."""
 
 
 def _first_error(table: Path) -> str | None:
@@ -151,12 +151,13 @@ def _measured_frame(
             f"the backend said: {summary.first_error or _first_error(table) or 'nothing'}; fix the backend "
             f"(see `hwprune devices`, and the target's how_to_measure: {target.how_to_measure.strip()!r})"
         )
-    if use_shipped and target.table and Path(target.table).exists():
-        shipped = read_table(target.table)
+    # table_path: the copy shipped in the package first, then the working directory (resolve_table).
+    if use_shipped and (shipped_path := target.table_path) is not None and shipped_path.exists():
+        shipped = read_table(shipped_path)
         log.warning(
             "fitting %s on its shipped table %s too: measured on %s, the fresh table on %s",
             target.name,
-            target.table,
+            shipped_path,
             sorted(pd.unique(shipped["device"].astype(str))),
             sorted(pd.unique(frames[0]["device"].astype(str))),
         )
@@ -205,7 +206,7 @@ def ensure_predictor(
         evaluator: Timing settings (default :class:`~hwprune.measure.EvaluatorConfig`).
         predictor_kwargs: Arguments of :class:`~hwprune.predict.LatencyPredictor`.
         calibrate: Calibrate the whole-model terms where the target can be timed here.
-        use_shipped_table: Also fit on the target's shipped table (``target.table``). Off by default: a
+        use_shipped_table: Also fit on the target's shipped table (``target.table_path``). Off by default: a
             shipped table comes from another machine (the ``cpu_torch`` ones from an Intel Xeon), and
             mixing it in is logged with both devices named.
         adapt_from: Another target's predictor file or table: measure only ``adapt_budget``
@@ -351,26 +352,37 @@ class PredictorFactory:
         )
 
 
-def predictor_factories(target: Any, **kwargs: Any) -> PredictorFactory | dict[str, PredictorFactory]:
-    """One :class:`PredictorFactory` for a target, or one per target for a mapping of targets.
+def predictor_factories(
+    target: Any, targets: Sequence[Any] | None = None, **kwargs: Any
+) -> PredictorFactory | dict[str, PredictorFactory]:
+    """One :class:`PredictorFactory` for a target, or one per target for several targets.
 
-    What ``conf/pruning/hw_aware.yaml`` instantiates: with ``devices=[cpu_torch,cuda_cudnn_tf32]`` its
-    ``target`` is a mapping, and :class:`HardwareAwarePruning` plans one model for every target.
+    What ``hwprune/conf/pruning/hw_aware.yaml`` instantiates: ``target`` is the ``device`` group's target;
+    with ``devices=[cpu_torch,cuda_cudnn_tf32]`` on the command line ``targets`` lists those names, each is
+    loaded from the catalogue (:func:`~hwprune.measure.load_target`), and :class:`HardwareAwarePruning`
+    plans one model for every target. The catalogue thus keeps one YAML per target.
 
     Args:
         target: A target (a :class:`~hwprune.measure.Target` or catalogue name), or a mapping name -> target.
+        targets: Several targets, each a catalogue name, a YAML path or a Target; when given (not ``None``)
+            they replace ``target``, keyed by each target's ``name`` in the list's order.
         **kwargs: :class:`PredictorFactory`'s other arguments, shared by every target.
 
     Returns:
-        The factory, or a dict name -> factory in the mapping's order.
+        The factory, or a dict name -> factory in the mapping's (or the list's) order.
 
     Raises:
-        ValueError: If ``target`` is an empty mapping.
+        ValueError: If ``target`` is an empty mapping, or ``targets`` is not a non-empty list or names a
+            target twice (an unknown name lists the catalogue's names).
 
     Example:
         >>> sorted(predictor_factories({"cpu_torch": "cpu_torch", "cuda_cudnn_tf32": "cuda_cudnn_tf32"}))
         ['cpu_torch', 'cuda_cudnn_tf32']
+        >>> list(predictor_factories("cpu_torch", targets=["cuda_cudnn_tf32", "cpu_torch"]))
+        ['cuda_cudnn_tf32', 'cpu_torch']
     """
+    if targets is not None:
+        return {name: PredictorFactory(t, **kwargs) for name, t in _targets_by_name(targets).items()}
     if isinstance(target, Mapping):
         if not target:
             raise ValueError("`target` must name at least one target, got an empty mapping")
@@ -378,11 +390,33 @@ def predictor_factories(target: Any, **kwargs: Any) -> PredictorFactory | dict[s
     return PredictorFactory(_as_target(target), **kwargs)
 
 
-def _as_target(target: Any) -> Any:
-    """A target as Hydra hands it inside a mapping -> the Target.
+def _targets_by_name(targets: Any) -> dict[str, Target]:
+    """``devices=[a,b]`` (catalogue names, YAML paths or Targets) -> name -> Target, in the list's order."""
+    from omegaconf import ListConfig, OmegaConf
 
-    Hydra instantiates each ``_target_: ...Target`` node of ``devices``, then stores the dataclass back
-    into the mapping's config node as a structured config: ``OmegaConf.to_object`` gives the Target back.
+    if isinstance(targets, ListConfig):
+        targets = OmegaConf.to_container(targets, resolve=True)
+    if isinstance(targets, str | bytes | Mapping) or not isinstance(targets, Sequence) or not targets:
+        raise ValueError(
+            f"`targets` must be a non-empty list of target names, got {targets!r} "
+            "(on the command line: devices=[cpu_torch,cuda_cudnn_tf32])"
+        )
+    loaded: dict[str, Target] = {}
+    for item in targets:
+        tgt = load_target(_as_target(item))
+        if tgt.name in loaded:
+            raise ValueError(
+                f"`targets` must name each target once, got {tgt.name!r} twice in {list(targets)!r}"
+            )
+        loaded[tgt.name] = tgt
+    return loaded
+
+
+def _as_target(target: Any) -> Any:
+    """A target as Hydra hands it inside a mapping or list -> the Target (a name or path stays as it is).
+
+    Hydra instantiates each ``_target_: ...Target`` node of a config mapping of targets, then stores the
+    dataclass back into the config node as a structured config: ``OmegaConf.to_object`` gives it back.
     """
     from omegaconf import DictConfig, OmegaConf
 

@@ -96,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def _add_space_args(p: argparse.ArgumentParser) -> None:
     """``hwprune measure``: what to time (the target and the layer space)."""
     p.add_argument(
-        "--target", default="cpu_torch", help="catalogue name (conf/device/<name>.yaml) or YAML path"
+        "--target", default="cpu_torch", help="catalogue name (hwprune/conf/device/<name>.yaml) or YAML path"
     )
     p.add_argument("--model", default="small_resnet", help="factory model name (ignored with --grid)")
     p.add_argument("--input", type=input_shape_arg, default=(1, 1, 28, 28), help="N,C,H,W input shape")

@@ -1,4 +1,8 @@
-"""Targets: a device with a backend, one Hydra ``conf/device/<name>.yaml`` each."""
+"""Targets: a device with a backend, one Hydra ``hwprune/conf/device/<name>.yaml`` each (the catalogue).
+
+The catalogue and the tables it names are package data: they are found through :mod:`importlib.resources`,
+so an installed wheel resolves ``cpu_torch`` and its shipped table from any working directory.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,36 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, get_args
 
 from hwprune.measure.backends.registry import BACKENDS, REGISTRY, BackendTraits, backend_class
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "CONF_DEVICE_DIR", "BackendKind", "DType", "Target", "load_target"]
+__all__ = [
+    "BACKENDS",
+    "CONF_DEVICE_DIR",
+    "CONF_DIR",
+    "BackendKind",
+    "DType",
+    "Target",
+    "catalogue_names",
+    "load_target",
+    "resolve_table",
+]
 
 BackendKind = str
 """A backend kind: one of :data:`BACKENDS`, the keys of :data:`hwprune.measure.backends.registry.REGISTRY`
 (checked when a :class:`Target` is built, so that a new backend is one registry line, not two lists)."""
 DType = Literal["float32", "float16", "tf32"]
-#: ``conf/device`` of the source checkout (the shipped catalogue).
-CONF_DEVICE_DIR = Path(__file__).resolve().parents[2] / "conf" / "device"
+#: The package's Hydra config tree ``hwprune/conf`` (package data; a plain :class:`~pathlib.Path` when the
+#: package lies on disk, as it does from a checkout or an installed wheel).
+CONF_DIR: Traversable = resources.files("hwprune").joinpath("conf")
+#: The target catalogue: one ``<name>.yaml`` per target in the ``device`` group of :data:`CONF_DIR`.
+CONF_DEVICE_DIR: Traversable = CONF_DIR.joinpath("device")
 
 
 def _plain(obj: Any) -> Any:
@@ -114,12 +133,17 @@ class Target:
         """
         return backend_class(self.backend)
 
+    @property
+    def table_path(self) -> Path | None:
+        """:attr:`table` as a file (:func:`resolve_table`), or ``None`` when the target names no table."""
+        return resolve_table(self.table) if self.table else None
+
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> Target:
-        """Build a target from a ``conf/device`` YAML without Hydra (``_target_`` is checked, then dropped).
+    def from_yaml(cls, path: str | os.PathLike[str] | Traversable) -> Target:
+        """Build a target from a catalogue YAML without Hydra (``_target_`` is checked, then dropped).
 
         Args:
-            path: YAML file.
+            path: YAML file: a path, or a :class:`~importlib.resources.abc.Traversable` of the catalogue.
 
         Returns:
             The target.
@@ -131,7 +155,8 @@ class Target:
         """
         import yaml
 
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        src = path if isinstance(path, Traversable) else Path(path)
+        data = yaml.safe_load(src.read_text(encoding="utf-8")) or {}
         tgt = data.pop("_target_", "hwprune.measure.targets.Target")
         if tgt not in ("hwprune.measure.targets.Target", "hwprune.measure.Target"):
             raise ValueError(f"`_target_` must be hwprune.measure.targets.Target in {path}, got {tgt!r}")
@@ -151,11 +176,51 @@ def _missing(node: Any, prefix: str = "") -> list[str]:
     return [prefix[:-1]] if node == "???" else []
 
 
-def load_target(name_or_path: str | os.PathLike[str] | Target) -> Target:
-    """Resolve ``cpu_torch``, ``conf/device/x.yaml`` or a :class:`Target` to a :class:`Target`.
+def catalogue_names() -> list[str]:
+    """The names of the catalogue's targets (the ``device`` group's YAML stems), sorted.
+
+    Example:
+        >>> "cpu_torch" in catalogue_names()
+        True
+    """
+    return sorted(f.name.rsplit(".", 1)[0] for f in CONF_DEVICE_DIR.iterdir() if f.name.endswith(".yaml"))
+
+
+def resolve_table(table: str | os.PathLike[str]) -> Path:
+    """A target's ``table`` path as a file: the shipped copy first, then the current directory.
+
+    A relative path such as ``tables/cpu_torch/small_resnet_28.csv`` names a table shipped inside the package
+    (``hwprune/tables/...``, package data); a wheel installed anywhere finds it there. When the package holds
+    no such file, the path is taken relative to the current directory, so a user's own relative path keeps
+    working. Absolute paths (and ``~``) are taken as they are.
 
     Args:
-        name_or_path: A catalogue name (``conf/device/<name>.yaml``), a YAML path, or a target.
+        table: The ``table`` value of a target (or any table path).
+
+    Returns:
+        The shipped file when there is one, else the path as given (``~`` expanded), which may not exist:
+        callers that need the file check ``exists()`` and report the path the user wrote.
+
+    Example:
+        >>> resolve_table("tables/cpu_torch/small_resnet_28.csv").is_file()
+        True
+    """
+    path = Path(table).expanduser()
+    if not path.is_absolute() and ".." not in path.parts:
+        shipped = resources.files("hwprune").joinpath(*PurePosixPath(path.as_posix()).parts)
+        # Only a real file helps the table readers (pandas, the sidecar JSON); a package imported from a
+        # zip archive falls through to the current directory.
+        if isinstance(shipped, Path) and shipped.is_file():
+            return shipped
+    return path
+
+
+def load_target(name_or_path: str | os.PathLike[str] | Target) -> Target:
+    """Resolve ``cpu_torch``, a YAML path or a :class:`Target` to a :class:`Target`.
+
+    Args:
+        name_or_path: A catalogue name (``hwprune/conf/device/<name>.yaml``, found from any directory), a
+            YAML path, or a target.
 
     Returns:
         The target.
@@ -164,7 +229,7 @@ def load_target(name_or_path: str | os.PathLike[str] | Target) -> Target:
         ValueError: If the name is not in the catalogue (the message lists the names).
 
     Example:
-        >>> load_target("cpu_torch").backend  # doctest: +SKIP
+        >>> load_target("cpu_torch").backend
         'torch_cpu'
     """
     if isinstance(name_or_path, Target):
@@ -172,8 +237,10 @@ def load_target(name_or_path: str | os.PathLike[str] | Target) -> Target:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") and p.is_file():
         return Target.from_yaml(p)
-    cand = CONF_DEVICE_DIR / f"{name_or_path}.yaml"
-    if cand.is_file():
+    cand = CONF_DEVICE_DIR.joinpath(f"{name_or_path}.yaml")
+    if "/" not in str(name_or_path) and cand.is_file():
         return Target.from_yaml(cand)
-    names = sorted(q.stem for q in CONF_DEVICE_DIR.glob("*.yaml"))
-    raise ValueError(f"`target` must be a YAML file or one of {names}, got {str(name_or_path)!r}")
+    raise ValueError(
+        f"`target` must be a YAML file or one of {catalogue_names()}, got {str(name_or_path)!r} "
+        f"(the catalogue is {CONF_DEVICE_DIR}; a YAML path is read relative to {Path.cwd()})"
+    )

@@ -184,5 +184,5 @@ def test_factory_follows_the_trainers_progress_bar_and_caches_under_home(monkeyp
     _resolve.resolve_predictor(PredictorFactory("cpu_torch", progress=True), net, SHAPE, progress=False)
     assert seen["progress"] is True  # an explicit choice wins
     assert seen["cache_dir"] == DEFAULT_CACHE_DIR == "~/.cache/hwprune/tables"
-    conf = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "pruning" / "hw_aware.yaml")
+    conf = OmegaConf.load(Path(__file__).resolve().parents[2] / "hwprune/conf/pruning/hw_aware.yaml")
     assert conf.callbacks.hw_aware.predictor.cache_dir == DEFAULT_CACHE_DIR  # the README's and the config's

@@ -215,7 +215,7 @@ def test_two_targets_under_ddp_and_resume(tmp_path: Path, predictor: object, tvm
 
 
 def test_hydra_devices_list_gives_one_factory_per_target(compose_cfg) -> None:  # noqa: ANN001
-    """`devices=[a,b]` (conf/devices/) instantiates a factory per target, each at its target's batch."""
+    """`devices=[a,b]` (device group names) instantiates a factory per target, each at its target's batch."""
     from hydra.utils import instantiate
 
     from hwprune.callbacks import PredictorFactory

@@ -133,7 +133,7 @@ def test_measure_without_out_writes_to_the_cache_not_a_shipped_table(
 def test_measure_refuses_to_mix_targets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     other = tmp_path / "other.yaml"
     other.write_text(
-        (Path(__file__).resolve().parents[2] / "conf" / "device" / "cpu_torch.yaml")
+        (Path(__file__).resolve().parents[2] / "hwprune" / "conf" / "device" / "cpu_torch.yaml")
         .read_text()
         .replace("name: cpu_torch", "name: cpu_torch_other")
     )

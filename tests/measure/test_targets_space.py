@@ -1,4 +1,4 @@
-"""Target validation, the conf/device catalogue (plain YAML and Hydra), model_space and grid_space."""
+"""Target validation, the hwprune/conf/device catalogue (plain YAML and Hydra), model_space and grid_space."""
 
 from __future__ import annotations
 

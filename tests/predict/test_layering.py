@@ -54,5 +54,6 @@ def test_measure_is_a_plain_package_and_hydra_gets_target_by_its_path() -> None:
     assert type(measure) is types.ModuleType and not callable(measure)
     assert get_class("hwprune.measure.targets.Target") is Target
     assert get_class("hwprune.measure.Target") is Target  # the short re-export still resolves
-    assert "_target_: hwprune.measure.targets.Target" in (REPO / "conf/device/cpu_torch.yaml").read_text()
-    assert Target.from_yaml(REPO / "conf/device/cpu_torch.yaml").name == "cpu_torch"
+    cpu_torch = REPO / "hwprune/conf/device/cpu_torch.yaml"
+    assert "_target_: hwprune.measure.targets.Target" in cpu_torch.read_text()
+    assert Target.from_yaml(cpu_torch).name == "cpu_torch"
