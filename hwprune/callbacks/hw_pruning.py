@@ -35,11 +35,10 @@ from hwprune.callbacks._network import copy_network, find_network, rebuild_netwo
 from hwprune.callbacks._step import apply_step
 from hwprune.callbacks._trainer import rebuild_optimizers, restore_before_weights
 from hwprune.callbacks.report import fit_report, log_step, write_report
-from hwprune.measure.space import check_input_shape
+from hwprune.contract import check_input_shape
 from hwprune.prune import DEFAULT_MIN_CHANNEL_RATIO, PruneRecord, conv_widths, replay_history
-from hwprune.prune.bundle import ExportFormat, export_model, load_pruned, write_bundle
+from hwprune.prune.bundle import ExportFormat, export_model, write_bundle
 from hwprune.prune.importance import ImportanceLike
-from hwprune.prune.optim import remap_optimizer_state
 from hwprune.staircase import Predictor, SnapMode
 from hwprune.verify.budget import Budget
 from hwprune.verify.report import PruneStepLog
@@ -51,8 +50,7 @@ if TYPE_CHECKING:  # either package works at run time (see hwprune.callbacks._li
 
 log = logging.getLogger(__name__)
 
-# load_pruned and remap_optimizer_state live in hwprune.prune; re-exported where they always were.
-__all__ = ["HardwareAwarePruning", "PruneDecision", "PruneStepLog", "load_pruned", "remap_optimizer_state"]
+__all__ = ["HardwareAwarePruning"]
 
 PredictorLike = Predictor | str | os.PathLike[str] | Callable[[nn.Module, tuple[int, ...]], Predictor]
 RollbackMode = Literal["stop", "shrink"]
@@ -111,9 +109,9 @@ class HardwareAwarePruning(*CALLBACK_BASES):  # type: ignore[misc]
             module itself when it defines ``forward``.
         report_dir: Folder of the report and export (default: the trainer's log dir or root dir).
         export: ``"torch_export"`` (``pruned.pt2``), ``"onnx"`` (``pruned.onnx``) or ``None``; the
-            ``pruned.pt`` bundle for :func:`load_pruned` is always written.
+            ``pruned.pt`` bundle for :func:`~hwprune.prune.bundle.load_pruned` is always written.
         model_spec: Optional Hydra config of the dense model, stored in the bundle so that
-            :func:`load_pruned` can rebuild without code.
+            :func:`~hwprune.prune.bundle.load_pruned` can rebuild without code.
         target: The :class:`~hwprune.measure.Target` (or catalogue name) to time on; default: the
             predictor's ``target_``, at the run's batch. With several targets: None, or a mapping target
             name -> Target, catalogue name, None (the predictor's ``target_``) or False (never timed here).

@@ -21,7 +21,7 @@ from typing_extensions import override
 from hwprune.callbacks._lightning import CALLBACK_BASES, rank_zero_only, use_package_of
 from hwprune.callbacks._network import find_network
 from hwprune.callbacks._trainer import rebuild_optimizers, restore_before_weights
-from hwprune.measure.space import check_input_shape
+from hwprune.contract import check_input_shape
 from hwprune.prune.graph import PruneRecord, replay_history, resolve_ignored
 
 if TYPE_CHECKING:  # either package works at run time (see hwprune.callbacks._lightning)
