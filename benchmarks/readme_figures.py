@@ -143,7 +143,7 @@ def slow_decisions(tol: float = SLOWDOWN_TOLERANCE) -> list[SlowDecision]:
         One :class:`SlowDecision` per decision > ``tol`` slower than the dense layer, from
         ``docs/bench_raw_fmnist_{resnet18,mobilenet_v2}_gpu.json`` and the shipped tables they name.
     """
-    from hwprune.measure.space import conv_layer_configs
+    from hwprune.contract import conv_layer_configs
     from hwprune.models import build_model
 
     out: list[SlowDecision] = []

@@ -56,7 +56,7 @@ def _sweeps(df: pd.DataFrame, path: Path) -> list[tuple[dict[str, Any], pd.DataF
     grouped by layer label and shape (their sweeps cover a few named layers).
     """
     if path.stem.startswith("paper_"):
-        from hwprune.measure.space import conv_layer_configs
+        from hwprune.contract import conv_layer_configs
         from hwprune.models import build_model
 
         model = path.stem[len("paper_") :].removesuffix("_224")

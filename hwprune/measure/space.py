@@ -1,6 +1,6 @@
 """Layer spaces: which conv2d configurations to time.
 
-A model's layers are described by :func:`hwprune.contract.conv_layer_configs` (re-exported here), the one
+A model's layers are described by :func:`hwprune.contract.conv_layer_configs`, the one
 place that turns a model into per-layer configurations keyed by the measurement table's column names; the
 planner uses it too, so a layer is described the same way when it is measured and when it is predicted.
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from hwprune.contract import CONFIG_COLUMNS, ConvLayer, check_input_shape, conv_layer_configs
+from hwprune.contract import CONFIG_COLUMNS, conv_layer_configs
 from hwprune.options import DEFAULT_MIN_CHANNEL_RATIO  # the floor of the measured space
 
 if TYPE_CHECKING:  # torch is imported where a model is built: importing the floor below loads none
@@ -22,13 +22,9 @@ if TYPE_CHECKING:  # torch is imported where a model is built: importing the flo
 
 log = logging.getLogger(__name__)
 
-# ConvLayer, check_input_shape and conv_layer_configs live in hwprune.contract; re-exported for old imports.
 __all__ = [
     "DEFAULT_MIN_CHANNEL_RATIO",
-    "ConvLayer",
     "SweepIn",
-    "check_input_shape",
-    "conv_layer_configs",
     "grid_space",
     "model_space",
 ]

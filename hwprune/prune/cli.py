@@ -77,7 +77,7 @@ def missing_layer_shapes(model: Any, input_shape: tuple[int, ...], table: str) -
     """
     import pandas as pd
 
-    from hwprune.measure.space import conv_layer_configs
+    from hwprune.contract import conv_layer_configs
     from hwprune.measure.table import read_table
     from hwprune.predict.features import config_frame, layer_key
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from hwprune.measure.space import conv_layer_configs
+from hwprune.contract import conv_layer_configs
 from hwprune.prune.graph import apply_removals, build_groups
 
 log = logging.getLogger(__name__)

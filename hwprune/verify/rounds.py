@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from hwprune.measure.space import conv_layer_configs
+from hwprune.contract import conv_layer_configs
 from hwprune.prune.model_latency import floor_ms
 from hwprune.prune.multi_target import MultiTargetPlan
 from hwprune.verify.stopwatch import NOISY_SPREAD, Stopwatch, judge, time_against_dense

@@ -12,7 +12,7 @@ import torch
 
 from benchmarks import e2e_report, layer_check, paper_sweep, tvm_time
 from benchmarks.arch import arch_spec
-from hwprune.measure.space import conv_layer_configs
+from hwprune.contract import conv_layer_configs
 from hwprune.measure.table import read_table
 from hwprune.models import build_model
 

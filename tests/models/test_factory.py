@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from hwprune.measure.space import conv_layer_configs
+from hwprune.contract import conv_layer_configs
 from hwprune.models import MODEL_NAMES, SmallResNet, build_model
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from hwprune.measure.space import conv_layer_configs
+from hwprune.contract import conv_layer_configs
 from hwprune.models.factory import MODEL_NAMES, build_model
 from hwprune.prune import (
     build_groups,

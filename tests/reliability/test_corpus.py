@@ -846,7 +846,7 @@ def _space(model: nn.Module, shape: tuple[int, ...]) -> Callable[[Ctx], Any]:
 
 
 def _custom_layers(ctx: Ctx) -> Any:
-    from hwprune.measure.space import conv_layer_configs
+    from hwprune.contract import conv_layer_configs
 
     model = nn.Sequential(
         nn.Conv2d(1, 8, 3, padding=1), _HandConv(8), nn.Conv2d(8, 8, (3, 1)), nn.Conv2d(8, 8, 3, dilation=2)
