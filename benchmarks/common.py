@@ -30,10 +30,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from hwprune.contract import conv_layer_configs
+from hwprune.contract import CONFIG_COLUMNS, conv_layer_configs
 from hwprune.measure import EvaluatorConfig, Target, load_target, measure, read_table, time_models
 from hwprune.measure.device_info import cpu_model
-from hwprune.measure.table import CONFIG_COLUMNS
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ROOT, load_config
-from hwprune.contract import conv_layer_configs
+from hwprune.contract import CONFIG_COLUMNS, conv_layer_configs
 from hwprune.measure import EvaluatorConfig, load_target, measure
-from hwprune.measure.table import CONFIG_COLUMNS
 from hwprune.models import build_model
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 from benchmarks.common import ROOT, stamp
 from hwprune.callbacks.predictor_factory import FAST_PREDICTOR
-from hwprune.measure.table import CONFIG_COLUMNS
+from hwprune.contract import CONFIG_COLUMNS
 from hwprune.predict import LatencyPredictor
 from hwprune.staircase import SLOWDOWN_TOLERANCE, friendly_counts, is_slowdown
 

@@ -19,12 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from hwprune.contract import CONFIG_COLUMNS
 from hwprune.measure import contention
 from hwprune.measure.backend_sweep import sweep_backend
 from hwprune.measure.backends.base import Backend, RunResult
 from hwprune.measure.evaluator import EvaluatorConfig
 from hwprune.measure.provenance import TableMachine
-from hwprune.measure.table import CONFIG_COLUMNS, TableWriter, config_key
+from hwprune.measure.table import TableWriter, config_key
 from hwprune.measure.targets import Target, load_target
 
 if TYPE_CHECKING:

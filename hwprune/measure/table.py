@@ -9,8 +9,8 @@ Rows whose measurement failed keep the configuration, an empty ``latency_ms`` an
 ``error`` column ("results are data"). :func:`read_table` drops them unless ``keep_errors=True``, so
 downstream fitting never sees NaN.
 
-The columns are defined in :mod:`hwprune.measure.table_schema` and the checks in
-:mod:`hwprune.measure.table_checks`; both are re-exported here.
+The columns are defined in :mod:`hwprune.measure.table_schema` (the configuration columns in
+:mod:`hwprune.contract`) and the checks in :mod:`hwprune.measure.table_checks`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from hwprune.contract import CONFIG_COLUMNS  # the layer contract, defined once at the bottom
 from hwprune.measure.table_checks import TableError, read_text, validate_table
-from hwprune.measure.table_schema import DTYPES, EXTRA_COLUMNS, TABLE_COLUMNS, WRITE_COLUMNS
+from hwprune.measure.table_schema import TABLE_COLUMNS, WRITE_COLUMNS
 
 if TYPE_CHECKING:  # pandas is imported lazily: the measuring path must run where pandas is not installed
     import pandas as pd
@@ -33,12 +33,6 @@ if TYPE_CHECKING:  # pandas is imported lazily: the measuring path must run wher
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CONFIG_COLUMNS",
-    "DTYPES",
-    "EXTRA_COLUMNS",
-    "TABLE_COLUMNS",
-    "WRITE_COLUMNS",
-    "TableError",
     "TableWriter",
     "config_key",
     "import_table",
@@ -214,10 +208,10 @@ def read_table(
         TableError: If the file is empty, binary or not comma-separated; a record has more or fewer fields
             than the header (a truncated copy or a stray comma); a required column is missing (with a hint
             when the latency is in another unit or a column looks renamed); a dtype is not one of
-            :data:`DTYPES`; a config column (channels, sizes) is not a positive integer; a latency is NaN,
-            zero or negative, or its spread negative; a row is repeated verbatim; a latency
-            cannot be in milliseconds (``check_units``); or the rows come from more than one target while
-            ``allow_mixed_targets`` is False.
+            :data:`~hwprune.measure.table_schema.DTYPES`; a config column (channels, sizes) is not a
+            positive integer; a latency is NaN, zero or negative, or its spread negative; a row is repeated
+            verbatim; a latency cannot be in milliseconds (``check_units``); or the rows come from more than
+            one target while ``allow_mixed_targets`` is False.
         FileNotFoundError: If ``path`` does not exist.
 
     Example:

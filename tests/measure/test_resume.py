@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from hwprune.contract import CONFIG_COLUMNS
 from hwprune.measure import EvaluatorConfig, Target, measure
-from hwprune.measure.table import CONFIG_COLUMNS
 
 _CHILD = """
 import sys

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hwprune.measure import TABLE_COLUMNS, TableError, TableWriter, import_table, read_table
-from hwprune.measure.table import WRITE_COLUMNS
+from hwprune.measure.table_schema import WRITE_COLUMNS
 
 
 def _row(**over: object) -> dict[str, object]:
@@ -249,7 +249,7 @@ def test_configs_measured_twice_far_apart_are_warned_about(
 
 
 def test_validation_is_its_own_module_and_keeps_error_rows_for_the_reader(tmp_path: Path) -> None:
-    """table_checks validates text (error rows flagged, not dropped); table reads and re-exports its error."""
+    """table_checks validates text (error rows flagged, not dropped); table reads and raises its error."""
     from hwprune.measure import table, table_checks
 
     assert table.TableError is table_checks.TableError

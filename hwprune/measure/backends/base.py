@@ -130,7 +130,7 @@ class Backend(BackendTraits, ABC):
 
     @abstractmethod
     def run(self, config: Mapping[str, int]) -> RunResult:
-        """Time one configuration (keys: :data:`~hwprune.measure.table.CONFIG_COLUMNS`); may raise."""
+        """Time one configuration (keys: :data:`~hwprune.contract.CONFIG_COLUMNS`); may raise."""
 
     def model_runner(self, model: Any, input_shape: tuple[int, ...]) -> ModelRunner:
         """Prepare a whole network for timing on this target, with the target's own settings.

@@ -37,7 +37,7 @@ def build_conv(
     """A bias-free ``nn.Conv2d`` (eval mode) for ``config`` and a random input of the right shape.
 
     Args:
-        config: Keys of :data:`~hwprune.measure.table.CONFIG_COLUMNS`.
+        config: Keys of :data:`~hwprune.contract.CONFIG_COLUMNS`.
         dtype: ``float32``, ``tf32`` or ``float16``.
         device: Where to put them.
         channels_last: Use NHWC memory format.

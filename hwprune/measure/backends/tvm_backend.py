@@ -44,7 +44,7 @@ def conv2d_primfunc(config: Mapping[str, int], dtype: str = "float32") -> tuple[
     """A TIR PrimFunc ``main(data, kernel, out)`` for one NCHW conv2d, and its argument shapes.
 
     Args:
-        config: Keys of :data:`~hwprune.measure.table.CONFIG_COLUMNS`.
+        config: Keys of :data:`~hwprune.contract.CONFIG_COLUMNS`.
         dtype: ``float32`` or ``float16``.
 
     Returns:
