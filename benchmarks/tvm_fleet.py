@@ -31,7 +31,8 @@ from typing import Any
 
 from hwprune.measure import CONFIG_COLUMNS, EvaluatorConfig, measure, read_table
 from hwprune.measure.device_info import cpu_model
-from hwprune.measure.fleet import FleetReport, LocalFleet
+from hwprune.measure.fleet import FleetReport
+from hwprune.measure.local_fleet import LocalFleet
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "hwprune-bench"

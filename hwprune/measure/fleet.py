@@ -13,11 +13,11 @@ A board that dies loses no rows: the session fails, the configuration in flight 
 for another worker (at most ``fleet_retries`` times, then it is written as an error row), and the worker
 asks the tracker for another free server (a board that came back, or a spare), giving up after
 ``fleet_wait_s``. Configurations left when no worker has a board are not written: a later run times them
-(resume). :class:`FleetReport` says what happened. :class:`~hwprune.measure.local_fleet.LocalFleet` (also
-importable from here) starts a tracker and servers on this machine to try it on.
+(resume). :class:`FleetReport` says what happened. :class:`~hwprune.measure.local_fleet.LocalFleet` starts
+a tracker and servers on this machine to try it on.
 
 A fleet needs a backend whose class reaches boards through a tracker (``tracker_sessions``: TVM's); its
-settings are checked by :func:`~hwprune.measure.fleet_options.check_fleet`, re-exported here.
+settings are checked by :func:`~hwprune.measure.fleet_options.check_fleet`.
 """
 
 from __future__ import annotations
@@ -35,14 +35,12 @@ from typing import Any, Literal
 from hwprune.measure.backend_sweep import RowWriter, time_config
 from hwprune.measure.backends.base import Backend, RunResult
 from hwprune.measure.evaluator import EvaluatorConfig
-from hwprune.measure.fleet_options import FleetSize, check_fleet, fleet_option, fleet_size
-from hwprune.measure.local_fleet import LocalFleet  # re-exported: the fleet to try it on
+from hwprune.measure.fleet_options import FleetSize, fleet_option, fleet_size
 from hwprune.measure.targets import Target
 
 log = logging.getLogger(__name__)
 
-# check_fleet and fleet_size live in fleet_options and are re-exported here, where they were first.
-__all__ = ["FleetReport", "FleetSize", "LocalFleet", "LostSession", "check_fleet", "fleet_size", "run_fleet"]
+__all__ = ["FleetReport", "LostSession", "run_fleet"]
 
 
 @dataclass(frozen=True)
@@ -340,7 +338,8 @@ def run_fleet(
         A :class:`FleetReport`.
 
     Raises:
-        ValueError: If ``fleet`` or the target is unsuitable (see :func:`check_fleet`).
+        ValueError: If ``fleet`` or the target is unsuitable (see
+            :func:`~hwprune.measure.fleet_options.check_fleet`).
         RuntimeError: If ``fleet`` is ``auto`` and no server is registered.
 
     Example:

@@ -444,7 +444,7 @@ def measure(
     fleet = target.options.get("fleet") if fleet is None else fleet
     report: FleetReport | None = None
     if fleet is not None:
-        from hwprune.measure.fleet import check_fleet
+        from hwprune.measure.fleet_options import check_fleet
 
         check_fleet(target, fleet)  # before the table is touched
     with TableWriter(out_path) as writer:

@@ -20,7 +20,8 @@ import pytest
 pytest.importorskip("tvm", reason="apache-tvm is not installed (pip install 'hwprune[tvm]')")
 
 from hwprune.measure import CONFIG_COLUMNS, EvaluatorConfig, Target, measure, read_table  # noqa: E402
-from hwprune.measure.fleet import LocalFleet, check_fleet, fleet_size  # noqa: E402
+from hwprune.measure.fleet_options import check_fleet, fleet_size  # noqa: E402
+from hwprune.measure.local_fleet import LocalFleet  # noqa: E402
 
 # No re-timing of noisy rows: the tests check where rows go, not how noisy this machine is.
 FAST = EvaluatorConfig(warmup=1, number=1, repeat=3, min_repeat_ms=2.0, retime=0)
