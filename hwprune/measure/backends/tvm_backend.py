@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 
 from hwprune.measure.backends.base import Backend, ModelRunner, RunResult
-from hwprune.measure.backends.tvm_rpc import request_session, tracker_servers  # re-exported
+from hwprune.measure.backends.tvm_rpc import request_session
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TVMBackend", "conv2d_primfunc", "request_session", "tracker_servers"]
+__all__ = ["TVMBackend", "conv2d_primfunc"]
 
 _DEFAULT_DB = Path(os.environ.get("HWPRUNE_TVM_DB", Path.home() / ".cache" / "hwprune" / "tvm_db"))
 
