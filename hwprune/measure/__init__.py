@@ -41,7 +41,7 @@ _EXPORTS: dict[str, str] = {
     "TableWriter": "hwprune.measure.table",
     "import_table": "hwprune.measure.table",
     "read_table": "hwprune.measure.table",
-    "BACKENDS": "hwprune.measure.targets",
+    "BACKENDS": "hwprune.measure.backends.registry",
     "Target": "hwprune.measure.targets",
     "load_target": "hwprune.measure.targets",
 }

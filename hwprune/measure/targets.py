@@ -15,12 +15,11 @@ from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, get_args
 
-from hwprune.measure.backends.registry import BACKENDS, REGISTRY, BackendTraits, backend_class
+from hwprune.measure.backends.registry import REGISTRY, BackendTraits, backend_class
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "BACKENDS",
     "CONF_DEVICE_DIR",
     "CONF_DIR",
     "BackendKind",
@@ -32,8 +31,9 @@ __all__ = [
 ]
 
 BackendKind = str
-"""A backend kind: one of :data:`BACKENDS`, the keys of :data:`hwprune.measure.backends.registry.REGISTRY`
-(checked when a :class:`Target` is built, so that a new backend is one registry line, not two lists)."""
+"""A backend kind: one of :data:`~hwprune.measure.backends.registry.BACKENDS`, the keys of
+:data:`hwprune.measure.backends.registry.REGISTRY` (checked when a :class:`Target` is built, so that a new
+backend is one registry line, not two lists)."""
 DType = Literal["float32", "float16", "tf32"]
 #: The package's Hydra config tree ``hwprune/conf`` (package data; a plain :class:`~pathlib.Path` when the
 #: package lies on disk, as it does from a checkout or an installed wheel).
@@ -61,7 +61,8 @@ class Target:
 
     Args:
         name: Target id written in every table row (e.g. ``cpu_torch``).
-        backend: One of :data:`BACKENDS` (``torch_cpu``, ``cudnn``, ``tvm``, ``acl``, ``imported``).
+        backend: One of :data:`~hwprune.measure.backends.registry.BACKENDS` (``torch_cpu``, ``cudnn``,
+            ``tvm``, ``acl``, ``imported``).
         dtype: ``float32``, ``float16`` or ``tf32`` (tf32: fp32 tensors, TF32 tensor-core math); one the
             backend's class lists in its ``dtypes`` (``torch_cpu``: ``float32`` only).
         batch: Batch size used for every configuration; ``None`` keeps the space's batch.
