@@ -25,7 +25,6 @@ from hwprune.contract import CONFIG_COLUMNS  # the layer contract at the bottom;
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CONFIG_COLUMNS",
     "DTYPE_BYTES",
     "FEATURE_SCHEMA_VERSION",
     "TILE_SIZES",

@@ -37,15 +37,9 @@ from sklearn.model_selection import GroupKFold, KFold
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from hwprune.contract import CONFIG_COLUMNS
 from hwprune.predict import io as pio
-from hwprune.predict.features import (
-    CONFIG_COLUMNS,
-    DevicePeaks,
-    build_features,
-    config_frame,
-    feature_names,
-    layer_key,
-)
+from hwprune.predict.features import DevicePeaks, build_features, config_frame, feature_names, layer_key
 from hwprune.predict.predictor_file import PredictorFileMixin
 from hwprune.predict.tables import (
     TableLike,

@@ -20,8 +20,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from hwprune.contract import CONFIG_COLUMNS
 from hwprune.measure.table import warn_if_noisy
-from hwprune.predict.features import CONFIG_COLUMNS, config_frame, layer_family, layer_key
+from hwprune.predict.features import config_frame, layer_family, layer_key
 from hwprune.predict.predictor import LatencyPredictor
 from hwprune.predict.stairs import series_latency, stair_series
 from hwprune.predict.tables import TableLike, load_table, table_digest, within_share

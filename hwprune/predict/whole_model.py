@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
-from hwprune.contract import conv_layer_configs
-from hwprune.predict.features import CONFIG_COLUMNS, config_frame, output_melems
+from hwprune.contract import CONFIG_COLUMNS, conv_layer_configs
+from hwprune.predict.features import config_frame, output_melems
 
 if TYPE_CHECKING:  # torch only for the model-level methods, which are handed a torch model
     from torch import nn

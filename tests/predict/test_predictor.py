@@ -10,11 +10,12 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
+from hwprune.contract import CONFIG_COLUMNS
 from hwprune.measure import CONFIG_COLUMNS as MEASURE_CONFIG_COLUMNS
 from hwprune.measure import conv_layer_configs, read_table
 from hwprune.models.factory import build_model
 from hwprune.predict import LatencyPredictor, build_features, feature_names
-from hwprune.predict.features import CONFIG_COLUMNS, config_frame, layer_key
+from hwprune.predict.features import config_frame, layer_key
 
 
 def test_config_columns_match_measurement_contract() -> None:

@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from hwprune.contract import CONFIG_COLUMNS
 from hwprune.predict import io as pio
 from hwprune.predict.adapt.corrections import (
     BLEND,
@@ -30,7 +31,7 @@ from hwprune.predict.adapt.corrections import (
     predict_parts,
 )
 from hwprune.predict.adapt.prior import PriorLike, check_overlap, load_prior, prior_log
-from hwprune.predict.features import CONFIG_COLUMNS, build_features, config_frame
+from hwprune.predict.features import build_features, config_frame
 from hwprune.predict.predictor import LatencyPredictor
 from hwprune.predict.tables import (
     TableLike,

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
-from hwprune.predict.features import CONFIG_COLUMNS, config_frame
+from hwprune.contract import CONFIG_COLUMNS
+from hwprune.predict.features import config_frame
 from hwprune.predict.predictor import LatencyPredictor
 from hwprune.predict.tables import layer_shapes
 

@@ -142,7 +142,7 @@ class Measurer(Protocol):
 
 
 def config_key(cfg: Mapping[str, Any]) -> tuple[int, ...]:
-    """A config's values of :data:`~hwprune.predict.features.CONFIG_COLUMNS`, as ints."""
+    """A config's values of :data:`~hwprune.contract.CONFIG_COLUMNS`, as ints."""
     return tuple(int(cfg[c]) for c in CONFIG_COLUMNS)
 
 

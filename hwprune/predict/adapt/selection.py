@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from hwprune.contract import CONFIG_COLUMNS
 from hwprune.predict.adapt.prior import PriorLike, check_overlap, load_prior, prior_configs, shape_names
-from hwprune.predict.features import CONFIG_COLUMNS, config_frame
+from hwprune.predict.features import config_frame
 from hwprune.predict.stairs import stair_edge_bonus
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def candidate_frame(candidates: pd.DataFrame | Sequence[Mapping[str, Any]]) -> p
 
     Args:
         candidates: Config dicts or a DataFrame with
-            :data:`~hwprune.predict.features.CONFIG_COLUMNS` (extra keys such as ``layer`` are kept).
+            :data:`~hwprune.contract.CONFIG_COLUMNS` (extra keys such as ``layer`` are kept).
 
     Returns:
         The frame, duplicates dropped (the first kept), with a fresh index.
@@ -150,7 +151,7 @@ def select_configs(
     Args:
         prior: The old target's predictor or table (see :func:`load_prior`).
         candidates: The new target's layer space: config dicts or a DataFrame with
-            :data:`~hwprune.predict.features.CONFIG_COLUMNS` (extra keys such as ``layer`` are kept),
+            :data:`~hwprune.contract.CONFIG_COLUMNS` (extra keys such as ``layer`` are kept),
             e.g. :func:`hwprune.measure.model_space`. Duplicates are dropped.
         budget: Most configurations to choose (an int >= 1).
         seed: Breaks ties (the order is deterministic given it).
