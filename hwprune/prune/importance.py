@@ -22,13 +22,7 @@ from hwprune.options import IMPORTANCE_KINDS, ImportanceKind
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "IMPORTANCE_KINDS",
-    "ImportanceKind",
-    "ImportanceLike",
-    "group_scores",
-    "make_importance",
-]
+__all__ = ["ImportanceLike", "group_scores", "make_importance"]
 
 ImportanceLike: TypeAlias = ImportanceKind | tp.importance.Importance | Callable[[Any], Any]
 """A name from :data:`IMPORTANCE_KINDS`, a Torch-Pruning ``Importance``, or any ``(group) -> scores``."""
