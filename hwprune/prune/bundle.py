@@ -275,8 +275,9 @@ def check_export(
     """Load an exported artifact back, compare its outputs with the module's, and time both.
 
     Outputs are compared at the input's batch and at batch + 3 (the export has a dynamic batch). Timing
-    alternates artifact and module calls in ``rounds`` rounds of :func:`hwprune.measure.time_callable`
-    samples; a failure to load or run becomes the result's ``error``, never an exception.
+    alternates artifact and module calls in ``rounds`` rounds of
+    :func:`hwprune.measure.evaluator.time_callable` samples; a failure to load or run becomes the result's
+    ``error``, never an exception.
 
     Example:
         >>> check_export("out/pruned.pt2", model, (1, 1, 28, 28)).ok  # doctest: +SKIP

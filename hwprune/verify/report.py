@@ -202,7 +202,7 @@ def summary(targets: Sequence[Mapping[str, Any]], steps: Sequence[Any]) -> dict[
 
     Args:
         targets: :func:`report_targets`' entries.
-        steps: The callback's :class:`~hwprune.callbacks.report.PruneStepLog` entries.
+        steps: The callback's :class:`PruneStepLog` entries.
 
     Returns:
         ``{"met": bool, "summary": str, "joint_plan_feasible": bool}``; the summary starts with

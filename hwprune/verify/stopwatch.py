@@ -1,7 +1,7 @@
 """One stopwatch: how every whole-model check in hwprune times a model against the dense one.
 
 The per-step check of the closed loop (:func:`hwprune.verify.loop.plan_and_verify`), the final check
-of :class:`~hwprune.callbacks.HardwareAwarePruning` (:func:`hwprune.callbacks.report.measured_latency`),
+of :class:`~hwprune.callbacks.HardwareAwarePruning` (:func:`hwprune.verify.report.measured_latency`),
 the several-target checks and ``benchmarks.main_job``'s standalone timing of the saved model all call
 :func:`time_against_dense` with :data:`STOPWATCH`: the same rounds, the same sample length, and the dense
 model timed in the same interleaved rounds. A budget given as a share of the dense latency is then judged on

@@ -19,10 +19,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from hwprune.callbacks import HardwareAwarePruning, load_pruned
-from hwprune.callbacks._resolve import warn_on_mismatch
 from hwprune.models.factory import build_model
 from hwprune.module import ClassificationModule
 from hwprune.prune import conv_widths, predicted_latency
+from hwprune.verify.sides import warn_on_mismatch
 
 SHAPE = (1, 1, 28, 28)
 SCRIPT = Path(__file__).with_name("train_script.py")
