@@ -107,7 +107,7 @@ def test_report_and_plot_use_the_staircase_rule() -> None:
     import hwprune.measure.plot as measure_plot
     from hwprune.predict import report
 
-    assert report.friendly_mask is friendly_mask  # re-exported, not a second copy
+    assert report.friendly_mask is friendly_mask  # imported, not a second copy
     assert not hasattr(measure_plot, "friendly")  # the plotting helper copy is gone
 
 

@@ -42,7 +42,7 @@ def test_fitting_and_predicting_a_table_imports_no_torch(tiny_table: Path) -> No
 def test_the_layer_contract_has_one_definition() -> None:
     assert table.CONFIG_COLUMNS is contract.CONFIG_COLUMNS
     assert features.CONFIG_COLUMNS is contract.CONFIG_COLUMNS
-    assert measure.CONFIG_COLUMNS is contract.CONFIG_COLUMNS  # old import paths keep working
+    assert measure.CONFIG_COLUMNS is contract.CONFIG_COLUMNS  # the package's public names
     assert measure.conv_layer_configs is contract.conv_layer_configs
 
 
