@@ -10,7 +10,9 @@ step's candidate is timed on both targets against the dense model before it is a
 1. Predictors, once for every run (:func:`benchmarks.multi_target.build_predictors`): ``cpu_torch``'s layer
    space measured here and cached, fitted, calibrated end to end here; the TVM target's shipped table of
    layer timings fitted, its whole-model terms calibrated here (TVM-compiled dense model and variants).
-   Each callback run takes its own copy and may teach it further (the closed loop).
+   Each callback run takes its own copy and may teach it further (the closed loop: calibration, and for
+   ``cpu_torch`` the configs its table lacks, measured into the cached table and refitted; a later run's
+   copy starts from the predictor as fitted before the runs, but a refit of it reads the grown table).
 2. A shared dense checkpoint: small_resnet trained on a Fashion-MNIST subset.
 3. From that checkpoint, with the same fine-tuning (epochs, learning rate, seed, images):
 
@@ -164,7 +166,6 @@ def callback_run(
         "targets": list(targets),
         "fit_s": seconds,
         "sides": sides,
-        "dense_predicted_ms_at_setup": dict(cb.dense_by_target),
         "report": report,
     }
     log.info("%s: %s (%.0f s)", key, report.get("budget", {}).get("summary", "no verdict"), seconds)
@@ -254,6 +255,8 @@ def model_rows(
 
 def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The whole benchmark; returns the raw results (see the module docstring)."""
+    from tqdm.auto import tqdm
+
     from hwprune.measure import can_time_models
     from hwprune.models import build_model
     from hwprune.prune import build_groups, conv_widths
@@ -299,7 +302,7 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
     models: dict[str, nn.Module] = {}
     raw["runs"] = {}
     t0 = time.perf_counter()
-    for key, ts in runs.items():
+    for key, ts in tqdm(list(runs.items()), desc="callback runs", unit="run"):
         log.info("callback run %s on %s", key, ", ".join(ts))
         models[key], raw["runs"][key] = callback_run(key, ts, dense, preds, cfg, tr, work)
     stages["callback_runs_s"] = time.perf_counter() - t0
