@@ -37,7 +37,7 @@ Settings: ``benchmarks/conf/multi_target_callback.yaml`` (``--quick``: its smoke
 Usage::
 
     python -m benchmarks.multi_target_callback                 # the configured run, then the report
-    python -m benchmarks.multi_target_callback --quick --out /tmp/mtc.json --no-report
+    python -m benchmarks.multi_target_callback --quick         # smoke run, into .bench/ (not docs/)
 """
 
 from __future__ import annotations
@@ -361,7 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--quick", action="store_true", help="the config's smoke section (a few minutes)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    ap.add_argument("--out", default=str(ROOT / "docs" / RAW_NAME), help="raw results file")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help=f"raw results file (default docs/{RAW_NAME}; with --quick, .bench/multi_target_callback_quick/, "
+        "so a smoke run never overwrites the docs' figures)",
+    )
     ap.add_argument("--no-report", action="store_true", help="do not render docs/MULTI_TARGET.md afterwards")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, quick=args.quick, overrides=args.set)
@@ -375,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     raw = run(cfg)
-    out = Path(args.out)
+    raw["quick"] = bool(args.quick)
+    default = ROOT / (".bench/multi_target_callback_quick" if args.quick else "docs") / RAW_NAME
+    out = Path(args.out) if args.out else default
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(raw, indent=1, default=float) + "\n")
     log.info("wrote %s (%.0f s)", out, raw["stages"]["total_s"])

@@ -113,6 +113,11 @@ def read_first(raw: Mapping[str, Any]) -> list[str]:
     r_ = float(raw["config"]["ratio"])
     tol = float(raw["met_tolerance"])
     lines = ["### Read first", ""]
+    if raw.get("quick"):
+        lines.append(
+            "- **This is a smoke run (`--quick`)**: tiny sizes and few timing rounds; it shows that the "
+            "pipeline runs, and its figures are not results."
+        )
     joint = raw["models"]["joint"]["measured"]
     missed_here = [t for t in ts if not joint[t]["met"]]
     cb = callback_verdicts(raw, "joint")

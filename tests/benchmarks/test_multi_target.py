@@ -157,8 +157,10 @@ def test_quick_callback_run_times_both_targets(tmp_path: Path) -> None:
         assert c["measured_ratio"] == pytest.approx(expect)
     uniform, jp = raw["models"]["uniform_l1"]["params"], raw["models"]["joint"]["params"]
     assert abs(uniform / jp - 1) < 0.15 and jp < raw["models"]["dense"]["params"]
+    assert raw["quick"] is True
     page = (tmp_path / "MULTI_TARGET.md").read_text()
-    assert page.index("### Read first") < page.index("### What was run")
+    assert page.index("### Read first") < page.index("**This is a smoke run (`--quick`)**")
+    assert page.index("**This is a smoke run (`--quick`)**") < page.index("### What was run")
     for t in TWO:
         cell = f"{raw['models']['joint']['measured'][t]['share_of_dense']['median']:.3f}"
         assert cell in page
@@ -303,7 +305,7 @@ def test_callback_section_says_first_what_missed(tmp_path: Path) -> None:
         "| joint | 0 (0) | pruned | B | 1.000 | 2.000 -> 1.000 | 2.000 -> 1.000 | 2.000 | 0.500 | **NOT "
         "met** | 1 |" in page
     )
-    assert "The joint model met the budget" not in page
+    assert "The joint model met the budget" not in page and "smoke run" not in page
     assert (tmp_path / "multi_target_callback.png").stat().st_size > 10_000
 
 
