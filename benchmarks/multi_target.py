@@ -42,7 +42,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,9 @@ def build_predictors(cfg: Mapping[str, Any], dense: nn.Module) -> tuple[dict[str
     """Each target's predictor, and what was done to get it.
 
     Args:
-        cfg: The config's ``targets`` section: name -> ``{kind: measured|table, batch, ...}``.
+        cfg: The config's ``targets`` section: name -> ``{kind: measured|table, batch, ...}``. A
+            ``table`` target with ``calibrate: true`` that can be timed here has its whole-model terms
+            calibrated on this machine (the dense model and one variant per ``calibration_ratios``).
         dense: The dense model (its layer space is what a ``measured`` target measures).
 
     Returns:
@@ -72,8 +74,9 @@ def build_predictors(cfg: Mapping[str, Any], dense: nn.Module) -> tuple[dict[str
         ValueError: If a target's ``kind`` is neither ``measured`` nor ``table``.
     """
     from hwprune.callbacks.predictor_factory import FAST_PREDICTOR, ensure_predictor
-    from hwprune.measure import EvaluatorConfig, read_table
+    from hwprune.measure import EvaluatorConfig, can_time_models, read_table
     from hwprune.predict import LatencyPredictor
+    from hwprune.verify.calibration import DEFAULT_RATIOS, calibrate_on_target, calibration_variants
 
     preds: dict[str, Any] = {}
     info: dict[str, Any] = {}
@@ -98,6 +101,15 @@ def build_predictors(cfg: Mapping[str, Any], dense: nn.Module) -> tuple[dict[str
             table = ROOT / t["table"]
             pred = LatencyPredictor(**FAST_PREDICTOR).fit(table)
             source = f"shipped table {t['table']}"
+            if t.get("calibrate") and can_time_models(name):
+                # The whole-model terms are this machine's: time the dense model and pruned variants here
+                # once (a run that plans with it then checks the dense model, not all the variants).
+                shape = (batch, *IMAGE)
+                ratios = t.get("calibration_ratios") or DEFAULT_RATIOS
+                calibrate_on_target(
+                    pred, name, dense, shape, variants=calibration_variants(dense, shape, ratios=ratios)
+                )
+                source += ", whole-model terms calibrated here"
         else:
             raise ValueError(f"`targets.{name}.kind` must be 'measured' or 'table', got {t['kind']!r}")
         df = read_table(table)
@@ -271,13 +283,14 @@ class Trainer:
             generator=torch.Generator().manual_seed(0) if shuffle else None,
         )
 
-    def _trainer(self, epochs: int) -> Any:
+    def _trainer(self, epochs: int, callbacks: Sequence[Any] = ()) -> Any:
         import pytorch_lightning as pl
 
         return pl.Trainer(
             accelerator="cpu",
             devices=1,
             max_epochs=epochs,
+            callbacks=list(callbacks),
             enable_checkpointing=False,
             logger=False,
             enable_progress_bar=False,
@@ -295,14 +308,22 @@ class Trainer:
 
     def fit(self, net: nn.Module, epochs: int, seed: int, lr: float) -> float:
         """Train ``net`` in place for ``epochs`` on the subset at ``lr``; return the seconds it took."""
+        return self.fit_with(net, epochs, seed, lr)[1]
+
+    def fit_with(
+        self, net: nn.Module, epochs: int, seed: int, lr: float, callbacks: Sequence[Any] = ()
+    ) -> tuple[nn.Module, float]:
+        """Train ``net`` for ``epochs`` at ``lr`` with ``callbacks``; return the network after the fit and
+        the seconds it took (a pruning callback may have replaced the module's network)."""
         import pytorch_lightning as pl
 
         torch.set_num_threads(int(self.cfg["threads"]))
         pl.seed_everything(seed, workers=True)
         t0 = time.perf_counter()
         net.train()
-        self._trainer(epochs).fit(self._module(net, lr), train_dataloaders=self._loader(self.train_set, True))
-        return time.perf_counter() - t0
+        module = self._module(net, lr)
+        self._trainer(epochs, callbacks).fit(module, train_dataloaders=self._loader(self.train_set, True))
+        return module.model, time.perf_counter() - t0
 
     def test(self, net: nn.Module) -> float:
         """Test accuracy of ``net`` on the test sample (``ClassificationModule``'s ``test/acc``)."""
