@@ -37,6 +37,16 @@ PACKAGE = "hwprune"
 MAX_FILE_LINES = 500
 MAX_FUNC_LINES = 80
 
+ALLOWED_LARGE: dict[str, tuple[int, str]] = {
+    "hwprune/callbacks/hw_pruning.py": (
+        650,
+        "the Lightning callback's surface: 26 documented constructor arguments, the checkpoint state and "
+        "the hooks; its mechanics already live in _resolve, _step, _network, _trainer, report and verify/",
+    ),
+}
+"""Files allowed over :data:`MAX_FILE_LINES`, each with a ceiling (it cannot grow unnoticed) and the reason.
+Listed by ``--check``; an entry here is a known debt, not a pass."""
+
 LAYERS: list[tuple[str, ...]] = [
     ("hwprune._lazy", "hwprune.contract", "hwprune.options", "hwprune.staircase"),
     ("hwprune.models", "hwprune.data"),
@@ -242,7 +252,8 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not (self.circles or self.upward or self.private or self.large_files or self.long_functions)
+        over = [(p, n) for p, n in self.large_files if n > ALLOWED_LARGE.get(p, (MAX_FILE_LINES, ""))[0]]
+        return not (self.circles or self.upward or self.private or over or self.long_functions)
 
 
 def analyse() -> tuple[Report, dict[str, set[str]]]:
@@ -288,7 +299,14 @@ def render(rep: Report) -> str:
         "private names imported across modules",
         [f"{e.src}:{e.line} -> {e.dst}.{e.names[0]}" for e in rep.private],
     )
-    section(f"files over {MAX_FILE_LINES} lines", [f"{p} {n}" for p, n in rep.large_files])
+    section(
+        f"files over {MAX_FILE_LINES} lines",
+        [
+            f"{p} {n}"
+            + (f" (allowed up to {ALLOWED_LARGE[p][0]}: {ALLOWED_LARGE[p][1]})" if p in ALLOWED_LARGE else "")
+            for p, n in rep.large_files
+        ],
+    )
     section(f"functions over {MAX_FUNC_LINES} lines of code", [f"{w} {n}" for w, n in rep.long_functions])
     section("long functions that say why (# long:)", [f"{w} {n}" for w, n in rep.explained])
     return "\n".join(out)
