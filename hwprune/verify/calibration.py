@@ -214,6 +214,17 @@ def launch_bound_warning(
     worst, what = max((floor, "dispatch floor"), (overhead, "fixed overhead"))
     if worst <= share * dense_ms:
         return ""
+    if target.runtime in launch_free_runtimes(target.backend):
+        # No per-op launches here: the floor is what the smallest calibrated variant still costs (work that
+        # channel pruning does not thin, such as depthwise convs, normalisation and memory traffic).
+        return (
+            f"target {target.name} (runtime {target.runtime}, launch-free) is floor-bound: the calibrated "
+            f"{what.replace('dispatch ', '')} is {worst:.4g} ms of the dense model's measured "
+            f"{dense_ms:.4g} ms ({100 * worst / dense_ms:.0f}%): not launches in this runtime, but time that "
+            f"channel pruning down to the floor does not remove, so a budget below "
+            f"~{worst / dense_ms:.2f} of dense cannot be met by pruning channels; lower `min_channel_ratio` or "
+            f"give a larger budget"
+        )
     others = [r for r in launch_free_runtimes(target.backend) if r != target.runtime]
     hint = (
         f"time and deploy it in a launch-free runtime: a target with `runtime: {' or '.join(others)}` "

@@ -19,8 +19,11 @@ def test_a_dispatch_floor_over_half_the_model_warns_with_the_numbers(predictor: 
     assert "dispatch floor is 4.42 ms of the dense model's measured 5.25 ms (84%)" in msg
     assert "`runtime: cuda_graph or inductor`" in msg  # the launch-free runtimes of its backend
     assert "inductor" in launch_bound_warning(p, "cpu_torch", 5.25)
-    # Already in the only launch-free runtime its backend has: no runtime to name.
-    assert "a larger batch" in launch_bound_warning(p, "cpu_torch_inductor", 5.25)
+    # In a launch-free runtime the floor is no dispatch: it is what pruning to the channel floor leaves.
+    free = launch_bound_warning(p, "cpu_torch_inductor", 5.25)
+    assert "(runtime inductor, launch-free) is floor-bound: the calibrated floor is 4.42 ms" in free
+    assert "launch-bound" not in free and "`min_channel_ratio`" in free
+    assert "floor-bound" in launch_bound_warning(p, "cuda_cudnn_fp16_cl_graph", 5.25)
     p.floor_ms_, p.overhead_ms_ = 0.0, 2.0
     assert launch_bound_warning(p, "cuda_cudnn_tf32", 5.25) == ""  # 38%: not launch-bound
     assert "fixed overhead is 3 ms of the dense model's measured 5 ms (60%)" in launch_bound_warning(
