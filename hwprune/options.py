@@ -1,7 +1,7 @@
 """The option names and defaults that several stages and the command line share, each defined once.
 
 A leaf module that loads no torch, so that ``hwprune --help`` lists the choices without importing torch.
-The snap modes live beside the staircase they describe (:data:`hwprune.staircase.SNAP_MODES`).
+Importing it loads neither numpy nor pandas.
 
 Example:
     >>> from hwprune.options import IMPORTANCE_KINDS, DEFAULT_MIN_CHANNEL_RATIO
@@ -15,7 +15,19 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-__all__ = ["DEFAULT_MIN_CHANNEL_RATIO", "IMPORTANCE_KINDS", "OFFLINE_IMPORTANCE_KINDS", "ImportanceKind"]
+__all__ = [
+    "DEFAULT_MIN_CHANNEL_RATIO",
+    "IMPORTANCE_KINDS",
+    "OFFLINE_IMPORTANCE_KINDS",
+    "SNAP_MODES",
+    "ImportanceKind",
+    "SnapMode",
+]
+
+SnapMode = Literal["up", "down", "nearest"]
+SNAP_MODES: tuple[str, ...] = get_args(SnapMode)
+"""How a width moves onto a friendly count (:func:`hwprune.staircase.snap`): ``up`` to the right edge of its
+stair (same latency, more channels), ``down`` to the previous stair (less latency), ``nearest``."""
 
 ImportanceKind = Literal["l1", "l2", "bn_scale", "taylor"]
 IMPORTANCE_KINDS: tuple[str, ...] = get_args(ImportanceKind)

@@ -16,18 +16,18 @@ from __future__ import annotations
 import logging
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
-from typing import Literal, Protocol, get_args, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
+from hwprune.options import SNAP_MODES, SnapMode
+
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "SNAP_MODES",
     "SLOWDOWN_TOLERANCE",
     "Predictor",
-    "SnapMode",
     "friendly_counts",
     "friendly_from_curve",
     "friendly_mask",
@@ -41,10 +41,6 @@ SLOWDOWN_TOLERANCE: float = 0.05
 (timing noise on a quiet machine stays well inside it)."""
 
 _ArrayLike = float | np.ndarray | pd.Series
-
-SnapMode = Literal["up", "down", "nearest"]
-SNAP_MODES: tuple[str, ...] = get_args(SnapMode)
-"""Every snap mode, in order; the CLI choices and the callback's check derive from it."""
 
 
 @runtime_checkable

@@ -18,9 +18,8 @@ from typing import Any
 import torch
 
 from hwprune.callbacks._lightning import rank_zero_only
-from hwprune.options import IMPORTANCE_KINDS
+from hwprune.options import IMPORTANCE_KINDS, SNAP_MODES
 from hwprune.prune.bundle import EXPORT_FORMATS
-from hwprune.staircase import SNAP_MODES
 
 log = logging.getLogger(__name__)
 

@@ -36,10 +36,11 @@ from hwprune.callbacks._step import apply_step
 from hwprune.callbacks._trainer import rebuild_optimizers, restore_before_weights
 from hwprune.callbacks.report import fit_report, log_step, write_report
 from hwprune.contract import check_input_shape
+from hwprune.options import SnapMode
 from hwprune.prune import DEFAULT_MIN_CHANNEL_RATIO, PruneRecord, conv_widths, replay_history
 from hwprune.prune.bundle import ExportFormat, export_model, write_bundle
 from hwprune.prune.importance import ImportanceLike
-from hwprune.staircase import Predictor, SnapMode
+from hwprune.staircase import Predictor
 from hwprune.verify.budget import Budget
 from hwprune.verify.report import PruneStepLog
 from hwprune.verify.sides import TargetSide, dense_latencies

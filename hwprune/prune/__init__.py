@@ -41,10 +41,11 @@ from hwprune.options import DEFAULT_MIN_CHANNEL_RATIO  # noqa: E402
 if TYPE_CHECKING:
     from torch import nn
 
+    from hwprune.options import SnapMode
     from hwprune.prune.graph import PruneRecord
     from hwprune.prune.importance import ImportanceLike
     from hwprune.prune.plan import Plan
-    from hwprune.staircase import Predictor, SnapMode
+    from hwprune.staircase import Predictor
 
 __all__ = [
     "DEFAULT_MIN_CHANNEL_RATIO",

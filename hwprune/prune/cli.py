@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hwprune.measure.cli import input_shape_arg
-from hwprune.options import DEFAULT_MIN_CHANNEL_RATIO, OFFLINE_IMPORTANCE_KINDS
-from hwprune.staircase import SNAP_MODES
+from hwprune.options import DEFAULT_MIN_CHANNEL_RATIO, OFFLINE_IMPORTANCE_KINDS, SNAP_MODES
 
 log = logging.getLogger(__name__)
 

@@ -34,12 +34,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from hwprune.contract import conv_layer_configs
-from hwprune.options import DEFAULT_MIN_CHANNEL_RATIO
+from hwprune.options import DEFAULT_MIN_CHANNEL_RATIO, SNAP_MODES, SnapMode
 from hwprune.prune.graph import ChannelGroup, GroupedModel
 from hwprune.prune.importance import ImportanceLike, group_scores, make_importance
 from hwprune.prune.model_latency import LatencyModel, floor_ms
 from hwprune.prune.plan import GroupDecision, Plan
-from hwprune.staircase import SNAP_MODES, Predictor, SnapMode, friendly_from_curve
+from hwprune.staircase import Predictor, friendly_from_curve
 from hwprune.staircase import snap as snap_width
 
 log = logging.getLogger(__name__)

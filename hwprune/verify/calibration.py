@@ -222,8 +222,8 @@ def launch_bound_warning(
             f"{what.replace('dispatch ', '')} is {worst:.4g} ms of the dense model's measured "
             f"{dense_ms:.4g} ms ({100 * worst / dense_ms:.0f}%): not launches in this runtime, but time that "
             f"channel pruning down to the floor does not remove, so a budget below "
-            f"~{worst / dense_ms:.2f} of dense cannot be met by pruning channels; lower `min_channel_ratio` or "
-            f"give a larger budget"
+            f"~{worst / dense_ms:.2f} of dense cannot be met by pruning channels; lower "
+            f"`min_channel_ratio` or give a larger budget"
         )
     others = [r for r in launch_free_runtimes(target.backend) if r != target.runtime]
     hint = (

@@ -43,6 +43,7 @@ ELSEWHERE = {
     "measure_tables": ("test_measure_tables.py", "measure_tables.main(["),
     "paper_sweep": ("test_parts.py", "paper_sweep.main(["),
     "multi_target": ("test_multi_target.py", "multi_target.main(argv)"),
+    "multi_target_callback": ("test_multi_target.py", "multi_target_callback.main(argv)"),
     "multi_target_report": ("test_multi_target.py", "multi_target_report.main(["),
     "model_true_report": ("test_model_true.py", "model_true_report.main(["),
     "reproduce_paper": ("test_quick.py", '_run("reproduce_paper"'),
